@@ -1,0 +1,234 @@
+//! The backup run: select databases, dump them with `jobs` connections (largest first), store
+//! trees and chunks, then write the index and, last, the snapshot.
+//!
+//! A database that fails is retried when the error is transient (lost connection, lock wait
+//! timeout, concurrent DDL); if it still fails the others carry on and the snapshot records the
+//! failure. A storage failure stops the run before any snapshot is written.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::repo::Repository;
+use crate::repo::ids::SnapshotId;
+use crate::repo::snapshot::{BackupStats, DatabaseEntry, FailedDatabase, Snapshot, SourceInfo};
+use crate::repo::writer::BlobStore;
+use crate::source::mysql::catalog::{self, DatabaseInfo};
+use crate::source::mysql::dump::{Chunking, DumpedDatabase, dump_database};
+use crate::source::mysql::{MysqlTarget, SYSTEM_SCHEMAS};
+
+/// What to back up and how.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Database name patterns to include (all when empty).
+    pub include: Vec<glob::Pattern>,
+    /// Database name patterns to leave out (applied after `include`).
+    pub exclude: Vec<glob::Pattern>,
+    /// Concurrent connections, each dumping a different database.
+    pub jobs: usize,
+    /// Tries per database for transient errors.
+    pub attempts: u32,
+    pub tags: Vec<String>,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions { include: Vec::new(), exclude: Vec::new(), jobs: 4, attempts: 3, tags: Vec::new() }
+    }
+}
+
+/// How one database ended.
+#[derive(Debug, Clone)]
+pub enum DatabaseOutcome {
+    Done(DumpedDatabase),
+    Failed { error: String, attempts: u32 },
+}
+
+/// Receives progress; implemented by the CLI (progress bar or log lines).
+pub trait BackupObserver: Send + Sync {
+    /// The selected databases, before any is dumped.
+    fn planned(&self, databases: usize, approx_bytes: u64);
+    /// A database finished, successfully or not.
+    fn database_done(&self, name: &str, outcome: &DatabaseOutcome, elapsed: Duration);
+}
+
+/// Counters a progress display can poll while the backup runs.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub bytes_read: AtomicU64,
+}
+
+/// The result of a backup run.
+#[derive(Debug)]
+pub struct BackupReport {
+    pub snapshot_id: SnapshotId,
+    pub snapshot: Snapshot,
+}
+
+/// Whether `name` is selected by the include and exclude patterns.
+pub fn selected(name: &str, options: &BackupOptions) -> bool {
+    (options.include.is_empty() || options.include.iter().any(|p| p.matches(name)))
+        && !options.exclude.iter().any(|p| p.matches(name))
+}
+
+/// Run a backup of `target` into `repo`.
+pub async fn run_backup(
+    repo: Arc<Repository>,
+    target: &MysqlTarget,
+    options: &BackupOptions,
+    observer: Arc<dyn BackupObserver>,
+    counters: Arc<LiveCounters>,
+) -> Result<BackupReport> {
+    let started = jiff::Timestamp::now();
+    let clock = Instant::now();
+    let mut control = target.connect().await?;
+    let server_version = catalog::server_version(&mut control).await?;
+    let binlog = catalog::binlog_position(&mut control).await;
+    let all = catalog::list_databases(&mut control).await?;
+    drop(control);
+    let databases: Vec<DatabaseInfo> = all.iter().filter(|db| selected(&db.name, options)).cloned().collect();
+    if databases.is_empty() {
+        let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).take(20).collect();
+        return Err(Error::invalid(format!(
+            "no database on {} matches the --include/--exclude patterns (the server has {} user databases{}{})",
+            target.describe(),
+            all.len(),
+            if names.is_empty() { "" } else { ": " },
+            names.join(", ")
+        ))
+        .with_hint(format!("system schemas ({}) are never backed up; adjust --include/--exclude", SYSTEM_SCHEMAS.join(", "))));
+    }
+    observer.planned(databases.len(), databases.iter().map(|d| d.approx_bytes).sum());
+
+    let index = repo.load_index().await?;
+    let store = BlobStore::new(Arc::clone(&repo), &index);
+    drop(index);
+    let chunking = Chunking {
+        gear: crate::chunker::gear_table(repo.keys().chunker_key()),
+        params: repo.config().chunker,
+    };
+    let queue = Arc::new(Mutex::new(databases.into_iter().collect::<VecDeque<_>>()));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..options.jobs.max(1) {
+        let worker = Worker {
+            target: target.clone(),
+            store: Arc::clone(&store),
+            chunking: chunking.clone(),
+            queue: Arc::clone(&queue),
+            outcomes: Arc::clone(&outcomes),
+            observer: Arc::clone(&observer),
+            counters: Arc::clone(&counters),
+            attempts: options.attempts.max(1),
+        };
+        workers.spawn(worker.run());
+    }
+    let mut storage_error = None;
+    while let Some(joined) = workers.join_next().await {
+        let result = joined.map_err(|e| Error::new(ErrorKind::Storage, "a backup worker stopped unexpectedly").with_source(e));
+        if let Err(e) = result.and_then(|r| r) {
+            // Stop handing out work; the snapshot cannot be written anyway.
+            queue.lock().await.clear();
+            storage_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = storage_error {
+        return Err(e.context("backup aborted, no snapshot written"));
+    }
+    store.flush_index().await?;
+
+    let mut outcomes = std::mem::take(&mut *outcomes.lock().await);
+    outcomes.sort_by(|a: &(String, DatabaseOutcome), b| a.0.cmp(&b.0));
+    let mut snapshot = Snapshot {
+        version: 1,
+        time: started,
+        finished: jiff::Timestamp::now(),
+        hostname: crate::hostname(),
+        source: SourceInfo {
+            server: target.describe(),
+            server_version,
+            binlog_unavailable: binlog.as_ref().err().cloned(),
+            binlog: binlog.ok(),
+        },
+        databases: Vec::new(),
+        failed: Vec::new(),
+        stats: BackupStats::default(),
+        tags: options.tags.clone(),
+    };
+    for (name, outcome) in outcomes {
+        match outcome {
+            DatabaseOutcome::Done(d) => {
+                snapshot.stats.tables += d.tables;
+                snapshot.stats.rows += d.rows;
+                snapshot.databases.push(DatabaseEntry { name, tree: d.tree, tables: d.tables, rows: d.rows, bytes: d.bytes });
+            }
+            DatabaseOutcome::Failed { error, attempts } => snapshot.failed.push(FailedDatabase { name, error, attempts }),
+        }
+    }
+    snapshot.stats.bytes_read = counters.bytes_read.load(Ordering::Relaxed);
+    snapshot.stats.blobs_new = store.blobs_new.load(Ordering::Relaxed);
+    snapshot.stats.bytes_stored_new = store.bytes_stored_new.load(Ordering::Relaxed);
+    snapshot.stats.duration_secs = clock.elapsed().as_secs_f64();
+    let snapshot_id = repo.save_snapshot(&snapshot).await?;
+    Ok(BackupReport { snapshot_id, snapshot })
+}
+
+struct Worker {
+    target: MysqlTarget,
+    store: Arc<BlobStore>,
+    chunking: Chunking,
+    queue: Arc<Mutex<VecDeque<DatabaseInfo>>>,
+    outcomes: Arc<Mutex<Vec<(String, DatabaseOutcome)>>>,
+    observer: Arc<dyn BackupObserver>,
+    counters: Arc<LiveCounters>,
+    attempts: u32,
+}
+
+impl Worker {
+    /// Pull databases until the queue is empty. Returns an error only for storage failures,
+    /// which end the whole run.
+    async fn run(self) -> Result<()> {
+        let mut sink = self.store.sink();
+        let mut conn = None;
+        loop {
+            let Some(db) = self.queue.lock().await.pop_front() else { break };
+            let started = Instant::now();
+            let mut attempt = 0;
+            let outcome = loop {
+                attempt += 1;
+                let result = async {
+                    if conn.is_none() {
+                        conn = Some(self.target.connect().await?);
+                    }
+                    match conn.as_mut() {
+                        Some(c) => dump_database(c, &db, &mut sink, &self.chunking, &self.counters.bytes_read).await,
+                        None => Err(Error::new(ErrorKind::Mysql, "no connection")),
+                    }
+                }
+                .await;
+                match result {
+                    Ok(done) => break DatabaseOutcome::Done(done),
+                    // Storage failures end the run: blobs claimed by this worker may be missing.
+                    Err(e) if e.kind() == ErrorKind::Storage => return Err(e.context(format!("database {}", db.name))),
+                    Err(e) if e.is_transient() && attempt < self.attempts => {
+                        tracing::warn!(database = %db.name, attempt, error = %e, "retrying database");
+                        // The connection may be unusable; start the next attempt on a fresh one.
+                        conn = None;
+                        tokio::time::sleep(Duration::from_millis(500 * (1 << attempt.min(6)))).await;
+                    }
+                    Err(e) => {
+                        conn = None;
+                        break DatabaseOutcome::Failed { error: e.to_string(), attempts: attempt };
+                    }
+                }
+            };
+            self.observer.database_done(&db.name, &outcome, started.elapsed());
+            self.outcomes.lock().await.push((db.name.clone(), outcome));
+        }
+        sink.flush().await
+    }
+}

@@ -1,0 +1,185 @@
+//! Key slots: how the master secret is protected at rest.
+//!
+//! A repository has one or more key slots (`keys/<id>` objects); each holds the same master
+//! secret wrapped by a different key-encryption key. A [`KeyProvider`] knows how to wrap and
+//! unwrap one kind of slot: today a passphrase stretched with Argon2id; a KMS provider (Azure Key
+//! Vault, AWS KMS) becomes another slot kind without re-encrypting any data.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{MasterSecret, NONCE_LEN, fill_random};
+use crate::error::{Error, ErrorKind, Result};
+
+const SLOT_AAD: &[u8] = b"coffer.v1.keyslot";
+
+/// The stored form of a key slot (`keys/<id>`, plaintext JSON: it holds only wrapped material).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySlot {
+    pub version: u32,
+    pub created: jiff::Timestamp,
+    pub hostname: String,
+    #[serde(flatten)]
+    pub wrapping: Wrapping,
+    /// base64 of `nonce || XChaCha20-Poly1305(kek, master secret) || tag`.
+    pub wrapped_key: String,
+}
+
+/// How the key-encryption key is obtained.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Wrapping {
+    /// KEK = Argon2id(passphrase, salt, params).
+    Passphrase { kdf: Argon2Params },
+}
+
+/// Argon2id parameters, stored so they can be raised for new slots without breaking old ones.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub algorithm: String,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// base64 salt, 16 random bytes.
+    pub salt: String,
+}
+
+/// Knows how to make and open one kind of key slot.
+pub trait KeyProvider: Send + Sync {
+    /// Wrap `secret` into a new slot.
+    fn wrap(&self, secret: &MasterSecret) -> Result<KeySlot>;
+    /// Unwrap a slot: `Ok(None)` if this provider does not handle the slot's kind or the slot
+    /// does not open with this provider's credential.
+    fn unwrap(&self, slot: &KeySlot) -> Result<Option<MasterSecret>>;
+}
+
+/// Key-derivation cost. The default costs ~0.3 s and 64 MiB, once per command.
+#[derive(Debug, Clone, Copy)]
+pub struct KdfCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Default for KdfCost {
+    fn default() -> Self {
+        KdfCost { memory_kib: 64 * 1024, iterations: 3 }
+    }
+}
+
+/// A passphrase-protected slot.
+pub struct PassphraseProvider {
+    passphrase: Zeroizing<String>,
+    cost: KdfCost,
+}
+
+impl PassphraseProvider {
+    pub fn new(passphrase: Zeroizing<String>) -> Result<Self> {
+        if passphrase.is_empty() {
+            return Err(Error::invalid("the repository passphrase is empty")
+                .with_hint("set COFFER_PASSWORD or COFFER_PASSWORD_FILE to a non-empty passphrase"));
+        }
+        Ok(PassphraseProvider { passphrase, cost: KdfCost::default() })
+    }
+
+    /// Use another cost for new slots (existing slots keep the parameters they were made with).
+    pub fn with_cost(mut self, cost: KdfCost) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    fn kek(&self, params: &Argon2Params) -> Result<Zeroizing<[u8; 32]>> {
+        if params.algorithm != "argon2id" {
+            return Err(Error::corrupt(format!("key slot uses unknown KDF {:?}", params.algorithm)));
+        }
+        let salt = B64.decode(&params.salt).map_err(|e| Error::corrupt("key slot salt is not base64").with_source(e))?;
+        let argon_params = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
+            .map_err(|e| Error::corrupt(format!("key slot has invalid Argon2 parameters: {e}")))?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
+        let mut kek = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(self.passphrase.as_bytes(), &salt, kek.as_mut())
+            .map_err(|e| Error::corrupt(format!("key derivation failed: {e}")))?;
+        Ok(kek)
+    }
+}
+
+impl KeyProvider for PassphraseProvider {
+    fn wrap(&self, secret: &MasterSecret) -> Result<KeySlot> {
+        let mut salt = [0u8; 16];
+        fill_random(&mut salt)?;
+        let kdf = Argon2Params {
+            algorithm: "argon2id".into(),
+            memory_kib: self.cost.memory_kib,
+            iterations: self.cost.iterations,
+            parallelism: 1,
+            salt: B64.encode(salt),
+        };
+        let kek = self.kek(&kdf)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let cipher = XChaCha20Poly1305::new(&(*kek).into());
+        let sealed = cipher
+            .encrypt(&XNonce::from(nonce), Payload { msg: secret.as_bytes(), aad: SLOT_AAD })
+            .map_err(|_| Error::new(ErrorKind::Corrupt, "wrapping the master key failed"))?;
+        let mut wrapped = nonce.to_vec();
+        wrapped.extend_from_slice(&sealed);
+        Ok(KeySlot {
+            version: 1,
+            created: jiff::Timestamp::now(),
+            hostname: crate::hostname(),
+            wrapping: Wrapping::Passphrase { kdf },
+            wrapped_key: B64.encode(wrapped),
+        })
+    }
+
+    fn unwrap(&self, slot: &KeySlot) -> Result<Option<MasterSecret>> {
+        let Wrapping::Passphrase { kdf } = &slot.wrapping;
+        let kek = self.kek(kdf)?;
+        let wrapped = B64.decode(&slot.wrapped_key).map_err(|e| Error::corrupt("wrapped key is not base64").with_source(e))?;
+        if wrapped.len() < NONCE_LEN {
+            return Err(Error::corrupt("wrapped key is truncated"));
+        }
+        let (nonce, body) = wrapped.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::corrupt("nonce length"))?;
+        let cipher = XChaCha20Poly1305::new(&(*kek).into());
+        match cipher.decrypt(&XNonce::from(nonce), Payload { msg: body, aad: SLOT_AAD }) {
+            Ok(mut plain) => {
+                let bytes: Result<[u8; 32]> =
+                    plain.as_slice().try_into().map_err(|_| Error::corrupt("unwrapped key has the wrong length"));
+                plain.zeroize();
+                Ok(Some(MasterSecret::from_bytes(bytes?)))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap(pass: &str) -> PassphraseProvider {
+        PassphraseProvider::new(Zeroizing::new(pass.to_string()))
+            .unwrap()
+            .with_cost(KdfCost { memory_kib: 64, iterations: 1 })
+    }
+
+    #[test]
+    fn wrap_unwrap_and_wrong_passphrase() {
+        let secret = MasterSecret::from_bytes([9; 32]);
+        let slot = cheap("right").wrap(&secret).unwrap();
+        let json = serde_json::to_string(&slot).unwrap();
+        let slot: KeySlot = serde_json::from_str(&json).unwrap();
+        assert_eq!(cheap("right").unwrap(&slot).unwrap().unwrap().as_bytes(), &[9; 32]);
+        assert!(cheap("wrong").unwrap(&slot).unwrap().is_none());
+    }
+
+    #[test]
+    fn empty_passphrase_is_refused() {
+        assert!(PassphraseProvider::new(Zeroizing::new(String::new())).is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! coffer: encrypted, deduplicated, parallel backups of MySQL servers with thousands of
+//! databases, and restores of one database in seconds.
+//!
+//! Layers, dependencies pointing down (see docs/ARCHITECTURE.md):
+//! - [`backup`], [`restore`], [`check`]: the operations, driven by the CLI.
+//! - [`source`]: MySQL/MariaDB access (dump, catalog, connections).
+//! - [`repo`]: the repository format (packs, index, trees, snapshots); [`chunker`].
+//! - [`crypto`]: keys and sealing; [`storage`]: backends that move opaque bytes.
+
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod repo;
+pub mod restore;
+pub mod source;
+pub mod sql;
+pub mod storage;
+
+pub use error::{Error, ErrorKind, Result};
+
+/// This machine's host name, recorded in snapshots and key slots.
+pub fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}

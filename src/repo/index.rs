@@ -1,0 +1,125 @@
+//! The index: which pack holds each blob, at which byte range.
+//!
+//! Stored as many immutable index files (`index/<id>`), each listing some packs and their blobs;
+//! the in-memory [`Index`] is their union. An index file is written only after every pack it names
+//! is stored, so anything the index points to exists.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{BlobId, PackId};
+use super::pack::{BlobKind, PackEntry};
+
+/// The stored form of one index file (JSON, compressed and sealed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IndexFile {
+    pub version: u32,
+    pub packs: Vec<IndexedPack>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexedPack {
+    pub id: PackId,
+    pub size: u64,
+    pub blobs: Vec<IndexedBlob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexedBlob {
+    pub id: BlobId,
+    #[serde(rename = "type")]
+    pub kind: BlobKind,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+impl IndexedPack {
+    pub fn new(id: PackId, size: u64, entries: &[PackEntry]) -> Self {
+        let blobs = entries
+            .iter()
+            .map(|e| IndexedBlob { id: e.id, kind: e.kind, offset: e.offset, length: e.length, raw_length: e.raw_length })
+            .collect();
+        IndexedPack { id, size, blobs }
+    }
+}
+
+/// Where one blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: PackId,
+    pub kind: BlobKind,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CompactLocation {
+    pack: u32,
+    kind: BlobKind,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+}
+
+/// The union of all index files, kept compact: pack ids are stored once and referred to by number.
+#[derive(Debug, Default)]
+pub struct Index {
+    packs: Vec<(PackId, u64)>,
+    pack_numbers: HashMap<PackId, u32>,
+    blobs: HashMap<BlobId, CompactLocation>,
+}
+
+impl Index {
+    pub fn add_file(&mut self, file: IndexFile) {
+        for pack in file.packs {
+            self.add_pack(pack);
+        }
+    }
+
+    pub fn add_pack(&mut self, pack: IndexedPack) {
+        let number = match self.pack_numbers.get(&pack.id) {
+            Some(n) => *n,
+            None => {
+                let n = self.packs.len() as u32;
+                self.packs.push((pack.id, pack.size));
+                self.pack_numbers.insert(pack.id, n);
+                n
+            }
+        };
+        for blob in pack.blobs {
+            self.blobs.entry(blob.id).or_insert(CompactLocation {
+                pack: number,
+                kind: blob.kind,
+                offset: blob.offset,
+                length: blob.length,
+                raw_length: blob.raw_length,
+            });
+        }
+    }
+
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        let loc = self.blobs.get(id)?;
+        let (pack, _) = self.packs.get(loc.pack as usize)?;
+        Some(BlobLocation { pack: *pack, kind: loc.kind, offset: loc.offset, length: loc.length, raw_length: loc.raw_length })
+    }
+
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// All indexed packs with the size the index expects.
+    pub fn packs(&self) -> impl Iterator<Item = &(PackId, u64)> {
+        self.packs.iter()
+    }
+
+    pub fn blob_ids(&self) -> impl Iterator<Item = &BlobId> {
+        self.blobs.keys()
+    }
+}

@@ -1,0 +1,82 @@
+//! Snapshots: the root of one backup run.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::BlobId;
+
+/// The stored form of a snapshot (`snapshots/<id>`, JSON compressed and sealed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    /// When the backup started.
+    pub time: jiff::Timestamp,
+    pub finished: jiff::Timestamp,
+    /// The host coffer ran on.
+    pub hostname: String,
+    pub source: SourceInfo,
+    pub databases: Vec<DatabaseEntry>,
+    /// Databases that were selected but could not be backed up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedDatabase>,
+    pub stats: BackupStats,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Which server was backed up (never credentials).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// `host:port` or the socket path.
+    pub server: String,
+    pub server_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<BinlogPosition>,
+    /// Why the binlog position is missing, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_unavailable: Option<String>,
+}
+
+/// The server's binary-log coordinates when the backup started (for point-in-time recovery).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BinlogPosition {
+    pub file: String,
+    pub position: u64,
+    /// MySQL `gtid_executed` or MariaDB `gtid_binlog_pos`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gtid_set: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseEntry {
+    pub name: String,
+    pub tree: BlobId,
+    pub tables: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedDatabase {
+    pub name: String,
+    pub error: String,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupStats {
+    pub tables: u64,
+    pub rows: u64,
+    /// Row text read from the server.
+    pub bytes_read: u64,
+    /// Blobs this backup stored that were not in the repository yet.
+    pub blobs_new: u64,
+    /// Stored (compressed, encrypted) bytes this backup added.
+    pub bytes_stored_new: u64,
+    pub duration_secs: f64,
+}
+
+impl Snapshot {
+    pub fn total_bytes(&self) -> u64 {
+        self.databases.iter().map(|d| d.bytes).sum()
+    }
+}

@@ -1,0 +1,129 @@
+//! Writing blobs: deduplication, packing and index files, shared by concurrent workers.
+//!
+//! Each worker owns a [`PackSink`], so the blobs of one database are contiguous in that worker's
+//! packs; all sinks share one [`BlobStore`] that knows which blobs exist (deduplication across
+//! workers) and writes index files once their packs are stored. A blob id enters the shared set
+//! before its pack is stored; if storing any pack fails the whole backup fails, so no snapshot
+//! can refer to a blob that was claimed but never stored.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Mutex;
+
+use super::Repository;
+use super::ids::BlobId;
+use super::index::{Index, IndexFile, IndexedPack};
+use super::pack::{BlobKind, PackBuilder};
+use crate::crypto::compress;
+use crate::error::Result;
+
+/// Write an index file once this many blobs are stored but not yet indexed.
+const INDEX_FLUSH_BLOBS: usize = 50_000;
+
+/// Shared state of all writers of one backup run.
+pub struct BlobStore {
+    repo: Arc<Repository>,
+    known: std::sync::Mutex<HashSet<BlobId>>,
+    pending: Mutex<IndexFile>,
+    pending_blobs: AtomicU64,
+    pub blobs_new: AtomicU64,
+    pub bytes_stored_new: AtomicU64,
+}
+
+impl BlobStore {
+    /// Start writing into `repo`, deduplicating against everything `index` holds.
+    pub fn new(repo: Arc<Repository>, index: &Index) -> Arc<Self> {
+        let known = index.blob_ids().copied().collect();
+        Arc::new(BlobStore {
+            repo,
+            known: std::sync::Mutex::new(known),
+            pending: Mutex::new(IndexFile { version: 1, packs: Vec::new() }),
+            pending_blobs: AtomicU64::new(0),
+            blobs_new: AtomicU64::new(0),
+            bytes_stored_new: AtomicU64::new(0),
+        })
+    }
+
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// True if the caller must store `id` (nobody has it or is storing it).
+    fn claim(&self, id: BlobId) -> bool {
+        match self.known.lock() {
+            Ok(mut known) => known.insert(id),
+            // A poisoned set only means another worker panicked; its contents are still valid.
+            Err(poisoned) => poisoned.into_inner().insert(id),
+        }
+    }
+
+    /// A new sink for one worker.
+    pub fn sink(self: &Arc<Self>) -> PackSink {
+        PackSink { store: Arc::clone(self), builder: PackBuilder::default() }
+    }
+
+    async fn record_pack(&self, pack: IndexedPack) -> Result<()> {
+        let count = pack.blobs.len() as u64;
+        let mut pending = self.pending.lock().await;
+        pending.packs.push(pack);
+        if self.pending_blobs.fetch_add(count, Ordering::Relaxed) + count >= INDEX_FLUSH_BLOBS as u64 {
+            self.write_pending(&mut pending).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_pending(&self, pending: &mut IndexFile) -> Result<()> {
+        if pending.packs.is_empty() {
+            return Ok(());
+        }
+        self.repo.save_index(pending).await?;
+        pending.packs.clear();
+        self.pending_blobs.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Write an index file for all stored packs not indexed yet. Call after every sink is
+    /// flushed and before saving a snapshot.
+    pub async fn flush_index(&self) -> Result<()> {
+        let mut pending = self.pending.lock().await;
+        self.write_pending(&mut pending).await
+    }
+}
+
+/// One worker's pack under construction.
+pub struct PackSink {
+    store: Arc<BlobStore>,
+    builder: PackBuilder,
+}
+
+impl PackSink {
+    /// Store `plaintext` as a blob unless the repository has it; returns its id.
+    pub async fn add(&mut self, kind: BlobKind, plaintext: &[u8]) -> Result<BlobId> {
+        let keys = self.store.repo.keys();
+        let id = BlobId(keys.content_id(plaintext));
+        if !self.store.claim(id) {
+            return Ok(id);
+        }
+        let sealed = keys.seal(kind.role(), &compress(plaintext)?)?;
+        self.store.blobs_new.fetch_add(1, Ordering::Relaxed);
+        self.builder.push(id, kind, &sealed, plaintext.len())?;
+        if self.builder.len() >= self.store.repo.config().pack_size as usize {
+            self.flush().await?;
+        }
+        Ok(id)
+    }
+
+    /// Store the pack under construction, if any, and queue it for the index.
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let builder = std::mem::take(&mut self.builder);
+        let pack = builder.finish(self.store.repo.keys())?;
+        self.store.repo.save_pack(&pack.id, &pack.bytes).await?;
+        self.store.bytes_stored_new.fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
+        self.store.record_pack(IndexedPack::new(pack.id, pack.bytes.len() as u64, &pack.entries)).await
+    }
+}

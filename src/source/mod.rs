@@ -1,0 +1,3 @@
+//! Where backups come from. Today: MySQL and MariaDB servers.
+
+pub mod mysql;

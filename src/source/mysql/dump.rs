@@ -1,0 +1,243 @@
+//! Dumping one database: a consistent read of its definitions and rows into tree and data blobs.
+//!
+//! One `START TRANSACTION WITH CONSISTENT SNAPSHOT` per database (REPEATABLE READ, no global lock,
+//! no privilege beyond SELECT, SHOW VIEW, TRIGGER, EVENT and routine metadata). Definitions are
+//! read first, then rows table by table in primary-key order through the binary protocol,
+//! streamed into the chunker: memory stays bounded by one chunk and one pack whatever the table
+//! size. Concurrent DDL surfaces as server error 1412, which the caller retries.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::catalog::{self, DatabaseInfo};
+use super::mysql_error;
+use super::rowtext::{ColumnKind, push_row, push_value};
+use crate::chunker::{Chunk, RowChunker};
+use crate::error::Result;
+use crate::repo::ChunkerParams;
+use crate::repo::ids::BlobId;
+use crate::repo::pack::BlobKind;
+use crate::repo::tree::{ChunkRef, DatabaseTree, TableKind, TableRef, TableTree};
+use crate::repo::writer::PackSink;
+use crate::sql::{column_list, qualified};
+
+/// How table data is cut, shared by all workers of a run.
+#[derive(Clone)]
+pub struct Chunking {
+    pub gear: Box<[u64; 256]>,
+    pub params: ChunkerParams,
+}
+
+/// Result of dumping one database.
+#[derive(Debug, Clone)]
+pub struct DumpedDatabase {
+    pub tree: BlobId,
+    pub tables: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+struct TablePlan {
+    name: String,
+    kind: TableKind,
+    create_sql: String,
+    columns: Vec<String>,
+    kinds: Vec<ColumnKind>,
+    key_columns: Vec<String>,
+    sequence_next: Option<String>,
+}
+
+/// Dump `db` over `conn` into `sink`. `bytes_read` counts row text as it streams (for progress).
+pub async fn dump_database(
+    conn: &mut Conn,
+    db: &DatabaseInfo,
+    sink: &mut PackSink,
+    chunking: &Chunking,
+    bytes_read: &AtomicU64,
+) -> Result<DumpedDatabase> {
+    let name = &db.name;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .map_err(|e| mysql_error(e, &format!("starting the snapshot transaction for {name}")))?;
+    let result = dump_in_transaction(conn, db, sink, chunking, bytes_read).await;
+    // Ending the transaction releases metadata locks; after an error the connection may be gone.
+    let _ = conn.query_drop("ROLLBACK").await;
+    result
+}
+
+async fn dump_in_transaction(
+    conn: &mut Conn,
+    db: &DatabaseInfo,
+    sink: &mut PackSink,
+    chunking: &Chunking,
+    bytes_read: &AtomicU64,
+) -> Result<DumpedDatabase> {
+    let name = &db.name;
+    let mut warnings = Vec::new();
+    let listed: Vec<(String, String, Option<String>)> = conn
+        .exec(
+            "SELECT TABLE_NAME, TABLE_TYPE, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+             AND TABLE_TYPE IN ('BASE TABLE', 'SEQUENCE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME",
+            (name,),
+        )
+        .await
+        .map_err(|e| mysql_error(e, &format!("listing tables of {name}")))?;
+
+    // Definitions first, in the utf8mb4 session the connection was set up with.
+    let mut plans = Vec::with_capacity(listed.len());
+    for (table, table_type, engine) in listed {
+        let is_sequence = table_type.eq_ignore_ascii_case("SEQUENCE");
+        let create_sql = catalog::create_table(conn, name, &table, is_sequence).await?;
+        if is_sequence {
+            let next: Option<String> = conn
+                .query_first(format!("SELECT CAST(next_not_cached_value AS CHAR) FROM {}", qualified(name, &table)))
+                .await
+                .map_err(|e| mysql_error(e, &format!("reading sequence {}", qualified(name, &table))))?;
+            plans.push(TablePlan {
+                name: table,
+                kind: TableKind::Sequence,
+                create_sql,
+                columns: Vec::new(),
+                kinds: Vec::new(),
+                key_columns: Vec::new(),
+                sequence_next: next,
+            });
+            continue;
+        }
+        if let Some(engine) = engine.filter(|e| !is_transactional(e)) {
+            warnings.push(format!(
+                "table {table} uses the {engine} engine, which the consistent snapshot does not cover"
+            ));
+        }
+        let columns: Vec<_> = catalog::columns(conn, name, &table).await?.into_iter().filter(|c| !c.generated).collect();
+        let key_columns = catalog::primary_key(conn, name, &table).await?;
+        plans.push(TablePlan {
+            name: table,
+            kind: TableKind::Base,
+            create_sql,
+            kinds: columns.iter().map(|c| ColumnKind::from_data_type(&c.data_type)).collect(),
+            columns: columns.into_iter().map(|c| c.name).collect(),
+            key_columns,
+            sequence_next: None,
+        });
+    }
+    let objects = catalog::stored_objects(conn, name).await?;
+
+    // Rows as the bytes stored, without conversion to the connection character set.
+    conn.query_drop("SET character_set_results = NULL")
+        .await
+        .map_err(|e| mysql_error(e, "switching to binary results"))?;
+    let mut tables = Vec::with_capacity(plans.len());
+    let mut total_rows = 0;
+    let mut total_bytes = 0;
+    for plan in plans {
+        let (chunks, rows, bytes) = if plan.kind == TableKind::Base && !plan.columns.is_empty() {
+            dump_rows(conn, name, &plan, sink, chunking, bytes_read).await?
+        } else {
+            (Vec::new(), 0, 0)
+        };
+        total_rows += rows;
+        total_bytes += bytes;
+        let tree = TableTree {
+            version: 1,
+            name: plan.name.clone(),
+            kind: plan.kind,
+            create_sql: plan.create_sql,
+            columns: plan.columns,
+            key_columns: plan.key_columns,
+            sequence_next: plan.sequence_next,
+            chunks,
+        };
+        let json = serde_json::to_vec(&tree).map_err(|e| crate::error::Error::invalid("encoding table tree").with_source(e))?;
+        let id = sink.add(BlobKind::Tree, &json).await?;
+        tables.push(TableRef { name: plan.name, tree: id, rows, bytes });
+    }
+    conn.query_drop("SET character_set_results = utf8mb4")
+        .await
+        .map_err(|e| mysql_error(e, "switching back to text results"))?;
+
+    let tree = DatabaseTree {
+        version: 1,
+        name: name.clone(),
+        charset: db.charset.clone(),
+        collation: db.collation.clone(),
+        tables,
+        views: objects.views,
+        routines: objects.routines,
+        triggers: objects.triggers,
+        events: objects.events,
+        warnings,
+    };
+    let json = serde_json::to_vec(&tree).map_err(|e| crate::error::Error::invalid("encoding database tree").with_source(e))?;
+    let id = sink.add(BlobKind::Tree, &json).await?;
+    Ok(DumpedDatabase { tree: id, tables: tree.tables.len() as u64, rows: total_rows, bytes: total_bytes })
+}
+
+fn is_transactional(engine: &str) -> bool {
+    matches!(engine.to_ascii_lowercase().as_str(), "innodb" | "rocksdb" | "tokudb" | "ndbcluster" | "sequence")
+}
+
+async fn dump_rows(
+    conn: &mut Conn,
+    db: &str,
+    plan: &TablePlan,
+    sink: &mut PackSink,
+    chunking: &Chunking,
+    bytes_read: &AtomicU64,
+) -> Result<(Vec<ChunkRef>, u64, u64)> {
+    let table = qualified(db, &plan.name);
+    let order = if plan.key_columns.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", column_list(&plan.key_columns))
+    };
+    let key_positions: Vec<usize> =
+        plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| c == k)).collect();
+    let select = format!("SELECT {} FROM {table}{order}", column_list(&plan.columns));
+    let context = || format!("reading rows of {table}");
+    // The binary protocol returns FLOAT/DOUBLE as IEEE values, not as lossy text.
+    let mut result = conn.exec_iter(select, ()).await.map_err(|e| mysql_error(e, &context()))?;
+    let mut chunker = RowChunker::new(chunking.gear.clone(), chunking.params);
+    let mut chunks = Vec::new();
+    let mut first_key: Option<Vec<String>> = None;
+    let mut row_text = Vec::with_capacity(4096);
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    while let Some(row) = result.next().await.map_err(|e| mysql_error(e, &context()))? {
+        let values = row.unwrap_raw();
+        row_text.clear();
+        push_row(&mut row_text, &plan.kinds, &values);
+        if chunker.buffered() == 0 && !key_positions.is_empty() {
+            first_key = Some(key_literals(&plan.kinds, &values, &key_positions));
+        }
+        rows += 1;
+        bytes += row_text.len() as u64;
+        bytes_read.fetch_add(row_text.len() as u64, Ordering::Relaxed);
+        if let Some(chunk) = chunker.push_row(&row_text) {
+            chunks.push(store_chunk(sink, chunk, first_key.take()).await?);
+        }
+    }
+    drop(result);
+    if let Some(chunk) = chunker.finish() {
+        chunks.push(store_chunk(sink, chunk, first_key.take()).await?);
+    }
+    Ok((chunks, rows, bytes))
+}
+
+fn key_literals(kinds: &[ColumnKind], values: &[Option<mysql_async::Value>], positions: &[usize]) -> Vec<String> {
+    positions
+        .iter()
+        .map(|&i| {
+            let mut out = Vec::new();
+            let kind = kinds.get(i).copied().unwrap_or(ColumnKind::Text);
+            push_value(&mut out, kind, values.get(i).and_then(Option::as_ref).unwrap_or(&mysql_async::Value::NULL));
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .collect()
+}
+
+async fn store_chunk(sink: &mut PackSink, chunk: Chunk, first_key: Option<Vec<String>>) -> Result<ChunkRef> {
+    let id = sink.add(BlobKind::Data, &chunk.data).await?;
+    Ok(ChunkRef { id, rows: chunk.rows, first_key })
+}

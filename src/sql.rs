@@ -1,0 +1,164 @@
+//! SQL text helpers shared by the dump and restore sides: quoting, literals, and the rewrites a
+//! restore applies to stored `CREATE` statements (schema rename, definer removal).
+
+/// Quote an identifier with backticks, doubling embedded backticks. Any name MySQL allows
+/// round-trips, including ones with spaces, quotes, dots or non-ASCII characters.
+pub fn quote_ident(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('`');
+    for c in name.chars() {
+        if c == '`' {
+            out.push('`');
+        }
+        out.push(c);
+    }
+    out.push('`');
+    out
+}
+
+/// `\`db\`.\`name\``.
+pub fn qualified(db: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(db), quote_ident(name))
+}
+
+/// A comma-separated, quoted column list.
+pub fn column_list(columns: &[String]) -> String {
+    columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(",")
+}
+
+/// Append `bytes` as a single-quoted string literal with MySQL backslash escapes. Newlines are
+/// escaped too, so an encoded row never spans lines.
+pub fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'\'');
+    for &b in bytes {
+        match b {
+            0 => out.extend_from_slice(b"\\0"),
+            b'\'' => out.extend_from_slice(b"\\'"),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0x1a => out.extend_from_slice(b"\\Z"),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'\'');
+}
+
+/// Append `bytes` as a hex literal (`0x…`), or `''` when empty (`0x` alone is not valid SQL).
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.is_empty() {
+        out.extend_from_slice(b"''");
+        return;
+    }
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 + bytes.len() * 2);
+    out.extend_from_slice(b"0x");
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize]);
+        out.push(DIGITS[(b & 15) as usize]);
+    }
+}
+
+/// A string literal for text (sessions variables, names in `SHOW` statements).
+pub fn quote_str(s: &str) -> String {
+    let mut out = Vec::new();
+    push_quoted(&mut out, s.as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Replace references to schema `from` by `to` in a stored `CREATE` statement. The server prints
+/// schema-qualified names as `` `db`.`` ``, which is what is rewritten; the same text inside a
+/// string literal would be rewritten too, a limit documented for `restore --into`.
+pub fn rename_schema(sql: &str, from: &str, to: &str) -> String {
+    if from == to {
+        return sql.to_string();
+    }
+    let needle = format!("{}.", quote_ident(from));
+    sql.replace(&needle, &format!("{}.", quote_ident(to)))
+}
+
+/// Remove the `DEFINER=user@host` clause from the head of a `CREATE` statement, so the object is
+/// created for the restoring account. Returns the statement unchanged if it has none.
+pub fn strip_definer(sql: &str) -> String {
+    let Some(at) = sql.find("DEFINER=") else { return sql.to_string() };
+    // Only the clause in the statement head, before any quoted name or body.
+    let head = &sql[..at];
+    if head.contains('`') || head.contains('(') || head.contains('\'') {
+        return sql.to_string();
+    }
+    let rest = &sql[at + "DEFINER=".len()..];
+    let Some(user_len) = quoted_token_len(rest) else { return sql.to_string() };
+    let mut end = user_len;
+    if rest[end..].starts_with('@') {
+        match quoted_token_len(&rest[end + 1..]) {
+            Some(host_len) => end += 1 + host_len,
+            None => return sql.to_string(),
+        }
+    }
+    let tail = rest[end..].trim_start();
+    format!("{head}{tail}")
+}
+
+/// Length of a leading `` `ident` ``, `'str'` or bare word (such as `CURRENT_USER`).
+fn quoted_token_len(s: &str) -> Option<usize> {
+    let mut chars = s.char_indices();
+    let (_, first) = chars.next()?;
+    if first == '`' || first == '\'' {
+        let bytes = s.as_bytes();
+        let mut i = 1;
+        while i < bytes.len() {
+            if bytes[i] == first as u8 {
+                if bytes.get(i + 1) == Some(&(first as u8)) {
+                    i += 2;
+                    continue;
+                }
+                return Some(i + 1);
+            }
+            i += 1;
+        }
+        None
+    } else {
+        let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == ')')).unwrap_or(s.len());
+        (end > 0).then_some(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_with_backticks() {
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+        assert_eq!(qualified("d b", "t.1"), "`d b`.`t.1`");
+    }
+
+    #[test]
+    fn literals() {
+        let mut out = Vec::new();
+        push_quoted(&mut out, b"it's\n\\\0");
+        assert_eq!(out, b"'it\\'s\\n\\\\\\0'");
+        let mut out = Vec::new();
+        push_hex(&mut out, &[0xff, 0x01]);
+        assert_eq!(out, b"0xff01");
+    }
+
+    #[test]
+    fn definer_is_stripped_from_the_head_only() {
+        assert_eq!(
+            strip_definer("CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `v` AS select 1"),
+            "CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW `v` AS select 1"
+        );
+        assert_eq!(strip_definer("CREATE DEFINER=`a``b`@`%` PROCEDURE `p`() BEGIN END"), "CREATE PROCEDURE `p`() BEGIN END");
+        assert_eq!(strip_definer("CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"), "CREATE PROCEDURE `p`() SELECT 'DEFINER=x'");
+    }
+
+    #[test]
+    fn schema_rename() {
+        assert_eq!(
+            rename_schema("select `a`.`t`.`x` from `a`.`t` join `ab`.`t`", "a", "b"),
+            "select `b`.`t`.`x` from `b`.`t` join `ab`.`t`"
+        );
+    }
+}

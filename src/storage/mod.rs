@@ -1,0 +1,61 @@
+//! Storage backends: where repository objects live.
+//!
+//! A backend moves opaque, already-encrypted bytes under `/`-separated names relative to the
+//! repository root; it never sees plaintext or keys. The contract every backend keeps:
+//!
+//! - [`Storage::put_if_absent`] is atomic: readers see either no object or the whole object, and
+//!   an existing object is never replaced (two writers cannot clobber each other).
+//! - Objects are immutable once written; only [`Storage::delete`] (used by prune) removes them.
+//! - [`Storage::list`] may omit objects being written concurrently, never returns partial ones.
+//!
+//! Object stores (Azure Blob, S3, GCS) implement the same trait.
+
+pub mod local;
+
+use std::fmt;
+use std::ops::Range;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// Outcome of a conditional create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// The name was taken. For content-addressed objects this means the same bytes are there.
+    AlreadyExists,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Name relative to the repository root, e.g. `index/3fa1…`.
+    pub name: String,
+    pub size: u64,
+}
+
+/// A place that stores repository objects.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Where this is, for messages (no credentials).
+    fn location(&self) -> String;
+
+    /// Create `name` holding `data` unless it exists.
+    async fn put_if_absent(&self, name: &str, data: &[u8]) -> Result<PutOutcome>;
+
+    /// Read a whole object.
+    async fn get(&self, name: &str) -> Result<Vec<u8>>;
+
+    /// Read `range` of an object (the range must lie inside it).
+    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>>;
+
+    /// List objects whose names start with `prefix` (a folder such as `snapshots/`).
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Remove an object; removing a missing object is not an error.
+    async fn delete(&self, name: &str) -> Result<()>;
+
+    /// Whether an object exists.
+    async fn exists(&self, name: &str) -> Result<bool>;
+}
