@@ -32,8 +32,6 @@ pub enum ErrorKind {
     Storage,
     /// The MySQL server or the connection to it failed.
     Mysql,
-    /// Some databases of a backup failed; the others were stored.
-    Partial,
 }
 
 /// A library error: a kind, a message with context, an optional hint and cause.
