@@ -67,15 +67,111 @@ pub fn quote_str(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Replace references to schema `from` by `to` in a stored `CREATE` statement. The server prints
-/// schema-qualified names as `` `db`.`` ``, which is what is rewritten; the same text inside a
-/// string literal would be rewritten too, a limit documented for `restore --into`.
-pub fn rename_schema(sql: &str, from: &str, to: &str) -> String {
+/// Replace references to schema `from` by `to` in a stored `CREATE` statement or program body.
+///
+/// A small lexer walks the text, skipping string literals and comments, and rewrites every
+/// identifier equal to `from` (quoted or not; double-quoted too when `ansi_quotes`) that is used
+/// as a qualifier: followed by `.` and not itself preceded by `.`. An alias spelled like the
+/// schema and used as a qualifier would be rewritten too; that limit is documented for `--into`.
+pub fn rename_schema(sql: &str, from: &str, to: &str, ansi_quotes: bool) -> String {
     if from == to {
         return sql.to_string();
     }
-    let needle = format!("{}.", quote_ident(from));
-    sql.replace(&needle, &format!("{}.", quote_ident(to)))
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut i = 0;
+    let mut copied = 0;
+    // Whether the last significant token was a `.`.
+    let mut after_dot = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let (token_end, ident): (usize, Option<String>) = match c {
+            b'\'' | b'"' if !(c == b'"' && ansi_quotes) => (skip_string(bytes, i, c), None),
+            b'`' | b'"' => {
+                let end = skip_quoted_ident(bytes, i, c);
+                let inner = &sql[i + 1..end.saturating_sub(1).max(i + 1)];
+                let doubled = if c == b'`' { "``" } else { "\"\"" };
+                (end, Some(inner.replace(doubled, &doubled[..1])))
+            }
+            b'#' => (skip_line(bytes, i), None),
+            b'-' if bytes.get(i + 1) == Some(&b'-') && bytes.get(i + 2).is_none_or(|b| b.is_ascii_whitespace()) => {
+                (skip_line(bytes, i), None)
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') && bytes.get(i + 2) != Some(&b'!') => (skip_comment(bytes, i), None),
+            _ if is_ident_byte(c) => {
+                let mut end = i;
+                while end < bytes.len() && is_ident_byte(bytes[end]) {
+                    end += 1;
+                }
+                (end, Some(sql[i..end].to_string()))
+            }
+            _ => {
+                if !c.is_ascii_whitespace() {
+                    after_dot = c == b'.';
+                }
+                i += 1;
+                continue;
+            }
+        };
+        if let Some(name) = ident {
+            let next = bytes[token_end..].iter().find(|b| !b.is_ascii_whitespace());
+            if name == from && !after_dot && next == Some(&b'.') {
+                out.push_str(&sql[copied..i]);
+                out.push_str(&quote_ident(to));
+                copied = token_end;
+            }
+        }
+        after_dot = false;
+        i = token_end.max(i + 1);
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+fn skip_string(bytes: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            i += 2;
+        } else if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    bytes.len()
+}
+
+fn skip_quoted_ident(bytes: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    bytes.len()
+}
+
+fn skip_line(bytes: &[u8], start: usize) -> usize {
+    bytes[start..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| start + p + 1)
+}
+
+fn skip_comment(bytes: &[u8], start: usize) -> usize {
+    bytes[start + 2..].windows(2).position(|w| w == b"*/").map_or(bytes.len(), |p| start + 2 + p + 2)
 }
 
 /// Remove the `DEFINER=user@host` clause from the head of a `CREATE` statement, so the object is
@@ -157,8 +253,14 @@ mod tests {
     #[test]
     fn schema_rename() {
         assert_eq!(
-            rename_schema("select `a`.`t`.`x` from `a`.`t` join `ab`.`t`", "a", "b"),
+            rename_schema("select `a`.`t`.`x` from `a`.`t` join `ab`.`t`", "a", "b", false),
             "select `b`.`t`.`x` from `b`.`t` join `ab`.`t`"
         );
+        assert_eq!(
+            rename_schema("SELECT a.t.x, 'a.t', x.a.y FROM a . t -- a.t\n/* a.t */ WHERE \"a\".t", "a", "new`db", false),
+            "SELECT `new``db`.t.x, 'a.t', x.a.y FROM `new``db` . t -- a.t\n/* a.t */ WHERE \"a\".t"
+        );
+        assert_eq!(rename_schema("DELETE FROM \"a\".\"t\"", "a", "b", true), "DELETE FROM `b`.\"t\"");
+        assert_eq!(rename_schema("SELECT 'it''s a.b', `a``x`.t", "a`x", "b", false), "SELECT 'it''s a.b', `b`.t");
     }
 }

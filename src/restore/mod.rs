@@ -61,11 +61,12 @@ pub struct DataItem {
 }
 
 /// Session settings for loading: no FK or unique checks while loading, zero dates and explicit
-/// zero auto-increment values accepted, timestamps in UTC as they were dumped.
+/// zero auto-increment values accepted, timestamps in UTC as they were dumped, and strict mode
+/// so that a value the server would have to alter fails the restore instead of changing quietly.
 pub const LOAD_SESSION: &[&str] = &[
     "SET SESSION FOREIGN_KEY_CHECKS = 0",
     "SET SESSION UNIQUE_CHECKS = 0",
-    "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'",
+    "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'",
     "SET SESSION time_zone = '+00:00'",
 ];
 
@@ -103,8 +104,9 @@ impl RestorePlan {
         Ok(RestorePlan { source_name: db.to_string(), target_name, database, tables, skip_definer: options.skip_definer })
     }
 
-    fn rewrite(&self, sql: &str) -> String {
-        let renamed = rename_schema(sql, &self.source_name, &self.target_name);
+    fn rewrite(&self, sql: &str, sql_mode: Option<&str>) -> String {
+        let ansi_quotes = sql_mode.is_some_and(|m| m.to_ascii_uppercase().contains("ANSI_QUOTES"));
+        let renamed = rename_schema(sql, &self.source_name, &self.target_name, ansi_quotes);
         if self.skip_definer { strip_definer(&renamed) } else { renamed }
     }
 
@@ -150,7 +152,7 @@ impl RestorePlan {
     pub fn object_statements(&self) -> Vec<Statement> {
         let db = &self.database;
         let stored = |o: &StoredObject, compound: bool| Statement {
-            sql: self.rewrite(&o.create_sql),
+            sql: self.rewrite(&o.create_sql, o.sql_mode.as_deref()),
             sql_mode: o.sql_mode.clone(),
             collation_connection: o.collation_connection.clone(),
             compound,

@@ -47,7 +47,7 @@ pub async fn write_script(repo: &Repository, index: &Index, plan: &RestorePlan, 
             writeln!(out, "{};", statement.sql).map_err(io)?;
         }
         if statement.sql_mode.is_some() || statement.collation_connection.is_some() {
-            writeln!(out, "SET NAMES utf8mb4;\nSET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';").map_err(io)?;
+            writeln!(out, "SET NAMES utf8mb4;\nSET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES';").map_err(io)?;
         }
     }
     out.flush().map_err(io)

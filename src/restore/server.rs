@@ -144,7 +144,7 @@ async fn run_statement(conn: &mut Conn, statement: &Statement) -> Result<()> {
     })?;
     if statement.sql_mode.is_some() || statement.collation_connection.is_some() {
         exec(conn, "SET NAMES utf8mb4", "resetting the session").await?;
-        exec(conn, "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'", "resetting the session").await?;
+        exec(conn, "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'", "resetting the session").await?;
     }
     Ok(())
 }

@@ -25,8 +25,10 @@ pub enum ColumnKind {
     Bytes,
     /// Character data (CHAR, TEXT, ENUM, SET, UUID, INET6 …).
     Text,
-    /// MySQL's native JSON type, which refuses binary-charset input.
-    Json,
+    /// Types that parse their value from text and read a binary string differently: MySQL's
+    /// JSON refuses binary input, MariaDB's UUID/INET4/INET6 take a binary string as the raw
+    /// 16 or 4 bytes. Written with a `_utf8mb4` introducer.
+    TextParsed,
 }
 
 impl ColumnKind {
@@ -40,7 +42,7 @@ impl ColumnKind {
             "datetime" | "timestamp" => ColumnKind::DateTime,
             "time" => ColumnKind::Time,
             "bit" => ColumnKind::Bit,
-            "json" => ColumnKind::Json,
+            "json" | "uuid" | "inet4" | "inet6" => ColumnKind::TextParsed,
             "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
             | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection"
             | "geomcollection" | "vector" => ColumnKind::Bytes,
@@ -99,7 +101,7 @@ fn push_bytes(out: &mut Vec<u8>, kind: ColumnKind, bytes: &[u8]) {
             out.extend_from_slice(bytes)
         }
         ColumnKind::Bit => push_hex(out, bytes),
-        ColumnKind::Json => {
+        ColumnKind::TextParsed => {
             out.extend_from_slice(b"_utf8mb4");
             push_quoted(out, bytes);
         }
@@ -154,5 +156,6 @@ mod tests {
         assert_eq!(enc(ColumnKind::Decimal, Value::Bytes(b"-12.50".to_vec())), "-12.50");
         assert_eq!(enc(ColumnKind::Text, Value::Bytes(Vec::new())), "''");
         assert_eq!(enc(ColumnKind::Text, Value::NULL), "NULL");
+        assert_eq!(enc(ColumnKind::from_data_type("uuid"), Value::Bytes(b"1-2".to_vec())), "_utf8mb4'1-2'");
     }
 }

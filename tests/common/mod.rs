@@ -1,0 +1,260 @@
+//! Test harness: a real MariaDB server per test binary (own datadir, port and socket in a temp
+//! dir), and helpers to run the `coffer` binary against it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const TEST_USER: &str = "coffer";
+pub const TEST_USER_PASSWORD: &str = "s3cret-for-tests";
+
+/// A MariaDB server started for this test process; it stops when the process exits.
+pub struct MariaDb {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub socket: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+/// TLS material for a server: a private CA and a certificate for `localhost`.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Generate a CA, a server certificate for localhost (not for 127.0.0.1) and a client certificate.
+pub fn make_certs(dir: &Path) -> Certs {
+    let p = |n: &str| dir.join(n);
+    let openssl = |args: &[&str]| {
+        run_ok(Command::new("openssl").args(args).current_dir(dir));
+    };
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=coffer test CA", "-keyout", "ca-key.pem", "-out", "ca.pem"]);
+    for (name, san) in [("server", "DNS:localhost"), ("client", "DNS:coffer-client")] {
+        std::fs::write(p(&format!("{name}.ext")), format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n")).expect("write ext");
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={name}"), "-keyout", &format!("{name}-key.pem"), "-out", &format!("{name}.csr")]);
+        openssl(&["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-days", "2", "-extfile", &format!("{name}.ext"), "-out", &format!("{name}.pem")]);
+    }
+    Certs { ca: p("ca.pem"), server_cert: p("server.pem"), server_key: p("server-key.pem"), client_cert: p("client.pem"), client_key: p("client-key.pem") }
+}
+
+impl MariaDb {
+    /// The shared server of this test binary.
+    pub fn shared() -> &'static MariaDb {
+        static SERVER: OnceLock<MariaDb> = OnceLock::new();
+        SERVER.get_or_init(|| MariaDb::start(None))
+    }
+
+    pub fn start(certs: Option<&Certs>) -> MariaDb {
+        let tmp = tempfile::Builder::new().prefix("coffer-mariadb-").tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let port = free_port();
+        let socket = dir.join("mysql.sock");
+        let user = String::from_utf8_lossy(&run_ok(Command::new("id").arg("-un")).stdout).trim().to_string();
+        run_ok(Command::new("mariadb-install-db").args([
+            "--no-defaults",
+            &format!("--datadir={}", dir.join("data").display()),
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            &format!("--user={user}"),
+        ]));
+        let mut args = vec![
+            "--no-defaults".to_string(),
+            format!("--datadir={}", dir.join("data").display()),
+            format!("--socket={}", socket.display()),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--log-error={}", dir.join("error.log").display()),
+            format!("--pid-file={}", dir.join("mariadbd.pid").display()),
+            format!("--user={user}"),
+            "--innodb-buffer-pool-size=128M".into(),
+            "--innodb-log-file-size=48M".into(),
+            "--max-allowed-packet=64M".into(),
+            format!("--log-bin={}", dir.join("binlog").display()),
+            "--server-id=1".into(),
+            "--event-scheduler=OFF".into(),
+        ];
+        if let Some(c) = certs {
+            args.push(format!("--ssl-ca={}", c.ca.display()));
+            args.push(format!("--ssl-cert={}", c.server_cert.display()));
+            args.push(format!("--ssl-key={}", c.server_key.display()));
+        }
+        // A watchdog stops the server when this test process ends, however it ends.
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let script = format!(
+            "mariadbd {} & srv=$!; while kill -0 {} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv",
+            quoted.join(" "),
+            std::process::id()
+        );
+        Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start mariadbd");
+        let server = MariaDb { dir, port, socket, _tmp: tmp };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.try_sql("SELECT 1").is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(server.dir.join("error.log")).unwrap_or_default();
+                panic!("MariaDB did not start:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server.sql(&format!(
+            "CREATE USER '{TEST_USER}'@'%' IDENTIFIED BY '{TEST_USER_PASSWORD}'; \
+             GRANT ALL ON *.* TO '{TEST_USER}'@'%' WITH GRANT OPTION;"
+        ));
+        server
+    }
+
+    /// Run SQL as root over the socket; returns tab-separated output without headers.
+    pub fn try_sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", &format!("--socket={}", self.socket.display()), "-uroot", "-N", "-B", "--binary-mode", "-e", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql).unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"))
+    }
+
+    /// Root over the Unix socket (no TLS needed on a local socket).
+    pub fn socket_url(&self) -> String {
+        format!("mysql://root@localhost/?socket={}", self.socket.display())
+    }
+}
+
+/// A repository in a temp dir, initialised with small chunks so tests see many.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        Repo::with_chunk_size("16KiB")
+    }
+
+    pub fn with_chunk_size(size: &str) -> Repo {
+        let dir = tempfile::Builder::new().prefix("coffer-repo-").tempdir().expect("temp dir");
+        let repo = Repo { dir };
+        let out = repo.coffer(&["init", "--chunk-size", size]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Run `coffer ARGS --repo <this repo>` with the test passphrase.
+    pub fn coffer(&self, args: &[&str]) -> Output {
+        coffer_cmd(args, Some(self.path()), &[]).output().expect("run coffer")
+    }
+
+    pub fn coffer_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        coffer_cmd(args, Some(self.path()), env).output().expect("run coffer")
+    }
+
+    /// Total bytes of every file in the repository.
+    pub fn size(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(self.path())
+    }
+
+    /// Every file of the repository with a hash of its content.
+    pub fn fingerprint(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        fn walk(root: &Path, p: &Path, out: &mut Vec<(String, String)>) {
+            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    walk(root, &path, out);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+                    out.push((rel, blake3::hash(&bytes).to_hex().to_string()));
+                }
+            }
+        }
+        walk(self.path(), self.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+pub fn coffer_cmd(args: &[&str], repo: Option<&Path>, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    cmd.args(args);
+    if let Some(repo) = repo {
+        cmd.env("COFFER_REPO", repo);
+    }
+    cmd.env("COFFER_PASSWORD", PASSWORD).env_remove("COFFER_MYSQL_URL").env_remove("COFFER_MYSQL_PASSWORD").env("COFFER_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Assert success and return stdout.
+#[track_caller]
+pub fn ok(out: Output) -> String {
+    assert!(out.status.success(), "coffer failed ({:?}):\n{}\n{}", out.status.code(), stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// The id (first column) of the newest snapshot.
+pub fn latest_snapshot(repo: &Repo) -> String {
+    let list = ok(repo.coffer(&["snapshots", "--json"]));
+    let parsed: serde_json::Value = serde_json::from_str(&list).expect("snapshots --json");
+    parsed.as_array().and_then(|a| a.last()).and_then(|s| s["id"].as_str()).expect("a snapshot").to_string()
+}
+
+/// `CHECKSUM TABLE` of every base table in `db`, by table name.
+pub fn checksums(server: &MariaDb, db: &str) -> Vec<(String, String)> {
+    let tables = server.sql(&format!(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME"
+    ));
+    tables
+        .lines()
+        .map(|t| {
+            let out = server.sql(&format!("CHECKSUM TABLE `{db}`.`{}`", t.replace('`', "``")));
+            let sum = out.split('\t').nth(1).unwrap_or("").trim().to_string();
+            (t.to_string(), sum)
+        })
+        .collect()
+}
