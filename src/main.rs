@@ -55,6 +55,10 @@ enum Command {
         /// the life of the repository.
         #[arg(long, value_parser = parse_size)]
         chunk_size: Option<u32>,
+        /// Target size of pack objects (1MiB to 256MiB; default 16MiB). Larger packs mean fewer
+        /// objects; restores read by byte range either way.
+        #[arg(long, value_parser = parse_size)]
+        pack_size: Option<u32>,
     },
     /// Back up databases of a server into one new snapshot.
     Backup {
@@ -257,14 +261,21 @@ fn mysql_target(arg: &MysqlArg, matches: &ArgMatches) -> Result<MysqlTarget> {
 
 async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     match cli.command {
-        Command::Init { repo, chunk_size } => {
+        Command::Init { repo, chunk_size, pack_size } => {
             let storage = coffer::storage::open_location(&repo.repo)?;
             let provider = PassphraseProvider::new(passphrase(true)?)?;
             let chunker = match chunk_size {
                 Some(size) => ChunkerParams::with_average(size)?,
                 None => ChunkerParams::default(),
             };
-            let repo = Repository::init(storage, &provider, InitOptions { chunker, ..Default::default() }).await?;
+            let mut options = InitOptions { chunker, ..Default::default() };
+            if let Some(size) = pack_size {
+                if !(1 << 20..=256 << 20).contains(&size) {
+                    return Err(Error::invalid(format!("--pack-size {size} is outside 1MiB..256MiB")));
+                }
+                options.pack_size = size;
+            }
+            let repo = Repository::init(storage, &provider, options).await?;
             println!("created repository {} at {}", repo.config().id, repo.storage().location());
             println!("keep the passphrase safe: without it the backups cannot be read");
             Ok(ExitCode::SUCCESS)

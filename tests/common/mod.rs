@@ -153,9 +153,16 @@ impl Repo {
     }
 
     pub fn with_chunk_size(size: &str) -> Repo {
+        Repo::init(&["--chunk-size", size])
+    }
+
+    /// A repository made with these `init` options.
+    pub fn init(options: &[&str]) -> Repo {
         let dir = tempfile::Builder::new().prefix("coffer-repo-").tempdir().expect("temp dir");
         let repo = Repo { dir };
-        let out = repo.coffer(&["init", "--chunk-size", size]);
+        let mut args = vec!["init"];
+        args.extend_from_slice(options);
+        let out = repo.coffer(&args);
         assert!(out.status.success(), "init failed: {}", stderr(&out));
         repo
     }

@@ -172,6 +172,10 @@ impl MysqlTarget {
         let mut conn = Conn::new(opts).await.map_err(|e| {
             let hint = match &e {
                 mysql_async::Error::Server(s) if s.code == 1045 => "check the user name and COFFER_MYSQL_PASSWORD",
+                mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+                    "the server does not offer TLS: enable TLS on the server, or, on a trusted network only, \
+                     add ?ssl-mode=INSECURE_DISABLED to the URL"
+                }
                 mysql_async::Error::Io(_) if self.tls == TlsMode::VerifyIdentity => {
                     "check host and port; if the server certificate is not trusted, give its CA with ?ssl-ca=PATH \
                      (and ?tls-server-name=NAME when connecting by address)"
