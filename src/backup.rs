@@ -37,7 +37,13 @@ pub struct BackupOptions {
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        BackupOptions { include: Vec::new(), exclude: Vec::new(), jobs: 4, attempts: 3, tags: Vec::new() }
+        BackupOptions {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            jobs: 4,
+            attempts: 3,
+            tags: Vec::new(),
+        }
     }
 }
 
@@ -90,7 +96,11 @@ pub async fn run_backup(
     let binlog = catalog::binlog_position(&mut control).await;
     let all = catalog::list_databases(&mut control).await?;
     drop(control);
-    let databases: Vec<DatabaseInfo> = all.iter().filter(|db| selected(&db.name, options)).cloned().collect();
+    let databases: Vec<DatabaseInfo> = all
+        .iter()
+        .filter(|db| selected(&db.name, options))
+        .cloned()
+        .collect();
     if databases.is_empty() {
         let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).take(20).collect();
         return Err(Error::invalid(format!(
@@ -102,7 +112,10 @@ pub async fn run_backup(
         ))
         .with_hint(format!("system schemas ({}) are never backed up; adjust --include/--exclude", SYSTEM_SCHEMAS.join(", "))));
     }
-    observer.planned(databases.len(), databases.iter().map(|d| d.approx_bytes).sum());
+    observer.planned(
+        databases.len(),
+        databases.iter().map(|d| d.approx_bytes).sum(),
+    );
 
     let index = repo.load_index().await?;
     let store = BlobStore::new(Arc::clone(&repo), &index);
@@ -129,7 +142,9 @@ pub async fn run_backup(
     }
     let mut storage_error = None;
     while let Some(joined) = workers.join_next().await {
-        let result = joined.map_err(|e| Error::new(ErrorKind::Storage, "a backup worker stopped unexpectedly").with_source(e));
+        let result = joined.map_err(|e| {
+            Error::new(ErrorKind::Storage, "a backup worker stopped unexpectedly").with_source(e)
+        });
         if let Err(e) = result.and_then(|r| r) {
             // Stop handing out work; the snapshot cannot be written anyway.
             queue.lock().await.clear();
@@ -164,9 +179,19 @@ pub async fn run_backup(
             DatabaseOutcome::Done(d) => {
                 snapshot.stats.tables += d.tables;
                 snapshot.stats.rows += d.rows;
-                snapshot.databases.push(DatabaseEntry { name, tree: d.tree, tables: d.tables, rows: d.rows, bytes: d.bytes });
+                snapshot.databases.push(DatabaseEntry {
+                    name,
+                    tree: d.tree,
+                    tables: d.tables,
+                    rows: d.rows,
+                    bytes: d.bytes,
+                });
             }
-            DatabaseOutcome::Failed { error, attempts } => snapshot.failed.push(FailedDatabase { name, error, attempts }),
+            DatabaseOutcome::Failed { error, attempts } => snapshot.failed.push(FailedDatabase {
+                name,
+                error,
+                attempts,
+            }),
         }
     }
     snapshot.stats.bytes_read = counters.bytes_read.load(Ordering::Relaxed);
@@ -174,7 +199,10 @@ pub async fn run_backup(
     snapshot.stats.bytes_stored_new = store.bytes_stored_new.load(Ordering::Relaxed);
     snapshot.stats.duration_secs = clock.elapsed().as_secs_f64();
     let snapshot_id = repo.save_snapshot(&snapshot).await?;
-    Ok(BackupReport { snapshot_id, snapshot })
+    Ok(BackupReport {
+        snapshot_id,
+        snapshot,
+    })
 }
 
 struct Worker {
@@ -195,7 +223,9 @@ impl Worker {
         let mut sink = self.store.sink();
         let mut conn = None;
         loop {
-            let Some(db) = self.queue.lock().await.pop_front() else { break };
+            let Some(db) = self.queue.lock().await.pop_front() else {
+                break;
+            };
             let started = Instant::now();
             let mut attempt = 0;
             let outcome = loop {
@@ -205,7 +235,16 @@ impl Worker {
                         conn = Some(self.target.connect().await?);
                     }
                     match conn.as_mut() {
-                        Some(c) => dump_database(c, &db, &mut sink, &self.chunking, &self.counters.bytes_read).await,
+                        Some(c) => {
+                            dump_database(
+                                c,
+                                &db,
+                                &mut sink,
+                                &self.chunking,
+                                &self.counters.bytes_read,
+                            )
+                            .await
+                        }
                         None => Err(Error::new(ErrorKind::Mysql, "no connection")),
                     }
                 }
@@ -213,20 +252,27 @@ impl Worker {
                 match result {
                     Ok(done) => break DatabaseOutcome::Done(done),
                     // Storage failures end the run: blobs claimed by this worker may be missing.
-                    Err(e) if e.kind() == ErrorKind::Storage => return Err(e.context(format!("database {}", db.name))),
+                    Err(e) if e.kind() == ErrorKind::Storage => {
+                        return Err(e.context(format!("database {}", db.name)));
+                    }
                     Err(e) if e.is_transient() && attempt < self.attempts => {
                         tracing::warn!(database = %db.name, attempt, error = %e, "retrying database");
                         // The connection may be unusable; start the next attempt on a fresh one.
                         conn = None;
-                        tokio::time::sleep(Duration::from_millis(500 * (1 << attempt.min(6)))).await;
+                        tokio::time::sleep(Duration::from_millis(500 * (1 << attempt.min(6))))
+                            .await;
                     }
                     Err(e) => {
                         conn = None;
-                        break DatabaseOutcome::Failed { error: e.to_string(), attempts: attempt };
+                        break DatabaseOutcome::Failed {
+                            error: e.to_string(),
+                            attempts: attempt,
+                        };
                     }
                 }
             };
-            self.observer.database_done(&db.name, &outcome, started.elapsed());
+            self.observer
+                .database_done(&db.name, &outcome, started.elapsed());
             self.outcomes.lock().await.push((db.name.clone(), outcome));
         }
         sink.flush().await

@@ -26,12 +26,20 @@ pub struct CheckReport {
 pub async fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let index = repo.load_index().await?;
-    let stored: HashMap<String, u64> =
-        repo.storage().list(paths::DATA).await?.into_iter().map(|m| (m.name, m.size)).collect();
+    let stored: HashMap<String, u64> = repo
+        .storage()
+        .list(paths::DATA)
+        .await?
+        .into_iter()
+        .map(|m| (m.name, m.size))
+        .collect();
     for (pack, size) in index.packs() {
         report.packs += 1;
         match stored.get(&paths::pack(pack)) {
-            None => report.problems.push(format!("pack {} is in the index but missing from storage", pack.short())),
+            None => report.problems.push(format!(
+                "pack {} is in the index but missing from storage",
+                pack.short()
+            )),
             Some(actual) if actual != size => report.problems.push(format!(
                 "pack {} has {actual} bytes, the index says {size}",
                 pack.short()
@@ -63,11 +71,17 @@ pub async fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
                     Ok(t) => {
                         for chunk in &t.chunks {
                             if !index.contains(&chunk.id) {
-                                report.problems.push(format!("{what} table {}: chunk {} is not indexed", t.name, chunk.id.short()));
+                                report.problems.push(format!(
+                                    "{what} table {}: chunk {} is not indexed",
+                                    t.name,
+                                    chunk.id.short()
+                                ));
                             }
                         }
                     }
-                    Err(e) => report.problems.push(format!("{what} table {}: {e}", table.name)),
+                    Err(e) => report
+                        .problems
+                        .push(format!("{what} table {}: {e}", table.name)),
                 }
             }
         }
@@ -90,7 +104,10 @@ async fn check_pack_data(repo: &Repository, index: &Index, report: &mut CheckRep
             }
         };
         if crate::repo::ids::storage_hash(&bytes) != pack.0 {
-            report.problems.push(format!("pack {} does not match its name (damaged)", pack.short()));
+            report.problems.push(format!(
+                "pack {} does not match its name (damaged)",
+                pack.short()
+            ));
         }
         let entries = match read_header(repo.keys(), &bytes, &format!("pack {}", pack.short())) {
             Ok(entries) => entries,
@@ -100,7 +117,9 @@ async fn check_pack_data(repo: &Repository, index: &Index, report: &mut CheckRep
             }
         };
         for entry in entries {
-            let Some(loc) = index.get(&entry.id) else { continue };
+            let Some(loc) = index.get(&entry.id) else {
+                continue;
+            };
             if loc.pack != pack {
                 continue;
             }

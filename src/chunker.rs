@@ -34,7 +34,10 @@ pub struct Chunk {
 /// The gear table for a repository: 256 words of BLAKE3 keyed output.
 pub fn gear_table(key: &[u8; 32]) -> Box<[u64; 256]> {
     let mut bytes = [0u8; 256 * 8];
-    blake3::Hasher::new_keyed(key).update(b"coffer gear table v1").finalize_xof().fill(&mut bytes);
+    blake3::Hasher::new_keyed(key)
+        .update(b"coffer gear table v1")
+        .finalize_xof()
+        .fill(&mut bytes);
     let mut table = Box::new([0u64; 256]);
     for (slot, word) in table.iter_mut().zip(bytes.chunks_exact(8)) {
         let mut w = [0u8; 8];
@@ -49,7 +52,15 @@ impl RowChunker {
         let bits = params.avg_size.max(2).trailing_zeros();
         // The top bits of a gear hash depend on the last 64 bytes; the low bits on only a few.
         let mask = !0u64 << (64 - bits);
-        RowChunker { gear, mask, params, buf: Vec::new(), rows: 0, hash: 0, fired: false }
+        RowChunker {
+            gear,
+            mask,
+            params,
+            buf: Vec::new(),
+            rows: 0,
+            hash: 0,
+            fired: false,
+        }
     }
 
     /// Add one encoded row; returns a chunk when this row ends one.
@@ -68,7 +79,11 @@ impl RowChunker {
                 }
             }
         }
-        if self.fired || self.buf.len() >= self.params.max_size as usize { self.take() } else { None }
+        if self.fired || self.buf.len() >= self.params.max_size as usize {
+            self.take()
+        } else {
+            None
+        }
     }
 
     /// The rows not yet in a chunk, at the end of a table.
@@ -85,7 +100,10 @@ impl RowChunker {
         if self.rows == 0 {
             return None;
         }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.params.avg_size as usize));
+        let data = std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(self.params.avg_size as usize),
+        );
         let rows = std::mem::take(&mut self.rows);
         self.hash = 0;
         self.fired = false;
@@ -147,7 +165,12 @@ mod tests {
         let before = cut([5; 32], &data);
         let after = cut([5; 32], &changed);
         let same = before.iter().filter(|c| after.contains(c)).count();
-        assert!(before.len() - same <= 2, "{} of {} chunks changed", before.len() - same, before.len());
+        assert!(
+            before.len() - same <= 2,
+            "{} of {} chunks changed",
+            before.len() - same,
+            before.len()
+        );
     }
 
     #[test]
@@ -166,8 +189,9 @@ mod tests {
     }
 
     const GOLDEN: &[usize] = &[
-        4900, 3470, 4273, 8085, 5172, 5488, 1234, 8816, 2670, 7515, 1338, 8530, 2662, 5041, 2189, 3141, 6471, 5752,
-        1181, 1434, 7260, 2331, 2657, 7741, 3945, 1572, 4448, 1368, 1991, 1273, 3642, 1470, 5923, 14600, 6649, 3477,
-        5528, 3521, 2391, 7533, 5901, 12940, 4108, 3797, 5503, 4110, 12339, 1580, 6332, 9014, 2201, 11954,
+        4900, 3470, 4273, 8085, 5172, 5488, 1234, 8816, 2670, 7515, 1338, 8530, 2662, 5041, 2189,
+        3141, 6471, 5752, 1181, 1434, 7260, 2331, 2657, 7741, 3945, 1572, 4448, 1368, 1991, 1273,
+        3642, 1470, 5923, 14600, 6649, 3477, 5528, 3521, 2391, 7533, 5901, 12940, 4108, 3797, 5503,
+        4110, 12339, 1580, 6332, 9014, 2201, 11954,
     ];
 }

@@ -47,7 +47,13 @@ pub struct Error {
 impl Error {
     /// A new error of `kind` with a context message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), hint: None, transient: false, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            transient: false,
+            source: None,
+        }
     }
 
     /// Shorthand for [`ErrorKind::InvalidInput`].
@@ -116,7 +122,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

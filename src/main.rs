@@ -22,7 +22,11 @@ use coffer::source::mysql::MysqlTarget;
 use coffer::{Error, Result};
 
 #[derive(Parser)]
-#[command(name = "coffer", version, about = "Encrypted, deduplicated backups of MySQL servers with thousands of databases")]
+#[command(
+    name = "coffer",
+    version,
+    about = "Encrypted, deduplicated backups of MySQL servers with thousands of databases"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -150,9 +154,15 @@ enum Command {
 
 fn parse_size(s: &str) -> std::result::Result<u32, String> {
     let lower = s.trim().to_ascii_lowercase();
-    let (digits, factor) = if let Some(d) = lower.strip_suffix("mib").or_else(|| lower.strip_suffix('m')) {
+    let (digits, factor) = if let Some(d) = lower
+        .strip_suffix("mib")
+        .or_else(|| lower.strip_suffix('m'))
+    {
         (d, 1 << 20)
-    } else if let Some(d) = lower.strip_suffix("kib").or_else(|| lower.strip_suffix('k')) {
+    } else if let Some(d) = lower
+        .strip_suffix("kib")
+        .or_else(|| lower.strip_suffix('k'))
+    {
         (d, 1 << 10)
     } else {
         (lower.as_str(), 1)
@@ -172,7 +182,10 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -211,15 +224,18 @@ fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
         return read_secret_file(&path, "COFFER_PASSWORD_FILE");
     }
     if !std::io::stdin().is_terminal() {
-        return Err(Error::invalid("no repository passphrase given")
-            .with_hint("set COFFER_PASSWORD or COFFER_PASSWORD_FILE (there is no terminal to ask on)"));
+        return Err(Error::invalid("no repository passphrase given").with_hint(
+            "set COFFER_PASSWORD or COFFER_PASSWORD_FILE (there is no terminal to ask on)",
+        ));
     }
     let first = Zeroizing::new(
-        rpassword::prompt_password("repository passphrase: ").map_err(|e| Error::invalid("reading the passphrase").with_source(e))?,
+        rpassword::prompt_password("repository passphrase: ")
+            .map_err(|e| Error::invalid("reading the passphrase").with_source(e))?,
     );
     if confirm {
         let again = Zeroizing::new(
-            rpassword::prompt_password("repeat passphrase: ").map_err(|e| Error::invalid("reading the passphrase").with_source(e))?,
+            rpassword::prompt_password("repeat passphrase: ")
+                .map_err(|e| Error::invalid("reading the passphrase").with_source(e))?,
         );
         if *again != *first {
             return Err(Error::invalid("the passphrases do not match"));
@@ -229,9 +245,16 @@ fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
 }
 
 fn read_secret_file(path: &std::ffi::OsStr, var: &str) -> Result<Zeroizing<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid(format!("reading {var} ({})", std::path::Path::new(path).display())).with_source(e))?;
-    Ok(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string()))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(format!(
+            "reading {var} ({})",
+            std::path::Path::new(path).display()
+        ))
+        .with_source(e)
+    })?;
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    ))
 }
 
 async fn open_repo(repo: &RepoArg) -> Result<Arc<Repository>> {
@@ -261,34 +284,64 @@ fn mysql_target(arg: &MysqlArg, matches: &ArgMatches) -> Result<MysqlTarget> {
 
 async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     match cli.command {
-        Command::Init { repo, chunk_size, pack_size } => {
+        Command::Init {
+            repo,
+            chunk_size,
+            pack_size,
+        } => {
             let storage = coffer::storage::open_location(&repo.repo)?;
             let provider = PassphraseProvider::new(passphrase(true)?)?;
             let chunker = match chunk_size {
                 Some(size) => ChunkerParams::with_average(size)?,
                 None => ChunkerParams::default(),
             };
-            let mut options = InitOptions { chunker, ..Default::default() };
+            let mut options = InitOptions {
+                chunker,
+                ..Default::default()
+            };
             if let Some(size) = pack_size {
                 if !(1 << 20..=256 << 20).contains(&size) {
-                    return Err(Error::invalid(format!("--pack-size {size} is outside 1MiB..256MiB")));
+                    return Err(Error::invalid(format!(
+                        "--pack-size {size} is outside 1MiB..256MiB"
+                    )));
                 }
                 options.pack_size = size;
             }
             let repo = Repository::init(storage, &provider, options).await?;
-            println!("created repository {} at {}", repo.config().id, repo.storage().location());
+            println!(
+                "created repository {} at {}",
+                repo.config().id,
+                repo.storage().location()
+            );
             println!("keep the passphrase safe: without it the backups cannot be read");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backup { repo, mysql, include, exclude, jobs, tag } => {
+        Command::Backup {
+            repo,
+            mysql,
+            include,
+            exclude,
+            jobs,
+            tag,
+        } => {
             let target = mysql_target(&mysql, matches)?;
             let compile = |globs: Vec<String>| -> Result<Vec<glob::Pattern>> {
                 globs
                     .iter()
-                    .map(|g| glob::Pattern::new(g).map_err(|e| Error::invalid(format!("--include/--exclude pattern {g:?}: {e}"))))
+                    .map(|g| {
+                        glob::Pattern::new(g).map_err(|e| {
+                            Error::invalid(format!("--include/--exclude pattern {g:?}: {e}"))
+                        })
+                    })
                     .collect()
             };
-            let options = BackupOptions { include: compile(include)?, exclude: compile(exclude)?, jobs, tags: tag, ..Default::default() };
+            let options = BackupOptions {
+                include: compile(include)?,
+                exclude: compile(exclude)?,
+                jobs,
+                tags: tag,
+                ..Default::default()
+            };
             let repo = open_repo(&repo).await?;
             backup(repo, &target, &options).await
         }
@@ -306,9 +359,15 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
             } else {
-                println!("{:<10} {:<20} {:<16} {:<22} {:>9} {:>7} {:>10}", "ID", "TIME (UTC)", "HOST", "SERVER", "DATABASES", "FAILED", "SIZE");
+                println!(
+                    "{:<10} {:<20} {:<16} {:<22} {:>9} {:>7} {:>10}",
+                    "ID", "TIME (UTC)", "HOST", "SERVER", "DATABASES", "FAILED", "SIZE"
+                );
                 for (id, s) in &snapshots {
                     println!(
                         "{:<10} {:<20} {:<16} {:<22} {:>9} {:>7} {:>10}",
@@ -325,17 +384,36 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ls { repo, snapshot, database, json } => {
+        Command::Ls {
+            repo,
+            snapshot,
+            database,
+            json,
+        } => {
             let repo = open_repo(&repo).await?;
             let (id, snap) = repo.find_snapshot(&snapshot).await?;
             match database {
                 None => {
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&snap.databases).unwrap_or_default());
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&snap.databases).unwrap_or_default()
+                        );
                     } else {
-                        println!("snapshot {} of {} at {}", id.short(), snap.source.server, snap.time);
+                        println!(
+                            "snapshot {} of {} at {}",
+                            id.short(),
+                            snap.source.server,
+                            snap.time
+                        );
                         for db in &snap.databases {
-                            println!("{:<40} {:>6} tables {:>12} rows {:>10}", db.name, db.tables, db.rows, HumanBytes(db.bytes).to_string());
+                            println!(
+                                "{:<40} {:>6} tables {:>12} rows {:>10}",
+                                db.name,
+                                db.tables,
+                                db.rows,
+                                HumanBytes(db.bytes).to_string()
+                            );
                         }
                         for failed in &snap.failed {
                             println!("{:<40} FAILED: {}", failed.name, failed.error);
@@ -344,14 +422,37 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
                 }
                 Some(db) => {
                     let index = repo.load_index().await?;
-                    let plan = RestorePlan::load(&repo, &index, &snap, &id.short(), &db, &RestoreOptions::default()).await?;
+                    let plan = RestorePlan::load(
+                        &repo,
+                        &index,
+                        &snap,
+                        &id.short(),
+                        &db,
+                        &RestoreOptions::default(),
+                    )
+                    .await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&plan.database).unwrap_or_default());
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&plan.database).unwrap_or_default()
+                        );
                     } else {
                         for table in &plan.database.tables {
-                            println!("table     {:<40} {:>12} rows {:>10}", table.name, table.rows, HumanBytes(table.bytes).to_string());
+                            println!(
+                                "table     {:<40} {:>12} rows {:>10}",
+                                table.name,
+                                table.rows,
+                                HumanBytes(table.bytes).to_string()
+                            );
                         }
-                        for o in plan.database.views.iter().chain(&plan.database.routines).chain(&plan.database.triggers).chain(&plan.database.events) {
+                        for o in plan
+                            .database
+                            .views
+                            .iter()
+                            .chain(&plan.database.routines)
+                            .chain(&plan.database.triggers)
+                            .chain(&plan.database.events)
+                        {
                             println!("{:<9} {}", o.kind.keyword().to_lowercase(), o.name);
                         }
                         for w in &plan.database.warnings {
@@ -362,15 +463,37 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore { repo, mysql, snapshot, db, into, drop_existing, skip_definer, jobs } => {
+        Command::Restore {
+            repo,
+            mysql,
+            snapshot,
+            db,
+            into,
+            drop_existing,
+            skip_definer,
+            jobs,
+        } => {
             let target = mysql_target(&mysql, matches)?;
             let repo = open_repo(&repo).await?;
             let (id, snap) = repo.find_snapshot(&snapshot).await?;
             let index = Arc::new(repo.load_index().await?);
-            let plan = Arc::new(RestorePlan::load(&repo, &index, &snap, &id.short(), &db, &RestoreOptions { into, skip_definer }).await?);
+            let plan = Arc::new(
+                RestorePlan::load(
+                    &repo,
+                    &index,
+                    &snap,
+                    &id.short(),
+                    &db,
+                    &RestoreOptions { into, skip_definer },
+                )
+                .await?,
+            );
             let total = plan.data_items().len() as u64;
             let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let bar = progress_bar(total, "{spinner} restoring [{bar:30}] {pos}/{len} chunks {elapsed_precise}");
+            let bar = progress_bar(
+                total,
+                "{spinner} restoring [{bar:30}] {pos}/{len} chunks {elapsed_precise}",
+            );
             let ticker = spawn_ticker(bar.clone(), Arc::clone(&done));
             let started = std::time::Instant::now();
             let result = restore_to_server(
@@ -378,7 +501,10 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
                 index,
                 Arc::clone(&plan),
                 &target,
-                &ServerRestoreOptions { drop_existing, jobs },
+                &ServerRestoreOptions {
+                    drop_existing,
+                    jobs,
+                },
                 done,
             )
             .await;
@@ -399,14 +525,34 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dump { repo, snapshot, db, into, skip_definer } => {
+        Command::Dump {
+            repo,
+            snapshot,
+            db,
+            into,
+            skip_definer,
+        } => {
             let repo = open_repo(&repo).await?;
             let (id, snap) = repo.find_snapshot(&snapshot).await?;
             let index = repo.load_index().await?;
-            let plan = RestorePlan::load(&repo, &index, &snap, &id.short(), &db, &RestoreOptions { into, skip_definer }).await?;
+            let plan = RestorePlan::load(
+                &repo,
+                &index,
+                &snap,
+                &id.short(),
+                &db,
+                &RestoreOptions { into, skip_definer },
+            )
+            .await?;
             let header = vec![
                 format!("coffer {} dump of database {db}", env!("CARGO_PKG_VERSION")),
-                format!("snapshot {} taken {} from {} ({})", id.short(), snap.time, snap.source.server, snap.source.server_version),
+                format!(
+                    "snapshot {} taken {} from {} ({})",
+                    id.short(),
+                    snap.time,
+                    snap.source.server,
+                    snap.source.server_version
+                ),
             ];
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -423,8 +569,16 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
                 "checked {} snapshots, {} packs{}: {}",
                 report.snapshots,
                 report.packs,
-                if read_data { format!(", {} blobs read", report.blobs_checked) } else { String::new() },
-                if report.problems.is_empty() { "no problems".to_string() } else { format!("{} problems", report.problems.len()) }
+                if read_data {
+                    format!(", {} blobs read", report.blobs_checked)
+                } else {
+                    String::new()
+                },
+                if report.problems.is_empty() {
+                    "no problems".to_string()
+                } else {
+                    format!("{} problems", report.problems.len())
+                }
             );
             if report.problems.is_empty() {
                 Ok(ExitCode::SUCCESS)
@@ -447,7 +601,10 @@ fn progress_bar(len: u64, template: &str) -> ProgressBar {
     bar
 }
 
-fn spawn_ticker(bar: ProgressBar, counter: Arc<std::sync::atomic::AtomicU64>) -> tokio::task::JoinHandle<()> {
+fn spawn_ticker(
+    bar: ProgressBar,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             bar.set_position(counter.load(Ordering::Relaxed));
@@ -471,9 +628,17 @@ impl BackupObserver for BackupProgress {
         self.bar.inc(1);
         let line = match outcome {
             DatabaseOutcome::Done(d) => {
-                format!("{name}: {} tables, {} rows, {} in {:.1}s", d.tables, d.rows, HumanBytes(d.bytes), elapsed.as_secs_f64())
+                format!(
+                    "{name}: {} tables, {} rows, {} in {:.1}s",
+                    d.tables,
+                    d.rows,
+                    HumanBytes(d.bytes),
+                    elapsed.as_secs_f64()
+                )
             }
-            DatabaseOutcome::Failed { error, attempts } => format!("{name}: FAILED after {attempts} attempts: {error}"),
+            DatabaseOutcome::Failed { error, attempts } => {
+                format!("{name}: FAILED after {attempts} attempts: {error}")
+            }
         };
         if self.bar.is_hidden() {
             match outcome {
@@ -486,9 +651,16 @@ impl BackupObserver for BackupProgress {
     }
 }
 
-async fn backup(repo: Arc<Repository>, target: &MysqlTarget, options: &BackupOptions) -> Result<ExitCode> {
+async fn backup(
+    repo: Arc<Repository>,
+    target: &MysqlTarget,
+    options: &BackupOptions,
+) -> Result<ExitCode> {
     let counters = Arc::new(LiveCounters::default());
-    let bar = progress_bar(0, "{spinner} {pos}/{len} databases [{bar:30}] {msg} {elapsed_precise} (ETA {eta})");
+    let bar = progress_bar(
+        0,
+        "{spinner} {pos}/{len} databases [{bar:30}] {msg} {elapsed_precise} (ETA {eta})",
+    );
     let observer = Arc::new(BackupProgress { bar: bar.clone() });
     let ticker = {
         let (bar, counters) = (bar.clone(), Arc::clone(&counters));
@@ -497,7 +669,11 @@ async fn backup(repo: Arc<Repository>, target: &MysqlTarget, options: &BackupOpt
             loop {
                 let read = counters.bytes_read.load(Ordering::Relaxed);
                 let rate = read as f64 / started.elapsed().as_secs_f64().max(0.001);
-                bar.set_message(format!("{} read, {}/s", HumanBytes(read), HumanBytes(rate as u64)));
+                bar.set_message(format!(
+                    "{} read, {}/s",
+                    HumanBytes(read),
+                    HumanBytes(rate as u64)
+                ));
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
@@ -524,7 +700,10 @@ async fn backup(repo: Arc<Repository>, target: &MysqlTarget, options: &BackupOpt
     if s.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("{} databases FAILED and are not in this snapshot:", s.failed.len());
+    eprintln!(
+        "{} databases FAILED and are not in this snapshot:",
+        s.failed.len()
+    );
     for f in &s.failed {
         eprintln!("  {}: {} ({} attempts)", f.name, f.error, f.attempts);
     }

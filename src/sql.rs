@@ -23,7 +23,11 @@ pub fn qualified(db: &str, name: &str) -> String {
 
 /// A comma-separated, quoted column list.
 pub fn column_list(columns: &[String]) -> String {
-    columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(",")
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Append `bytes` as a single-quoted string literal with MySQL backslash escapes. Newlines are
@@ -94,10 +98,14 @@ pub fn rename_schema(sql: &str, from: &str, to: &str, ansi_quotes: bool) -> Stri
                 (end, Some(inner.replace(doubled, &doubled[..1])))
             }
             b'#' => (skip_line(bytes, i), None),
-            b'-' if bytes.get(i + 1) == Some(&b'-') && bytes.get(i + 2).is_none_or(|b| b.is_ascii_whitespace()) => {
+            b'-' if bytes.get(i + 1) == Some(&b'-')
+                && bytes.get(i + 2).is_none_or(|b| b.is_ascii_whitespace()) =>
+            {
                 (skip_line(bytes, i), None)
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') && bytes.get(i + 2) != Some(&b'!') => (skip_comment(bytes, i), None),
+            b'/' if bytes.get(i + 1) == Some(&b'*') && bytes.get(i + 2) != Some(&b'!') => {
+                (skip_comment(bytes, i), None)
+            }
             _ if is_ident_byte(c) => {
                 let mut end = i;
                 while end < bytes.len() && is_ident_byte(bytes[end]) {
@@ -167,24 +175,34 @@ fn skip_quoted_ident(bytes: &[u8], start: usize, quote: u8) -> usize {
 }
 
 fn skip_line(bytes: &[u8], start: usize) -> usize {
-    bytes[start..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| start + p + 1)
+    bytes[start..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(bytes.len(), |p| start + p + 1)
 }
 
 fn skip_comment(bytes: &[u8], start: usize) -> usize {
-    bytes[start + 2..].windows(2).position(|w| w == b"*/").map_or(bytes.len(), |p| start + 2 + p + 2)
+    bytes[start + 2..]
+        .windows(2)
+        .position(|w| w == b"*/")
+        .map_or(bytes.len(), |p| start + 2 + p + 2)
 }
 
 /// Remove the `DEFINER=user@host` clause from the head of a `CREATE` statement, so the object is
 /// created for the restoring account. Returns the statement unchanged if it has none.
 pub fn strip_definer(sql: &str) -> String {
-    let Some(at) = sql.find("DEFINER=") else { return sql.to_string() };
+    let Some(at) = sql.find("DEFINER=") else {
+        return sql.to_string();
+    };
     // Only the clause in the statement head, before any quoted name or body.
     let head = &sql[..at];
     if head.contains('`') || head.contains('(') || head.contains('\'') {
         return sql.to_string();
     }
     let rest = &sql[at + "DEFINER=".len()..];
-    let Some(user_len) = quoted_token_len(rest) else { return sql.to_string() };
+    let Some(user_len) = quoted_token_len(rest) else {
+        return sql.to_string();
+    };
     let mut end = user_len;
     if rest[end..].starts_with('@') {
         match quoted_token_len(&rest[end + 1..]) {
@@ -215,7 +233,9 @@ fn quoted_token_len(s: &str) -> Option<usize> {
         }
         None
     } else {
-        let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == ')')).unwrap_or(s.len());
+        let end = s
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == ')'))
+            .unwrap_or(s.len());
         (end > 0).then_some(end)
     }
 }
@@ -243,24 +263,48 @@ mod tests {
     #[test]
     fn definer_is_stripped_from_the_head_only() {
         assert_eq!(
-            strip_definer("CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `v` AS select 1"),
+            strip_definer(
+                "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `v` AS select 1"
+            ),
             "CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW `v` AS select 1"
         );
-        assert_eq!(strip_definer("CREATE DEFINER=`a``b`@`%` PROCEDURE `p`() BEGIN END"), "CREATE PROCEDURE `p`() BEGIN END");
-        assert_eq!(strip_definer("CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"), "CREATE PROCEDURE `p`() SELECT 'DEFINER=x'");
+        assert_eq!(
+            strip_definer("CREATE DEFINER=`a``b`@`%` PROCEDURE `p`() BEGIN END"),
+            "CREATE PROCEDURE `p`() BEGIN END"
+        );
+        assert_eq!(
+            strip_definer("CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"),
+            "CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"
+        );
     }
 
     #[test]
     fn schema_rename() {
         assert_eq!(
-            rename_schema("select `a`.`t`.`x` from `a`.`t` join `ab`.`t`", "a", "b", false),
+            rename_schema(
+                "select `a`.`t`.`x` from `a`.`t` join `ab`.`t`",
+                "a",
+                "b",
+                false
+            ),
             "select `b`.`t`.`x` from `b`.`t` join `ab`.`t`"
         );
         assert_eq!(
-            rename_schema("SELECT a.t.x, 'a.t', x.a.y FROM a . t -- a.t\n/* a.t */ WHERE \"a\".t", "a", "new`db", false),
+            rename_schema(
+                "SELECT a.t.x, 'a.t', x.a.y FROM a . t -- a.t\n/* a.t */ WHERE \"a\".t",
+                "a",
+                "new`db",
+                false
+            ),
             "SELECT `new``db`.t.x, 'a.t', x.a.y FROM `new``db` . t -- a.t\n/* a.t */ WHERE \"a\".t"
         );
-        assert_eq!(rename_schema("DELETE FROM \"a\".\"t\"", "a", "b", true), "DELETE FROM `b`.\"t\"");
-        assert_eq!(rename_schema("SELECT 'it''s a.b', `a``x`.t", "a`x", "b", false), "SELECT 'it''s a.b', `b`.t");
+        assert_eq!(
+            rename_schema("DELETE FROM \"a\".\"t\"", "a", "b", true),
+            "DELETE FROM `b`.\"t\""
+        );
+        assert_eq!(
+            rename_schema("SELECT 'it''s a.b', `a``x`.t", "a`x", "b", false),
+            "SELECT 'it''s a.b', `b`.t"
+        );
     }
 }

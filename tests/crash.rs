@@ -22,25 +22,51 @@ fn backups_killed_at_random_points_never_damage_the_repository() {
     let repo = Repo::init(&["--chunk-size", "16KiB", "--pack-size", "1MiB"]);
     let url = server.socket_url();
     let started = std::time::Instant::now();
-    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "crash_*", "--jobs", "3"]));
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &url,
+        "--include",
+        "crash_*",
+        "--jobs",
+        "3",
+    ]));
     let full_run = started.elapsed().as_millis() as u64;
     let good = latest_snapshot(&repo);
     // Data changes between runs, so every killed run has new blobs to write.
-    let seed = std::env::var("COFFER_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
+    let seed = std::env::var("COFFER_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_u64);
     let mut x = seed;
     let mut interrupted = 0;
     for round in 0..6 {
-        server.sql(&format!("UPDATE crash_{}.t SET payload = CONCAT(payload, '{round}') WHERE id % 7 = {round}", round % 10));
+        server.sql(&format!(
+            "UPDATE crash_{}.t SET payload = CONCAT(payload, '{round}') WHERE id % 7 = {round}",
+            round % 10
+        ));
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         // Anywhere from start-up to the last writes of a run.
         let delay = Duration::from_millis(full_run / 20 + x % (full_run * 9 / 10).max(1));
-        let mut child = coffer_cmd(&["backup", "--mysql", &url, "--include", "crash_*", "--jobs", "3"], Some(repo.path()), &[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn backup");
+        let mut child = coffer_cmd(
+            &[
+                "backup",
+                "--mysql",
+                &url,
+                "--include",
+                "crash_*",
+                "--jobs",
+                "3",
+            ],
+            Some(repo.path()),
+            &[],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn backup");
         std::thread::sleep(delay);
         if matches!(child.try_wait(), Ok(None)) {
             interrupted += 1;
@@ -48,15 +74,47 @@ fn backups_killed_at_random_points_never_damage_the_repository() {
         let _ = child.kill();
         let _ = child.wait();
         let check = repo.coffer(&["check"]);
-        assert!(check.status.success(), "seed {seed} round {round} (killed after {delay:?}): {}{}", stdout(&check), stderr(&check));
+        assert!(
+            check.status.success(),
+            "seed {seed} round {round} (killed after {delay:?}): {}{}",
+            stdout(&check),
+            stderr(&check)
+        );
     }
-    assert!(interrupted >= 4, "only {interrupted} of 6 backups were still running when killed");
+    assert!(
+        interrupted >= 4,
+        "only {interrupted} of 6 backups were still running when killed"
+    );
     ok(repo.coffer(&["check", "--read-data"]));
     // The snapshot from before the crashes restores, and so does a fresh one.
-    ok(repo.coffer(&["restore", "--mysql", &url, "--snapshot", &good, "--db", "crash_3", "--into", "crash_3_before"]));
-    assert_eq!(server.sql("SELECT COUNT(*) FROM crash_3_before.t").trim(), "10000");
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--snapshot",
+        &good,
+        "--db",
+        "crash_3",
+        "--into",
+        "crash_3_before",
+    ]));
+    assert_eq!(
+        server.sql("SELECT COUNT(*) FROM crash_3_before.t").trim(),
+        "10000"
+    );
     ok(repo.coffer(&["backup", "--mysql", &url, "--include", "crash_*"]));
-    ok(repo.coffer(&["restore", "--mysql", &url, "--db", "crash_0", "--into", "crash_0_after"]));
-    assert_eq!(checksums(server, "crash_0"), checksums(server, "crash_0_after"));
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--db",
+        "crash_0",
+        "--into",
+        "crash_0_after",
+    ]));
+    assert_eq!(
+        checksums(server, "crash_0"),
+        checksums(server, "crash_0_after")
+    );
     ok(repo.coffer(&["check", "--read-data"]));
 }

@@ -19,20 +19,59 @@ fn a_failing_database_is_recorded_and_the_others_complete() {
          GRANT SELECT ON part_bad.* TO 'limited'@'localhost';",
     );
     let repo = Repo::new();
-    let url = format!("mysql://limited@localhost/?socket={}", server.socket.display());
-    let out = repo.coffer_env(&["backup", "--mysql", &url, "--include", "part_*"], &[("COFFER_MYSQL_PASSWORD", "lim-pw")]);
-    assert_eq!(out.status.code(), Some(3), "partial backups exit with 3: {}", stderr(&out));
+    let url = format!(
+        "mysql://limited@localhost/?socket={}",
+        server.socket.display()
+    );
+    let out = repo.coffer_env(
+        &["backup", "--mysql", &url, "--include", "part_*"],
+        &[("COFFER_MYSQL_PASSWORD", "lim-pw")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "partial backups exit with 3: {}",
+        stderr(&out)
+    );
     let err = stderr(&out);
-    assert!(err.contains("1 databases FAILED") && err.contains("part_bad"), "{err}");
+    assert!(
+        err.contains("1 databases FAILED") && err.contains("part_bad"),
+        "{err}"
+    );
     assert!(err.contains("SHOW VIEW"), "the cause is named: {err}");
     assert!(!err.contains("lim-pw"), "password leaked: {err}");
-    assert!(stdout(&out).contains("binlog position not recorded"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("binlog position not recorded"),
+        "{}",
+        stdout(&out)
+    );
 
     let listing = ok(repo.coffer(&["ls", "latest"]));
-    assert!(listing.contains("part_ok") && listing.contains("part_bad") && listing.contains("FAILED"), "{listing}");
-    let missing = repo.coffer(&["restore", "--mysql", &server.socket_url(), "--db", "part_bad"]);
-    assert!(stderr(&missing).contains("failed in snapshot"), "{}", stderr(&missing));
-    ok(repo.coffer(&["restore", "--mysql", &server.socket_url(), "--db", "part_ok", "--into", "part_ok_r"]));
+    assert!(
+        listing.contains("part_ok") && listing.contains("part_bad") && listing.contains("FAILED"),
+        "{listing}"
+    );
+    let missing = repo.coffer(&[
+        "restore",
+        "--mysql",
+        &server.socket_url(),
+        "--db",
+        "part_bad",
+    ]);
+    assert!(
+        stderr(&missing).contains("failed in snapshot"),
+        "{}",
+        stderr(&missing)
+    );
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &server.socket_url(),
+        "--db",
+        "part_ok",
+        "--into",
+        "part_ok_r",
+    ]));
     assert_eq!(server.sql("SELECT COUNT(*) FROM part_ok_r.t").trim(), "2");
 }
 
@@ -42,16 +81,32 @@ fn a_database_whose_connection_is_killed_is_retried() {
     server.sql("CREATE DATABASE retry_db; CREATE TABLE retry_db.t (id INT PRIMARY KEY); INSERT INTO retry_db.t VALUES (1);");
     // Another session holds a write lock, so the dump blocks on it and can be killed there.
     let mut locker = Command::new("mariadb")
-        .args(["--no-defaults", &format!("--socket={}", server.socket.display()), "-uroot", "-e", "LOCK TABLES retry_db.t WRITE; SELECT SLEEP(60);"])
+        .args([
+            "--no-defaults",
+            &format!("--socket={}", server.socket.display()),
+            "-uroot",
+            "-e",
+            "LOCK TABLES retry_db.t WRITE; SELECT SLEEP(60);",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("locker");
     let repo = Repo::new();
-    let backup = common::coffer_cmd(&["backup", "--mysql", &server.socket_url(), "--include", "retry_db"], Some(repo.path()), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("backup");
+    let backup = common::coffer_cmd(
+        &[
+            "backup",
+            "--mysql",
+            &server.socket_url(),
+            "--include",
+            "retry_db",
+        ],
+        Some(repo.path()),
+        &[],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("backup");
     let deadline = Instant::now() + Duration::from_secs(30);
     let blocked = loop {
         let id = server.sql(
@@ -60,19 +115,31 @@ fn a_database_whose_connection_is_killed_is_retried() {
         if !id.trim().is_empty() {
             break id.trim().to_string();
         }
-        assert!(Instant::now() < deadline, "the backup never blocked on the lock");
+        assert!(
+            Instant::now() < deadline,
+            "the backup never blocked on the lock"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     server.sql(&format!("KILL {blocked}"));
     let _ = locker.kill();
-    let _ = server.try_sql("SELECT 1");
-    let lock_owner = server.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'");
+    let _ = locker.wait();
+    let lock_owner =
+        server.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'");
     for id in lock_owner.lines() {
         let _ = server.try_sql(&format!("KILL {id}"));
     }
     let out = backup.wait_with_output().expect("backup output");
-    assert!(out.status.success(), "the retry should succeed: {}", stderr(&out));
-    assert!(stderr(&out).contains("retrying database"), "{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "the retry should succeed: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("retrying database"),
+        "{}",
+        stderr(&out)
+    );
     assert!(ok(repo.coffer(&["ls", "latest"])).contains("retry_db"));
 }
 
@@ -81,30 +148,74 @@ fn bad_input_gets_a_clear_error_and_leaves_the_repository_untouched() {
     let server = MariaDb::shared();
     server.sql("CREATE DATABASE errs; CREATE TABLE errs.t (id INT PRIMARY KEY, v TEXT); INSERT INTO errs.t VALUES (1, REPEAT('x', 5000));");
     let repo = Repo::new();
-    ok(repo.coffer(&["backup", "--mysql", &server.socket_url(), "--include", "errs"]));
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "errs",
+    ]));
     let before = repo.fingerprint();
 
     let wrong = repo.coffer_env(&["snapshots"], &[("COFFER_PASSWORD", "not the passphrase")]);
     assert_eq!(wrong.status.code(), Some(1));
-    assert!(stderr(&wrong).contains("no key slot") && stderr(&wrong).contains("COFFER_PASSWORD"), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("no key slot") && stderr(&wrong).contains("COFFER_PASSWORD"),
+        "{}",
+        stderr(&wrong)
+    );
 
     let missing = repo.coffer(&["restore", "--mysql", &server.socket_url(), "--db", "nope"]);
-    assert!(stderr(&missing).contains("database nope is not in snapshot") && stderr(&missing).contains("coffer ls"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("database nope is not in snapshot")
+            && stderr(&missing).contains("coffer ls"),
+        "{}",
+        stderr(&missing)
+    );
 
     let unreachable = repo.coffer(&["backup", "--mysql", "mysql://coffer@127.0.0.1:1/"]);
     assert_eq!(unreachable.status.code(), Some(1));
-    assert!(stderr(&unreachable).contains("connecting to MySQL at 127.0.0.1:1"), "{}", stderr(&unreachable));
+    assert!(
+        stderr(&unreachable).contains("connecting to MySQL at 127.0.0.1:1"),
+        "{}",
+        stderr(&unreachable)
+    );
 
     let leaked = repo.coffer(&["backup", "--mysql", "mysql://coffer:hunter2@127.0.0.1/"]);
-    assert!(stderr(&leaked).contains("process list") && !stderr(&leaked).contains("hunter2"), "{}", stderr(&leaked));
+    assert!(
+        stderr(&leaked).contains("process list") && !stderr(&leaked).contains("hunter2"),
+        "{}",
+        stderr(&leaked)
+    );
 
-    let none = repo.coffer(&["backup", "--mysql", &server.socket_url(), "--include", "no_such_db*"]);
-    assert!(stderr(&none).contains("no database on") && stderr(&none).contains("matches"), "{}", stderr(&none));
+    let none = repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "no_such_db*",
+    ]);
+    assert!(
+        stderr(&none).contains("no database on") && stderr(&none).contains("matches"),
+        "{}",
+        stderr(&none)
+    );
 
-    let no_repo = coffer_cmd(&["snapshots", "--repo", "/nonexistent/coffer"], None, &[]).output().expect("run");
-    assert!(stderr(&no_repo).contains("no coffer repository at") && stderr(&no_repo).contains("coffer init"), "{}", stderr(&no_repo));
+    let no_repo = coffer_cmd(&["snapshots", "--repo", "/nonexistent/coffer"], None, &[])
+        .output()
+        .expect("run");
+    assert!(
+        stderr(&no_repo).contains("no coffer repository at")
+            && stderr(&no_repo).contains("coffer init"),
+        "{}",
+        stderr(&no_repo)
+    );
 
-    assert_eq!(before, repo.fingerprint(), "failed commands changed the repository");
+    assert_eq!(
+        before,
+        repo.fingerprint(),
+        "failed commands changed the repository"
+    );
 }
 
 #[test]
@@ -112,19 +223,45 @@ fn a_corrupted_object_is_detected_and_named() {
     let server = MariaDb::shared();
     server.sql("CREATE DATABASE corrupt_me; CREATE TABLE corrupt_me.t (id INT PRIMARY KEY, v TEXT); INSERT INTO corrupt_me.t VALUES (1, REPEAT('y', 3000));");
     let repo = Repo::new();
-    ok(repo.coffer(&["backup", "--mysql", &server.socket_url(), "--include", "corrupt_me"]));
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "corrupt_me",
+    ]));
     ok(repo.coffer(&["check", "--read-data"]));
-    let pack = walk_files(&repo.path().join("data")).into_iter().next().expect("a pack");
+    let pack = walk_files(&repo.path().join("data"))
+        .into_iter()
+        .next()
+        .expect("a pack");
     let mut bytes = std::fs::read(&pack).expect("read pack");
     bytes[40] ^= 0x55;
     std::fs::write(&pack, &bytes).expect("write pack");
 
-    let restore = repo.coffer(&["restore", "--mysql", &server.socket_url(), "--db", "corrupt_me", "--into", "corrupt_me_r"]);
+    let restore = repo.coffer(&[
+        "restore",
+        "--mysql",
+        &server.socket_url(),
+        "--db",
+        "corrupt_me",
+        "--into",
+        "corrupt_me_r",
+    ]);
     assert!(!restore.status.success());
-    assert!(stderr(&restore).contains("failed authentication") && stderr(&restore).contains("coffer check"), "{}", stderr(&restore));
+    assert!(
+        stderr(&restore).contains("failed authentication")
+            && stderr(&restore).contains("coffer check"),
+        "{}",
+        stderr(&restore)
+    );
     let check = repo.coffer(&["check", "--read-data"]);
     assert!(!check.status.success());
-    assert!(stdout(&check).contains("problem:") && stdout(&check).contains("does not match its name"), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("problem:") && stdout(&check).contains("does not match its name"),
+        "{}",
+        stdout(&check)
+    );
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

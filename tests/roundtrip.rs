@@ -77,8 +77,15 @@ SET sql_mode = '';
 "#;
 
 fn show_create(server: &MariaDb, kind: &str, db: &str, name: &str, column: usize) -> String {
-    let out = server.sql(&format!("SHOW CREATE {kind} `{db}`.`{}`", name.replace('`', "``")));
-    out.trim_end_matches('\n').split('\t').nth(column).unwrap_or_default().to_string()
+    let out = server.sql(&format!(
+        "SHOW CREATE {kind} `{db}`.`{}`",
+        name.replace('`', "``")
+    ));
+    out.trim_end_matches('\n')
+        .split('\t')
+        .nth(column)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn names(server: &MariaDb, sql: &str) -> Vec<String> {
@@ -87,48 +94,135 @@ fn names(server: &MariaDb, sql: &str) -> Vec<String> {
 
 /// Compare every object of `a` with `b` (with the schema name replaced).
 fn assert_same_database(server: &MariaDb, a: &str, b: &str) {
-    let charset = |db: &str| server.sql(&format!("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{db}'"));
+    let charset = |db: &str| {
+        server.sql(&format!("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{db}'"))
+    };
     assert_eq!(charset(a), charset(b), "database charset");
-    let tables = |db: &str| names(server, &format!("SELECT CONCAT(TABLE_NAME, ':', TABLE_TYPE) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' ORDER BY 1"));
+    let tables = |db: &str| {
+        names(
+            server,
+            &format!(
+                "SELECT CONCAT(TABLE_NAME, ':', TABLE_TYPE) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' ORDER BY 1"
+            ),
+        )
+    };
     assert_eq!(tables(a), tables(b), "table list");
-    for t in names(server, &format!("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{a}' AND TABLE_TYPE = 'BASE TABLE'")) {
-        assert_eq!(show_create(server, "TABLE", a, &t, 1), show_create(server, "TABLE", b, &t, 1), "definition of table {t}");
+    for t in names(
+        server,
+        &format!(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{a}' AND TABLE_TYPE = 'BASE TABLE'"
+        ),
+    ) {
+        assert_eq!(
+            show_create(server, "TABLE", a, &t, 1),
+            show_create(server, "TABLE", b, &t, 1),
+            "definition of table {t}"
+        );
     }
-    assert_eq!(checksums(server, a), checksums(server, b), "table checksums");
+    assert_eq!(
+        checksums(server, a),
+        checksums(server, b),
+        "table checksums"
+    );
     // How restore rewrites qualifiers: quoted, unquoted and ANSI-quoted become `b`.
     let rename = |s: String| {
         s.replace(&format!("`{a}`."), &format!("`{b}`."))
             .replace(&format!(" {a}."), &format!(" `{b}`."))
             .replace(&format!("\"{a}\"."), &format!("`{b}`."))
     };
-    for v in names(server, &format!("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{a}'")) {
-        assert_eq!(rename(show_create(server, "VIEW", a, &v, 1)), show_create(server, "VIEW", b, &v, 1), "view {v}");
+    for v in names(
+        server,
+        &format!("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{a}'"),
+    ) {
+        assert_eq!(
+            rename(show_create(server, "VIEW", a, &v, 1)),
+            show_create(server, "VIEW", b, &v, 1),
+            "view {v}"
+        );
     }
     for (kind, sql, col) in [
-        ("PROCEDURE", format!("SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{a}' AND ROUTINE_TYPE = 'PROCEDURE'"), 2),
-        ("FUNCTION", format!("SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{a}' AND ROUTINE_TYPE = 'FUNCTION'"), 2),
-        ("TRIGGER", format!("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{a}'"), 2),
-        ("EVENT", format!("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{a}'"), 3),
+        (
+            "PROCEDURE",
+            format!(
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{a}' AND ROUTINE_TYPE = 'PROCEDURE'"
+            ),
+            2,
+        ),
+        (
+            "FUNCTION",
+            format!(
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{a}' AND ROUTINE_TYPE = 'FUNCTION'"
+            ),
+            2,
+        ),
+        (
+            "TRIGGER",
+            format!(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{a}'"
+            ),
+            2,
+        ),
+        (
+            "EVENT",
+            format!("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{a}'"),
+            3,
+        ),
     ] {
         let list = names(server, &sql);
-        assert_eq!(list, names(server, &sql.replace(&format!("'{a}'"), &format!("'{b}'"))), "{kind} list");
+        assert_eq!(
+            list,
+            names(server, &sql.replace(&format!("'{a}'"), &format!("'{b}'"))),
+            "{kind} list"
+        );
         for name in list {
-            assert_eq!(rename(show_create(server, kind, a, &name, col)), show_create(server, kind, b, &name, col), "{kind} {name}");
+            assert_eq!(
+                rename(show_create(server, kind, a, &name, col)),
+                show_create(server, kind, b, &name, col),
+                "{kind} {name}"
+            );
             // sql_mode is kept too.
-            assert_eq!(show_create(server, kind, a, &name, 1), show_create(server, kind, b, &name, 1), "{kind} {name} sql_mode");
+            assert_eq!(
+                show_create(server, kind, a, &name, 1),
+                show_create(server, kind, b, &name, 1),
+                "{kind} {name} sql_mode"
+            );
         }
     }
-    let order = |db: &str| names(server, &format!("SELECT CONCAT(TRIGGER_NAME, ACTION_ORDER) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{db}' ORDER BY 1"));
+    let order = |db: &str| {
+        names(
+            server,
+            &format!(
+                "SELECT CONCAT(TRIGGER_NAME, ACTION_ORDER) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{db}' ORDER BY 1"
+            ),
+        )
+    };
     assert_eq!(order(a), order(b), "trigger order");
-    let autoinc = |db: &str| server.sql(&format!("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = 'values'"));
+    let autoinc = |db: &str| {
+        server.sql(&format!("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = 'values'"))
+    };
     assert_eq!(autoinc(a), autoinc(b), "AUTO_INCREMENT counter");
     // Like a server restart, a restored sequence resumes after its cached range: it may skip
     // values, never hand one out twice.
-    let nextval = |db: &str| server.sql(&format!("SELECT NEXTVAL(`{db}`.seq_ids)")).trim().parse::<i64>().expect("nextval");
+    let nextval = |db: &str| {
+        server
+            .sql(&format!("SELECT NEXTVAL(`{db}`.seq_ids)"))
+            .trim()
+            .parse::<i64>()
+            .expect("nextval")
+    };
     let (source_next, restored_next) = (nextval(a), nextval(b));
-    assert!(restored_next >= source_next, "sequence went back: {restored_next} < {source_next}");
-    let hex = |db: &str| server.sql(&format!("SELECT HEX(f), HEX(d), HEX(l1), HEX(vb), HEX(b64), inv, f FROM `{db}`.`values` ORDER BY id"));
-    assert_eq!(hex(a), hex(b), "raw bytes of floats, latin1 text and binary");
+    assert!(
+        restored_next >= source_next,
+        "sequence went back: {restored_next} < {source_next}"
+    );
+    let hex = |db: &str| {
+        server.sql(&format!("SELECT HEX(f), HEX(d), HEX(l1), HEX(vb), HEX(b64), inv, f FROM `{db}`.`values` ORDER BY id"))
+    };
+    assert_eq!(
+        hex(a),
+        hex(b),
+        "raw bytes of floats, latin1 text and binary"
+    );
 }
 
 #[test]
@@ -141,13 +235,33 @@ fn every_object_and_value_round_trips_through_restore_and_dump() {
     assert!(out.contains("1 databases"), "{out}");
 
     let listing = ok(repo.coffer(&["ls", "latest", "fid"]));
-    assert!(listing.contains("legacy") && listing.contains("warning: table legacy uses the MyISAM engine"), "{listing}");
-    assert!(listing.contains("view      a_on_z") && listing.contains("event     nightly"), "{listing}");
+    assert!(
+        listing.contains("legacy")
+            && listing.contains("warning: table legacy uses the MyISAM engine"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("view      a_on_z") && listing.contains("event     nightly"),
+        "{listing}"
+    );
 
-    ok(repo.coffer(&["restore", "--mysql", &url, "--db", "fid", "--into", "fid_restored"]));
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--db",
+        "fid",
+        "--into",
+        "fid_restored",
+    ]));
     assert_same_database(server, "fid", "fid_restored");
     // Views were created in dependency order although a_on_z sorts before z_base.
-    assert_eq!(server.sql("SELECT COUNT(*) FROM fid_restored.a_on_z").trim(), "4");
+    assert_eq!(
+        server
+            .sql("SELECT COUNT(*) FROM fid_restored.a_on_z")
+            .trim(),
+        "4"
+    );
     // Renamed references point at the new schema, not at the original.
     let body = show_create(server, "PROCEDURE", "fid_restored", "count_values", 2);
     assert!(body.contains("FROM `fid_restored`.`values`"), "{body}");
@@ -155,27 +269,67 @@ fn every_object_and_value_round_trips_through_restore_and_dump() {
     assert!(event.contains("`fid_restored`.\"nopk\""), "{event}");
 
     // Restoring over an existing database is refused unless asked for.
-    let refused = repo.coffer(&["restore", "--mysql", &url, "--db", "fid", "--into", "fid_restored"]);
+    let refused = repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--db",
+        "fid",
+        "--into",
+        "fid_restored",
+    ]);
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("already exists") && stderr(&refused).contains("--drop-existing"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("already exists") && stderr(&refused).contains("--drop-existing"),
+        "{}",
+        stderr(&refused)
+    );
     server.sql("INSERT INTO fid_restored.empty_t VALUES (1)");
-    ok(repo.coffer(&["restore", "--mysql", &url, "--db", "fid", "--into", "fid_restored", "--drop-existing", "--skip-definer"]));
-    assert_eq!(server.sql("SELECT COUNT(*) FROM fid_restored.empty_t").trim(), "0");
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--db",
+        "fid",
+        "--into",
+        "fid_restored",
+        "--drop-existing",
+        "--skip-definer",
+    ]));
+    assert_eq!(
+        server
+            .sql("SELECT COUNT(*) FROM fid_restored.empty_t")
+            .trim(),
+        "0"
+    );
 
     // The dump script loads with the stock client and gives the same database.
     let dump = repo.coffer(&["dump", "--db", "fid", "--into", "fid_script"]);
     let script = dump.stdout.clone();
     ok(dump);
     let mut client = std::process::Command::new("mariadb")
-        .args(["--no-defaults", &format!("--socket={}", server.socket.display()), "-uroot"])
+        .args([
+            "--no-defaults",
+            &format!("--socket={}", server.socket.display()),
+            "-uroot",
+        ])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("mariadb client");
     use std::io::Write;
-    client.stdin.take().expect("stdin").write_all(&script).expect("feed script");
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&script)
+        .expect("feed script");
     let loaded = client.wait_with_output().expect("client");
-    assert!(loaded.status.success(), "client failed: {}", String::from_utf8_lossy(&loaded.stderr));
+    assert!(
+        loaded.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
     assert_same_database(server, "fid", "fid_script");
 }
 
@@ -193,17 +347,28 @@ fn unchanged_data_costs_nothing_and_one_changed_row_costs_about_one_chunk() {
         let id = latest_snapshot(repo);
         let snap = ok(repo.coffer(&["snapshots", "--json"]));
         let all: serde_json::Value = serde_json::from_str(&snap).expect("json");
-        all.as_array().and_then(|a| a.iter().find(|s| s["id"] == id.as_str()).cloned()).expect("snapshot")
+        all.as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == id.as_str()).cloned())
+            .expect("snapshot")
     };
     let first = ok(repo.coffer(&["backup", "--mysql", &url, "--include", "dedup*"]));
     let size_after_first = repo.size();
-    assert!(size_after_first > 200_000, "the first backup stores the data: {size_after_first} bytes\n{first}");
+    assert!(
+        size_after_first > 200_000,
+        "the first backup stores the data: {size_after_first} bytes\n{first}"
+    );
     let _ = stats(&repo);
 
     let second = ok(repo.coffer(&["backup", "--mysql", &url, "--include", "dedup*"]));
     let growth = repo.size() - size_after_first;
-    assert!(second.contains("0 B stored new") && second.contains("(0 new blobs)"), "{second}");
-    assert!(growth < 4_000, "an unchanged backup added {growth} bytes (snapshot and index only expected)");
+    assert!(
+        second.contains("0 B stored new") && second.contains("(0 new blobs)"),
+        "{second}"
+    );
+    assert!(
+        growth < 4_000,
+        "an unchanged backup added {growth} bytes (snapshot and index only expected)"
+    );
 
     server.sql("UPDATE dedup.big SET payload = 'changed' WHERE id = 10000");
     let before = repo.size();
@@ -211,11 +376,30 @@ fn unchanged_data_costs_nothing_and_one_changed_row_costs_about_one_chunk() {
     let growth = repo.size() - before;
     // One or two data chunks (16 KiB average, 64 KiB at most, compressed) plus two trees.
     assert!(third.contains("new blobs"), "{third}");
-    let new_blobs: u64 = third.split('(').nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).expect("new blob count");
-    assert!((2..=5).contains(&new_blobs), "one changed row stored {new_blobs} new blobs: {third}");
-    assert!(growth < 70_000, "one changed row added {growth} bytes of {size_after_first}");
+    let new_blobs: u64 = third
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("new blob count");
+    assert!(
+        (2..=5).contains(&new_blobs),
+        "one changed row stored {new_blobs} new blobs: {third}"
+    );
+    assert!(
+        growth < 70_000,
+        "one changed row added {growth} bytes of {size_after_first}"
+    );
 
     // All three snapshots restore to what the server held at the time.
-    ok(repo.coffer(&["restore", "--mysql", &url, "--db", "dedup", "--into", "dedup_now"]));
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--db",
+        "dedup",
+        "--into",
+        "dedup_now",
+    ]));
     assert_eq!(checksums(server, "dedup"), checksums(server, "dedup_now"));
 }

@@ -66,7 +66,10 @@ pub struct KdfCost {
 
 impl Default for KdfCost {
     fn default() -> Self {
-        KdfCost { memory_kib: 64 * 1024, iterations: 3 }
+        KdfCost {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+        }
     }
 }
 
@@ -79,10 +82,16 @@ pub struct PassphraseProvider {
 impl PassphraseProvider {
     pub fn new(passphrase: Zeroizing<String>) -> Result<Self> {
         if passphrase.is_empty() {
-            return Err(Error::invalid("the repository passphrase is empty")
-                .with_hint("set COFFER_PASSWORD or COFFER_PASSWORD_FILE to a non-empty passphrase"));
+            return Err(
+                Error::invalid("the repository passphrase is empty").with_hint(
+                    "set COFFER_PASSWORD or COFFER_PASSWORD_FILE to a non-empty passphrase",
+                ),
+            );
         }
-        Ok(PassphraseProvider { passphrase, cost: KdfCost::default() })
+        Ok(PassphraseProvider {
+            passphrase,
+            cost: KdfCost::default(),
+        })
     }
 
     /// Use another cost for new slots (existing slots keep the parameters they were made with).
@@ -93,12 +102,26 @@ impl PassphraseProvider {
 
     fn kek(&self, params: &Argon2Params) -> Result<Zeroizing<[u8; 32]>> {
         if params.algorithm != "argon2id" {
-            return Err(Error::corrupt(format!("key slot uses unknown KDF {:?}", params.algorithm)));
+            return Err(Error::corrupt(format!(
+                "key slot uses unknown KDF {:?}",
+                params.algorithm
+            )));
         }
-        let salt = B64.decode(&params.salt).map_err(|e| Error::corrupt("key slot salt is not base64").with_source(e))?;
-        let argon_params = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
-            .map_err(|e| Error::corrupt(format!("key slot has invalid Argon2 parameters: {e}")))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
+        let salt = B64
+            .decode(&params.salt)
+            .map_err(|e| Error::corrupt("key slot salt is not base64").with_source(e))?;
+        let argon_params = argon2::Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            Some(32),
+        )
+        .map_err(|e| Error::corrupt(format!("key slot has invalid Argon2 parameters: {e}")))?;
+        let argon = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon_params,
+        );
         let mut kek = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(self.passphrase.as_bytes(), &salt, kek.as_mut())
@@ -123,7 +146,13 @@ impl KeyProvider for PassphraseProvider {
         fill_random(&mut nonce)?;
         let cipher = XChaCha20Poly1305::new(&(*kek).into());
         let sealed = cipher
-            .encrypt(&XNonce::from(nonce), Payload { msg: secret.as_bytes(), aad: SLOT_AAD })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: SLOT_AAD,
+                },
+            )
             .map_err(|_| Error::new(ErrorKind::Corrupt, "wrapping the master key failed"))?;
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&sealed);
@@ -139,17 +168,29 @@ impl KeyProvider for PassphraseProvider {
     fn unwrap(&self, slot: &KeySlot) -> Result<Option<MasterSecret>> {
         let Wrapping::Passphrase { kdf } = &slot.wrapping;
         let kek = self.kek(kdf)?;
-        let wrapped = B64.decode(&slot.wrapped_key).map_err(|e| Error::corrupt("wrapped key is not base64").with_source(e))?;
+        let wrapped = B64
+            .decode(&slot.wrapped_key)
+            .map_err(|e| Error::corrupt("wrapped key is not base64").with_source(e))?;
         if wrapped.len() < NONCE_LEN {
             return Err(Error::corrupt("wrapped key is truncated"));
         }
         let (nonce, body) = wrapped.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::corrupt("nonce length"))?;
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| Error::corrupt("nonce length"))?;
         let cipher = XChaCha20Poly1305::new(&(*kek).into());
-        match cipher.decrypt(&XNonce::from(nonce), Payload { msg: body, aad: SLOT_AAD }) {
+        match cipher.decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: body,
+                aad: SLOT_AAD,
+            },
+        ) {
             Ok(mut plain) => {
-                let bytes: Result<[u8; 32]> =
-                    plain.as_slice().try_into().map_err(|_| Error::corrupt("unwrapped key has the wrong length"));
+                let bytes: Result<[u8; 32]> = plain
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::corrupt("unwrapped key has the wrong length"));
                 plain.zeroize();
                 Ok(Some(MasterSecret::from_bytes(bytes?)))
             }
@@ -165,7 +206,10 @@ mod tests {
     fn cheap(pass: &str) -> PassphraseProvider {
         PassphraseProvider::new(Zeroizing::new(pass.to_string()))
             .unwrap()
-            .with_cost(KdfCost { memory_kib: 64, iterations: 1 })
+            .with_cost(KdfCost {
+                memory_kib: 64,
+                iterations: 1,
+            })
     }
 
     #[test]
@@ -174,7 +218,10 @@ mod tests {
         let slot = cheap("right").wrap(&secret).unwrap();
         let json = serde_json::to_string(&slot).unwrap();
         let slot: KeySlot = serde_json::from_str(&json).unwrap();
-        assert_eq!(cheap("right").unwrap(&slot).unwrap().unwrap().as_bytes(), &[9; 32]);
+        assert_eq!(
+            cheap("right").unwrap(&slot).unwrap().unwrap().as_bytes(),
+            &[9; 32]
+        );
         assert!(cheap("wrong").unwrap(&slot).unwrap().is_none());
     }
 

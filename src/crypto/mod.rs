@@ -111,7 +111,13 @@ impl Keys {
         fill_random(&mut nonce)?;
         let sealed = self
             .aead
-            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: role.aad() })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: role.aad(),
+                },
+            )
             .map_err(|_| Error::new(ErrorKind::Corrupt, "encryption failed"))?;
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
@@ -122,11 +128,15 @@ impl Keys {
     /// Check and decrypt what [`Keys::seal`] produced. `what` names the object for the error.
     pub fn open(&self, role: Role, sealed: &[u8], what: &dyn std::fmt::Display) -> Result<Vec<u8>> {
         if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::corrupt(format!("{what} is truncated ({} bytes)", sealed.len()))
-                .with_hint("run `coffer check` to find damaged objects"));
+            return Err(
+                Error::corrupt(format!("{what} is truncated ({} bytes)", sealed.len()))
+                    .with_hint("run `coffer check` to find damaged objects"),
+            );
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::corrupt("nonce length"))?;
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| Error::corrupt("nonce length"))?;
         self.aead.decrypt(&XNonce::from(nonce), Payload { msg: body, aad: role.aad() }).map_err(|_| {
             Error::corrupt(format!("{what} failed authentication: it was modified or damaged"))
                 .with_hint("run `coffer check` to list damaged objects; restore from another snapshot or copy")
@@ -136,12 +146,18 @@ impl Keys {
 
 /// Fill `buf` from the operating system's CSPRNG.
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| Error::new(ErrorKind::Storage, format!("no randomness from the OS: {e}")))
+    getrandom::fill(buf).map_err(|e| {
+        Error::new(
+            ErrorKind::Storage,
+            format!("no randomness from the OS: {e}"),
+        )
+    })
 }
 
 /// Compress with zstd at the repository's level.
 pub fn compress(data: &[u8]) -> Result<Vec<u8>> {
-    zstd::bulk::compress(data, 3).map_err(|e| Error::new(ErrorKind::Corrupt, "zstd compression failed").with_source(e))
+    zstd::bulk::compress(data, 3)
+        .map_err(|e| Error::new(ErrorKind::Corrupt, "zstd compression failed").with_source(e))
 }
 
 /// Decompress a zstd frame whose content size is at most `limit` bytes.
@@ -156,7 +172,13 @@ pub fn pack_body(keys: &Keys, role: Role, plaintext: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Open then decompress a body made by [`pack_body`].
-pub fn unpack_body(keys: &Keys, role: Role, sealed: &[u8], limit: usize, what: &dyn std::fmt::Display) -> Result<Vec<u8>> {
+pub fn unpack_body(
+    keys: &Keys,
+    role: Role,
+    sealed: &[u8],
+    limit: usize,
+    what: &dyn std::fmt::Display,
+) -> Result<Vec<u8>> {
     let compressed = keys.open(role, sealed, what)?;
     decompress(&compressed, limit, what)
 }

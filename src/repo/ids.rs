@@ -79,7 +79,8 @@ typed_id!(
 
 fn parse_hex32(s: &str) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).map_err(|_| Error::corrupt(format!("{s:?} is not a 64-digit hex id")))?;
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| Error::corrupt(format!("{s:?} is not a 64-digit hex id")))?;
     Ok(out)
 }
 

@@ -39,7 +39,13 @@ impl IndexedPack {
     pub fn new(id: PackId, size: u64, entries: &[PackEntry]) -> Self {
         let blobs = entries
             .iter()
-            .map(|e| IndexedBlob { id: e.id, kind: e.kind, offset: e.offset, length: e.length, raw_length: e.raw_length })
+            .map(|e| IndexedBlob {
+                id: e.id,
+                kind: e.kind,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            })
             .collect();
         IndexedPack { id, size, blobs }
     }
@@ -103,7 +109,13 @@ impl Index {
     pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
         let loc = self.blobs.get(id)?;
         let (pack, _) = self.packs.get(loc.pack as usize)?;
-        Some(BlobLocation { pack: *pack, kind: loc.kind, offset: loc.offset, length: loc.length, raw_length: loc.raw_length })
+        Some(BlobLocation {
+            pack: *pack,
+            kind: loc.kind,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+        })
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {

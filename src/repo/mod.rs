@@ -54,16 +54,26 @@ impl ChunkerParams {
     /// Parameters around an average chunk size (a power of two between 4 KiB and 16 MiB).
     pub fn with_average(avg_size: u32) -> Result<Self> {
         if !avg_size.is_power_of_two() || !(4096..=16 << 20).contains(&avg_size) {
-            return Err(Error::invalid(format!("average chunk size {avg_size} is not a power of two between 4 KiB and 16 MiB"))
-                .with_hint("use e.g. --chunk-size 1MiB"));
+            return Err(Error::invalid(format!(
+                "average chunk size {avg_size} is not a power of two between 4 KiB and 16 MiB"
+            ))
+            .with_hint("use e.g. --chunk-size 1MiB"));
         }
-        Ok(ChunkerParams { min_size: avg_size / 4, avg_size, max_size: avg_size * 4 })
+        Ok(ChunkerParams {
+            min_size: avg_size / 4,
+            avg_size,
+            max_size: avg_size * 4,
+        })
     }
 }
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams { min_size: 256 << 10, avg_size: 1 << 20, max_size: 4 << 20 }
+        ChunkerParams {
+            min_size: 256 << 10,
+            avg_size: 1 << 20,
+            max_size: 4 << 20,
+        }
     }
 }
 
@@ -76,7 +86,10 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { chunker: ChunkerParams::default(), pack_size: 16 << 20 }
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            pack_size: 16 << 20,
+        }
     }
 }
 
@@ -104,20 +117,31 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository").field("location", &self.storage.location()).field("id", &self.config.id).finish()
+        f.debug_struct("Repository")
+            .field("location", &self.storage.location())
+            .field("id", &self.config.id)
+            .finish()
     }
 }
 
 impl Repository {
     /// Create a new repository in empty storage.
-    pub async fn init(storage: Arc<dyn Storage>, provider: &dyn KeyProvider, options: InitOptions) -> Result<Self> {
+    pub async fn init(
+        storage: Arc<dyn Storage>,
+        provider: &dyn KeyProvider,
+        options: InitOptions,
+    ) -> Result<Self> {
         if storage.exists(paths::CONFIG).await? {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("{} already holds a repository", storage.location()))
-                .with_hint("use it as it is, or choose an empty location"));
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{} already holds a repository", storage.location()),
+            )
+            .with_hint("use it as it is, or choose an empty location"));
         }
         let master = MasterSecret::generate()?;
         let slot = provider.wrap(&master)?;
-        let slot_json = serde_json::to_vec_pretty(&slot).map_err(|e| Error::invalid("encoding key slot").with_source(e))?;
+        let slot_json = serde_json::to_vec_pretty(&slot)
+            .map_err(|e| Error::invalid("encoding key slot").with_source(e))?;
         let mut slot_id = [0u8; 16];
         crate::crypto::fill_random(&mut slot_id)?;
         let mut repo_id = [0u8; 16];
@@ -130,12 +154,25 @@ impl Repository {
             pack_size: options.pack_size,
         };
         // The key slot first: a config without a key would be a locked-out repository.
-        storage.put_if_absent(&format!("{}{}", paths::KEYS, hex::encode(slot_id)), &slot_json).await?;
-        let config_json = serde_json::to_vec_pretty(&config).map_err(|e| Error::invalid("encoding config").with_source(e))?;
+        storage
+            .put_if_absent(
+                &format!("{}{}", paths::KEYS, hex::encode(slot_id)),
+                &slot_json,
+            )
+            .await?;
+        let config_json = serde_json::to_vec_pretty(&config)
+            .map_err(|e| Error::invalid("encoding config").with_source(e))?;
         if storage.put_if_absent(paths::CONFIG, &config_json).await? == PutOutcome::AlreadyExists {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("{} was initialised concurrently", storage.location())));
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{} was initialised concurrently", storage.location()),
+            ));
         }
-        Ok(Repository { storage, keys: Keys::derive(&master), config })
+        Ok(Repository {
+            storage,
+            keys: Keys::derive(&master),
+            config,
+        })
     }
 
     /// Open an existing repository, unlocking it with `provider`.
@@ -148,8 +185,9 @@ impl Repository {
                 e
             }
         })?;
-        let config: Config = serde_json::from_slice(&config_bytes)
-            .map_err(|e| Error::corrupt(format!("{}: config is not valid", storage.location())).with_source(e))?;
+        let config: Config = serde_json::from_slice(&config_bytes).map_err(|e| {
+            Error::corrupt(format!("{}: config is not valid", storage.location())).with_source(e)
+        })?;
         if config.version != FORMAT_VERSION {
             return Err(Error::invalid(format!(
                 "repository format version {} is not supported by this coffer (it reads version {FORMAT_VERSION})",
@@ -159,18 +197,32 @@ impl Repository {
         }
         let slots = storage.list(paths::KEYS).await?;
         if slots.is_empty() {
-            return Err(Error::corrupt(format!("{} has no key slots", storage.location())));
+            return Err(Error::corrupt(format!(
+                "{} has no key slots",
+                storage.location()
+            )));
         }
         for slot in slots {
             let bytes = storage.get(&slot.name).await?;
-            let slot: KeySlot = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::corrupt(format!("key slot {} is not valid", slot.name)).with_source(e))?;
+            let slot: KeySlot = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::corrupt(format!("key slot {} is not valid", slot.name)).with_source(e)
+            })?;
             if let Some(master) = provider.unwrap(&slot)? {
-                return Ok(Repository { storage, keys: Keys::derive(&master), config });
+                return Ok(Repository {
+                    storage,
+                    keys: Keys::derive(&master),
+                    config,
+                });
             }
         }
-        Err(Error::new(ErrorKind::WrongPassword, format!("no key slot of {} opens with the given passphrase", storage.location()))
-            .with_hint("check COFFER_PASSWORD / COFFER_PASSWORD_FILE"))
+        Err(Error::new(
+            ErrorKind::WrongPassword,
+            format!(
+                "no key slot of {} opens with the given passphrase",
+                storage.location()
+            ),
+        )
+        .with_hint("check COFFER_PASSWORD / COFFER_PASSWORD_FILE"))
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -186,29 +238,45 @@ impl Repository {
     }
 
     /// Seal `value` as JSON and store it content-addressed under `folder`; returns its id.
-    async fn save_json<T: Serialize>(&self, folder: &str, role: Role, value: &T) -> Result<[u8; 32]> {
-        let json = serde_json::to_vec(value).map_err(|e| Error::invalid("encoding metadata").with_source(e))?;
+    async fn save_json<T: Serialize>(
+        &self,
+        folder: &str,
+        role: Role,
+        value: &T,
+    ) -> Result<[u8; 32]> {
+        let json = serde_json::to_vec(value)
+            .map_err(|e| Error::invalid("encoding metadata").with_source(e))?;
         let sealed = pack_body(&self.keys, role, &json)?;
         let id = storage_hash(&sealed);
-        self.storage.put_if_absent(&format!("{folder}{}", hex::encode(id)), &sealed).await?;
+        self.storage
+            .put_if_absent(&format!("{folder}{}", hex::encode(id)), &sealed)
+            .await?;
         Ok(id)
     }
 
     async fn load_json<T: DeserializeOwned>(&self, name: &str, role: Role) -> Result<T> {
         let sealed = self.storage.get(name).await?;
         if storage_hash(&sealed) != *name_hash(name)? {
-            return Err(Error::corrupt(format!("{name} does not match its name (damaged object)")).with_hint("run `coffer check`"));
+            return Err(
+                Error::corrupt(format!("{name} does not match its name (damaged object)"))
+                    .with_hint("run `coffer check`"),
+            );
         }
         let json = unpack_body(&self.keys, role, &sealed, MAX_METADATA_LEN, &name)?;
-        serde_json::from_slice(&json).map_err(|e| Error::corrupt(format!("{name} is not valid")).with_source(e))
+        serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(format!("{name} is not valid")).with_source(e))
     }
 
     pub async fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
-        self.save_json(paths::INDEX, Role::Index, file).await.map(IndexId)
+        self.save_json(paths::INDEX, Role::Index, file)
+            .await
+            .map(IndexId)
     }
 
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        self.save_json(paths::SNAPSHOTS, Role::Snapshot, snapshot).await.map(SnapshotId)
+        self.save_json(paths::SNAPSHOTS, Role::Snapshot, snapshot)
+            .await
+            .map(SnapshotId)
     }
 
     /// Read every index file into one in-memory index.
@@ -232,7 +300,9 @@ impl Repository {
         let mut all: Vec<(SnapshotId, Snapshot)> = stream::iter(names)
             .map(|meta| async move {
                 let id = SnapshotId(*name_hash(&meta.name)?);
-                let snapshot = self.load_json::<Snapshot>(&meta.name, Role::Snapshot).await?;
+                let snapshot = self
+                    .load_json::<Snapshot>(&meta.name, Role::Snapshot)
+                    .await?;
                 Ok::<_, Error>((id, snapshot))
             })
             .buffer_unordered(8)
@@ -252,34 +322,55 @@ impl Repository {
         }
         let spec = spec.to_ascii_lowercase();
         if spec.is_empty() || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::invalid(format!("{spec:?} is not a snapshot id")).with_hint("give `latest` or an id from `coffer snapshots`"));
+            return Err(Error::invalid(format!("{spec:?} is not a snapshot id"))
+                .with_hint("give `latest` or an id from `coffer snapshots`"));
         }
         let names = self.storage.list(paths::SNAPSHOTS).await?;
-        let matches: Vec<_> = names.iter().filter(|m| m.name[paths::SNAPSHOTS.len()..].starts_with(&spec)).collect();
+        let matches: Vec<_> = names
+            .iter()
+            .filter(|m| m.name[paths::SNAPSHOTS.len()..].starts_with(&spec))
+            .collect();
         match matches.as_slice() {
             [one] => {
                 let id = SnapshotId(*name_hash(&one.name)?);
                 Ok((id, self.load_json(&one.name, Role::Snapshot).await?))
             }
-            [] => Err(Error::not_found(format!("no snapshot with id {spec}")).with_hint("list them with `coffer snapshots`")),
-            _ => Err(Error::invalid(format!("snapshot id prefix {spec} is ambiguous ({} snapshots match)", matches.len()))
-                .with_hint("give more digits")),
+            [] => Err(Error::not_found(format!("no snapshot with id {spec}"))
+                .with_hint("list them with `coffer snapshots`")),
+            _ => Err(Error::invalid(format!(
+                "snapshot id prefix {spec} is ambiguous ({} snapshots match)",
+                matches.len()
+            ))
+            .with_hint("give more digits")),
         }
     }
 
     /// Read, check and decrypt one blob, reading only its byte range of the pack.
     pub async fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
         let loc = index.get(id).ok_or_else(|| {
-            Error::corrupt(format!("blob {} is referenced but not in the index", id.short()))
-                .with_hint("run `coffer check`; restore from another snapshot")
+            Error::corrupt(format!(
+                "blob {} is referenced but not in the index",
+                id.short()
+            ))
+            .with_hint("run `coffer check`; restore from another snapshot")
         })?;
         let name = paths::pack(&loc.pack);
         let start = u64::from(loc.offset);
-        let sealed = self.storage.get_range(&name, start..start + u64::from(loc.length)).await?;
+        let sealed = self
+            .storage
+            .get_range(&name, start..start + u64::from(loc.length))
+            .await?;
         let what = format!("blob {} in pack {}", id.short(), loc.pack.short());
-        let plain = unpack_body(&self.keys, loc.kind.role(), &sealed, loc.raw_length as usize, &what)?;
+        let plain = unpack_body(
+            &self.keys,
+            loc.kind.role(),
+            &sealed,
+            loc.raw_length as usize,
+            &what,
+        )?;
         if self.keys.content_id(&plain) != id.0 {
-            return Err(Error::corrupt(format!("{what} does not match its id")).with_hint("run `coffer check`"));
+            return Err(Error::corrupt(format!("{what} does not match its id"))
+                .with_hint("run `coffer check`"));
         }
         Ok(plain)
     }
@@ -287,12 +378,16 @@ impl Repository {
     /// Read a tree blob as JSON.
     pub async fn read_tree<T: DeserializeOwned>(&self, index: &Index, id: &BlobId) -> Result<T> {
         let bytes = self.read_blob(index, id).await?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(format!("tree {} is not valid", id.short())).with_source(e))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(format!("tree {} is not valid", id.short())).with_source(e))
     }
 
     /// Store a pack under its content name.
     pub async fn save_pack(&self, id: &PackId, bytes: &[u8]) -> Result<()> {
-        self.storage.put_if_absent(&paths::pack(id), bytes).await.map(|_| ())
+        self.storage
+            .put_if_absent(&paths::pack(id), bytes)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -300,6 +395,7 @@ impl Repository {
 fn name_hash(name: &str) -> Result<Box<[u8; 32]>> {
     let last = name.rsplit('/').next().unwrap_or(name);
     let mut out = [0u8; 32];
-    hex::decode_to_slice(last, &mut out).map_err(|_| Error::corrupt(format!("unexpected object name {name:?}")))?;
+    hex::decode_to_slice(last, &mut out)
+        .map_err(|_| Error::corrupt(format!("unexpected object name {name:?}")))?;
     Ok(Box::new(out))
 }

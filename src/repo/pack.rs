@@ -39,7 +39,9 @@ impl BlobKind {
         match code {
             0 => Ok(BlobKind::Data),
             1 => Ok(BlobKind::Tree),
-            other => Err(Error::corrupt(format!("unknown blob type {other} in pack header"))),
+            other => Err(Error::corrupt(format!(
+                "unknown blob type {other} in pack header"
+            ))),
         }
     }
 }
@@ -82,13 +84,25 @@ impl PackBuilder {
     }
 
     /// Append one sealed blob.
-    pub fn push(&mut self, id: BlobId, kind: BlobKind, sealed: &[u8], raw_length: usize) -> Result<()> {
+    pub fn push(
+        &mut self,
+        id: BlobId,
+        kind: BlobKind,
+        sealed: &[u8],
+        raw_length: usize,
+    ) -> Result<()> {
         let too_big = || Error::invalid(format!("blob {} is too large for a pack", id.short()));
         let offset = u32::try_from(self.bytes.len()).map_err(|_| too_big())?;
         let length = u32::try_from(sealed.len()).map_err(|_| too_big())?;
         let raw_length = u32::try_from(raw_length).map_err(|_| too_big())?;
         self.bytes.extend_from_slice(sealed);
-        self.entries.push(PackEntry { id, kind, offset, length, raw_length });
+        self.entries.push(PackEntry {
+            id,
+            kind,
+            offset,
+            length,
+            raw_length,
+        });
         Ok(())
     }
 
@@ -103,16 +117,27 @@ impl PackBuilder {
             header.extend_from_slice(&entry.id.0);
         }
         let sealed = keys.seal(Role::PackHeader, &header)?;
-        let header_len = u32::try_from(sealed.len()).map_err(|_| Error::invalid("pack header too large"))?;
+        let header_len =
+            u32::try_from(sealed.len()).map_err(|_| Error::invalid("pack header too large"))?;
         bytes.extend_from_slice(&sealed);
         bytes.extend_from_slice(&header_len.to_le_bytes());
-        Ok(FinishedPack { id: PackId(storage_hash(&bytes)), bytes, entries })
+        Ok(FinishedPack {
+            id: PackId(storage_hash(&bytes)),
+            bytes,
+            entries,
+        })
     }
 }
 
 /// Read the entries of a whole pack from its own header (used by `check` and index rebuilds).
-pub fn read_header(keys: &Keys, pack: &[u8], what: &dyn std::fmt::Display) -> Result<Vec<PackEntry>> {
-    let short = || Error::corrupt(format!("{what} is too short to be a pack")).with_hint("run `coffer check`");
+pub fn read_header(
+    keys: &Keys,
+    pack: &[u8],
+    what: &dyn std::fmt::Display,
+) -> Result<Vec<PackEntry>> {
+    let short = || {
+        Error::corrupt(format!("{what} is too short to be a pack")).with_hint("run `coffer check`")
+    };
     let len_at = pack.len().checked_sub(4).ok_or_else(short)?;
     let mut len_bytes = [0u8; 4];
     len_bytes.copy_from_slice(&pack[len_at..]);
@@ -120,7 +145,9 @@ pub fn read_header(keys: &Keys, pack: &[u8], what: &dyn std::fmt::Display) -> Re
     let header_at = len_at.checked_sub(header_len).ok_or_else(short)?;
     let header = keys.open(Role::PackHeader, &pack[header_at..len_at], what)?;
     if header.len() % HEADER_ENTRY_LEN != 0 {
-        return Err(Error::corrupt(format!("{what} has a header of invalid length")));
+        return Err(Error::corrupt(format!(
+            "{what} has a header of invalid length"
+        )));
     }
     let mut entries = Vec::with_capacity(header.len() / HEADER_ENTRY_LEN);
     let mut offset: u64 = 0;
@@ -129,13 +156,21 @@ pub fn read_header(keys: &Keys, pack: &[u8], what: &dyn std::fmt::Display) -> Re
         let raw_length = u32::from_le_bytes([raw[5], raw[6], raw[7], raw[8]]);
         let mut id = [0u8; 32];
         id.copy_from_slice(&raw[9..41]);
-        let entry_offset =
-            u32::try_from(offset).map_err(|_| Error::corrupt(format!("{what} header offsets overflow")))?;
-        entries.push(PackEntry { id: BlobId(id), kind: BlobKind::from_code(raw[0])?, offset: entry_offset, length, raw_length });
+        let entry_offset = u32::try_from(offset)
+            .map_err(|_| Error::corrupt(format!("{what} header offsets overflow")))?;
+        entries.push(PackEntry {
+            id: BlobId(id),
+            kind: BlobKind::from_code(raw[0])?,
+            offset: entry_offset,
+            length,
+            raw_length,
+        });
         offset += u64::from(length);
     }
     if offset != header_at as u64 {
-        return Err(Error::corrupt(format!("{what}: header lengths do not add up to the blob area")));
+        return Err(Error::corrupt(format!(
+            "{what}: header lengths do not add up to the blob area"
+        )));
     }
     Ok(entries)
 }
@@ -151,8 +186,12 @@ mod tests {
         let mut builder = PackBuilder::default();
         let a = keys.seal(Role::DataBlob, b"aaaa").unwrap();
         let b = keys.seal(Role::TreeBlob, b"bb").unwrap();
-        builder.push(BlobId([1; 32]), BlobKind::Data, &a, 4).unwrap();
-        builder.push(BlobId([2; 32]), BlobKind::Tree, &b, 2).unwrap();
+        builder
+            .push(BlobId([1; 32]), BlobKind::Data, &a, 4)
+            .unwrap();
+        builder
+            .push(BlobId([2; 32]), BlobKind::Tree, &b, 2)
+            .unwrap();
         let pack = builder.finish(&keys).unwrap();
         assert_eq!(pack.id, PackId(storage_hash(&pack.bytes)));
         let entries = read_header(&keys, &pack.bytes, &"pack").unwrap();

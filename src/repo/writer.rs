@@ -39,7 +39,10 @@ impl BlobStore {
         Arc::new(BlobStore {
             repo,
             known: std::sync::Mutex::new(known),
-            pending: Mutex::new(IndexFile { version: 1, packs: Vec::new() }),
+            pending: Mutex::new(IndexFile {
+                version: 1,
+                packs: Vec::new(),
+            }),
             pending_blobs: AtomicU64::new(0),
             blobs_new: AtomicU64::new(0),
             bytes_stored_new: AtomicU64::new(0),
@@ -61,14 +64,19 @@ impl BlobStore {
 
     /// A new sink for one worker.
     pub fn sink(self: &Arc<Self>) -> PackSink {
-        PackSink { store: Arc::clone(self), builder: PackBuilder::default() }
+        PackSink {
+            store: Arc::clone(self),
+            builder: PackBuilder::default(),
+        }
     }
 
     async fn record_pack(&self, pack: IndexedPack) -> Result<()> {
         let count = pack.blobs.len() as u64;
         let mut pending = self.pending.lock().await;
         pending.packs.push(pack);
-        if self.pending_blobs.fetch_add(count, Ordering::Relaxed) + count >= INDEX_FLUSH_BLOBS as u64 {
+        if self.pending_blobs.fetch_add(count, Ordering::Relaxed) + count
+            >= INDEX_FLUSH_BLOBS as u64
+        {
             self.write_pending(&mut pending).await?;
         }
         Ok(())
@@ -123,7 +131,15 @@ impl PackSink {
         let builder = std::mem::take(&mut self.builder);
         let pack = builder.finish(self.store.repo.keys())?;
         self.store.repo.save_pack(&pack.id, &pack.bytes).await?;
-        self.store.bytes_stored_new.fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
-        self.store.record_pack(IndexedPack::new(pack.id, pack.bytes.len() as u64, &pack.entries)).await
+        self.store
+            .bytes_stored_new
+            .fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
+        self.store
+            .record_pack(IndexedPack::new(
+                pack.id,
+                pack.bytes.len() as u64,
+                &pack.entries,
+            ))
+            .await
     }
 }

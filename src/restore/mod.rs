@@ -49,7 +49,12 @@ pub struct Statement {
 
 impl Statement {
     fn plain(sql: String) -> Self {
-        Statement { sql, sql_mode: None, collation_connection: None, compound: false }
+        Statement {
+            sql,
+            sql_mode: None,
+            collation_connection: None,
+            compound: false,
+        }
     }
 }
 
@@ -99,15 +104,27 @@ impl RestorePlan {
         }
         let target_name = options.into.clone().unwrap_or_else(|| db.to_string());
         if target_name.is_empty() || target_name.len() > 64 {
-            return Err(Error::invalid(format!("{target_name:?} is not a valid database name (1 to 64 characters)")));
+            return Err(Error::invalid(format!(
+                "{target_name:?} is not a valid database name (1 to 64 characters)"
+            )));
         }
-        Ok(RestorePlan { source_name: db.to_string(), target_name, database, tables, skip_definer: options.skip_definer })
+        Ok(RestorePlan {
+            source_name: db.to_string(),
+            target_name,
+            database,
+            tables,
+            skip_definer: options.skip_definer,
+        })
     }
 
     fn rewrite(&self, sql: &str, sql_mode: Option<&str>) -> String {
         let ansi_quotes = sql_mode.is_some_and(|m| m.to_ascii_uppercase().contains("ANSI_QUOTES"));
         let renamed = rename_schema(sql, &self.source_name, &self.target_name, ansi_quotes);
-        if self.skip_definer { strip_definer(&renamed) } else { renamed }
+        if self.skip_definer {
+            strip_definer(&renamed)
+        } else {
+            renamed
+        }
     }
 
     /// `CREATE DATABASE …` for the target name.
@@ -126,10 +143,14 @@ impl RestorePlan {
         let mut out = Vec::new();
         for table in &self.tables {
             out.push(Statement::plain(table.create_sql.clone()));
-            if let (TableKind::Sequence, Some(next)) = (table.kind, &table.sequence_next) {
-                if next.chars().all(|c| c.is_ascii_digit() || c == '-') && !next.is_empty() {
-                    out.push(Statement::plain(format!("SELECT SETVAL({}, {next}, 0)", quote_ident(&table.name))));
-                }
+            if let (TableKind::Sequence, Some(next)) = (table.kind, &table.sequence_next)
+                && !next.is_empty()
+                && next.chars().all(|c| c.is_ascii_digit() || c == '-')
+            {
+                out.push(Statement::plain(format!(
+                    "SELECT SETVAL({}, {next}, 0)",
+                    quote_ident(&table.name)
+                )));
             }
         }
         out
@@ -141,10 +162,15 @@ impl RestorePlan {
             .tables
             .iter()
             .enumerate()
-            .flat_map(|(i, t)| t.chunks.iter().map(move |c| DataItem { table: i, chunk: c.clone() }))
+            .flat_map(|(i, t)| {
+                t.chunks.iter().map(move |c| DataItem {
+                    table: i,
+                    chunk: c.clone(),
+                })
+            })
             .collect();
-        let rows_of = |t: usize| self.tables[t].chunks.len();
-        items.sort_by_key(|item| std::cmp::Reverse(rows_of(item.table)));
+        let chunks_of = |t: usize| self.tables[t].chunks.len();
+        items.sort_by_key(|item| std::cmp::Reverse(chunks_of(item.table)));
         items
     }
 
@@ -166,14 +192,29 @@ impl RestorePlan {
     }
 
     /// Split a chunk's rows into INSERT statements of at most about `max_len` bytes.
-    pub fn insert_statements(&self, table: usize, chunk: &[u8], max_len: usize) -> Result<Vec<Vec<u8>>> {
-        let table = self.tables.get(table).ok_or_else(|| Error::corrupt("data item names a missing table"))?;
-        let head = format!("INSERT INTO {} ({}) VALUES ", quote_ident(&table.name), column_list(&table.columns));
+    pub fn insert_statements(
+        &self,
+        table: usize,
+        chunk: &[u8],
+        max_len: usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        let table = self
+            .tables
+            .get(table)
+            .ok_or_else(|| Error::corrupt("data item names a missing table"))?;
+        let head = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            quote_ident(&table.name),
+            column_list(&table.columns)
+        );
         let mut out = Vec::new();
         let mut current = Vec::new();
         for row in chunk.split(|b| *b == b'\n').filter(|r| !r.is_empty()) {
             if row.first() != Some(&b'(') || row.last() != Some(&b')') {
-                return Err(Error::corrupt(format!("a chunk of table {} holds a malformed row", table.name)));
+                return Err(Error::corrupt(format!(
+                    "a chunk of table {} holds a malformed row",
+                    table.name
+                )));
             }
             if !current.is_empty() && current.len() + row.len() + 1 > max_len {
                 out.push(std::mem::take(&mut current));
@@ -198,7 +239,10 @@ impl RestorePlan {
             out.push(format!("SET SESSION sql_mode = {}", quote_str(mode)));
         }
         if let Some(collation) = &statement.collation_connection {
-            out.push(format!("SET SESSION collation_connection = {}", quote_str(collation)));
+            out.push(format!(
+                "SET SESSION collation_connection = {}",
+                quote_str(collation)
+            ));
         }
         out
     }

@@ -12,8 +12,15 @@ use crate::sql::quote_ident;
 const SCRIPT_STATEMENT_LIMIT: usize = 4 << 20;
 
 /// Write the whole database as SQL to `out`. `header` lines are written as comments.
-pub async fn write_script(repo: &Repository, index: &Index, plan: &RestorePlan, header: &[String], out: &mut dyn Write) -> Result<()> {
-    let io = |e: std::io::Error| Error::new(ErrorKind::Storage, "writing the SQL script").with_source(e);
+pub async fn write_script(
+    repo: &Repository,
+    index: &Index,
+    plan: &RestorePlan,
+    header: &[String],
+    out: &mut dyn Write,
+) -> Result<()> {
+    let io =
+        |e: std::io::Error| Error::new(ErrorKind::Storage, "writing the SQL script").with_source(e);
     for line in header {
         writeln!(out, "-- {}", line.replace('\n', " ")).map_err(io)?;
     }

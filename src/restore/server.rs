@@ -47,44 +47,91 @@ pub async fn restore_to_server(
     let name = &plan.target_name;
     let mut conn = target.connect().await?;
     let exists: Option<String> = conn
-        .exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (name,))
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (name,),
+        )
         .await
         .map_err(|e| mysql_error(e, "checking the target database"))?;
     if exists.is_some() {
         if !options.drop_existing {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("database {name} already exists on {}", target.describe()))
-                .with_hint("restore under another name with --into NAME, or replace it with --drop-existing"));
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("database {name} already exists on {}", target.describe()),
+            )
+            .with_hint(
+                "restore under another name with --into NAME, or replace it with --drop-existing",
+            ));
         }
-        exec(&mut conn, &format!("DROP DATABASE {}", quote_ident(name)), "dropping the existing database").await?;
+        exec(
+            &mut conn,
+            &format!("DROP DATABASE {}", quote_ident(name)),
+            "dropping the existing database",
+        )
+        .await?;
     }
-    exec(&mut conn, &plan.create_database(false).sql, "creating the database").await?;
+    exec(
+        &mut conn,
+        &plan.create_database(false).sql,
+        "creating the database",
+    )
+    .await?;
     prepare_session(&mut conn, name).await?;
-    let mut stats = RestoreStats { tables: plan.tables.len() as u64, ..Default::default() };
+    let mut stats = RestoreStats {
+        tables: plan.tables.len() as u64,
+        ..Default::default()
+    };
     for statement in plan.table_statements() {
         run_statement(&mut conn, &statement).await?;
     }
 
     let max_len = statement_limit(&mut conn).await?;
-    let queue = Arc::new(Mutex::new(plan.data_items().into_iter().collect::<VecDeque<_>>()));
+    let queue = Arc::new(Mutex::new(
+        plan.data_items().into_iter().collect::<VecDeque<_>>(),
+    ));
     let fetched = Arc::new(AtomicU64::new(0));
     let rows = Arc::new(AtomicU64::new(0));
     let mut loaders = tokio::task::JoinSet::new();
     for _ in 0..options.jobs.max(1) {
-        let (repo, index, plan, queue) = (Arc::clone(&repo), Arc::clone(&index), Arc::clone(&plan), Arc::clone(&queue));
-        let (fetched, rows, chunks_done, target) = (Arc::clone(&fetched), Arc::clone(&rows), Arc::clone(&chunks_done), target.clone());
+        let (repo, index, plan, queue) = (
+            Arc::clone(&repo),
+            Arc::clone(&index),
+            Arc::clone(&plan),
+            Arc::clone(&queue),
+        );
+        let (fetched, rows, chunks_done, target) = (
+            Arc::clone(&fetched),
+            Arc::clone(&rows),
+            Arc::clone(&chunks_done),
+            target.clone(),
+        );
         loaders.spawn(async move {
             let mut conn = target.connect().await?;
             prepare_session(&mut conn, &plan.target_name).await?;
             exec(&mut conn, "SET NAMES binary", "switching to binary input").await?;
             loop {
-                let Some(item) = queue.lock().await.pop_front() else { break };
+                let Some(item) = queue.lock().await.pop_front() else {
+                    break;
+                };
                 let data = repo.read_blob(&index, &item.chunk.id).await?;
-                fetched.fetch_add(index.get(&item.chunk.id).map_or(0, |l| u64::from(l.length)), Ordering::Relaxed);
+                fetched.fetch_add(
+                    index.get(&item.chunk.id).map_or(0, |l| u64::from(l.length)),
+                    Ordering::Relaxed,
+                );
                 let table = &plan.tables[item.table].name;
                 for insert in plan.insert_statements(item.table, &data, max_len)? {
                     conn.query_drop(insert).await.map_err(|e| {
-                        let hint = "check the privileges of the restoring account and max_allowed_packet";
-                        mysql_error(e, &format!("loading rows into {}.{}", quote_ident(&plan.target_name), quote_ident(table))).with_hint(hint)
+                        let hint =
+                            "check the privileges of the restoring account and max_allowed_packet";
+                        mysql_error(
+                            e,
+                            &format!(
+                                "loading rows into {}.{}",
+                                quote_ident(&plan.target_name),
+                                quote_ident(table)
+                            ),
+                        )
+                        .with_hint(hint)
                     })?;
                 }
                 rows.fetch_add(item.chunk.rows, Ordering::Relaxed);
@@ -94,7 +141,9 @@ pub async fn restore_to_server(
         });
     }
     while let Some(joined) = loaders.join_next().await {
-        joined.map_err(|e| Error::new(ErrorKind::Mysql, "a restore worker stopped unexpectedly").with_source(e))??;
+        joined.map_err(|e| {
+            Error::new(ErrorKind::Mysql, "a restore worker stopped unexpectedly").with_source(e)
+        })??;
     }
     stats.rows = rows.load(Ordering::Relaxed);
     stats.bytes_fetched = fetched.load(Ordering::Relaxed);
@@ -112,7 +161,12 @@ async fn exec(conn: &mut Conn, sql: &str, what: &str) -> Result<()> {
 }
 
 async fn prepare_session(conn: &mut Conn, db: &str) -> Result<()> {
-    exec(conn, &format!("USE {}", quote_ident(db)), "selecting the target database").await?;
+    exec(
+        conn,
+        &format!("USE {}", quote_ident(db)),
+        "selecting the target database",
+    )
+    .await?;
     for statement in LOAD_SESSION {
         exec(conn, statement, "setting up the restore session").await?;
     }
@@ -125,7 +179,9 @@ async fn statement_limit(conn: &mut Conn) -> Result<usize> {
         .query_first("SELECT @@max_allowed_packet")
         .await
         .map_err(|e| mysql_error(e, "reading max_allowed_packet"))?;
-    Ok(usize::try_from(max.unwrap_or(4 << 20) / 2).unwrap_or(usize::MAX).clamp(64 << 10, 8 << 20))
+    Ok(usize::try_from(max.unwrap_or(4 << 20) / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(64 << 10, 8 << 20))
 }
 
 async fn run_statement(conn: &mut Conn, statement: &Statement) -> Result<()> {
@@ -144,7 +200,12 @@ async fn run_statement(conn: &mut Conn, statement: &Statement) -> Result<()> {
     })?;
     if statement.sql_mode.is_some() || statement.collation_connection.is_some() {
         exec(conn, "SET NAMES utf8mb4", "resetting the session").await?;
-        exec(conn, "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'", "resetting the session").await?;
+        exec(
+            conn,
+            "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'",
+            "resetting the session",
+        )
+        .await?;
     }
     Ok(())
 }

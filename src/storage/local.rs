@@ -31,7 +31,11 @@ impl LocalStorage {
     }
 
     fn path(&self, name: &str) -> Result<PathBuf> {
-        if name.is_empty() || name.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        if name.is_empty()
+            || name
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
+        {
             return Err(Error::invalid(format!("invalid object name {name:?}")));
         }
         Ok(self.root.join(name))
@@ -39,7 +43,11 @@ impl LocalStorage {
 }
 
 fn io_err(op: &str, path: &Path, e: std::io::Error) -> Error {
-    let kind = if e.kind() == IoKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Storage };
+    let kind = if e.kind() == IoKind::NotFound {
+        ErrorKind::NotFound
+    } else {
+        ErrorKind::Storage
+    };
     Error::new(kind, format!("{op} {}", path.display())).with_source(e)
 }
 
@@ -47,13 +55,18 @@ fn put_blocking(path: &Path, data: &[u8]) -> Result<PutOutcome> {
     if path.exists() {
         return Ok(PutOutcome::AlreadyExists);
     }
-    let dir = path.parent().ok_or_else(|| Error::invalid(format!("no parent folder for {}", path.display())))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::invalid(format!("no parent folder for {}", path.display())))?;
     std::fs::create_dir_all(dir).map_err(|e| io_err("creating folder", dir, e))?;
     let mut suffix = [0u8; 8];
     crate::crypto::fill_random(&mut suffix)?;
     let tmp = dir.join(format!("{TMP_PREFIX}{}", hex::encode(suffix)));
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         file.write_all(data)?;
         file.sync_all()
     };
@@ -66,7 +79,9 @@ fn put_blocking(path: &Path, data: &[u8]) -> Result<PutOutcome> {
     match linked {
         Ok(()) => {
             // Make the new directory entry durable before anything refers to the object.
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("syncing folder", dir, e))?;
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err("syncing folder", dir, e))?;
             Ok(PutOutcome::Created)
         }
         Err(e) if e.kind() == IoKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
@@ -91,12 +106,21 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
             if file_name.starts_with(TMP_PREFIX) {
                 continue;
             }
-            let meta = entry.metadata().map_err(|e| io_err("reading metadata of", &entry.path(), e))?;
+            let meta = entry
+                .metadata()
+                .map_err(|e| io_err("reading metadata of", &entry.path(), e))?;
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if let Ok(rel) = entry.path().strip_prefix(root) {
-                let name = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-                out.push(ObjectMeta { name, size: meta.len() });
+                let name = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push(ObjectMeta {
+                    name,
+                    size: meta.len(),
+                });
             }
         }
     }
@@ -105,7 +129,9 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.or_kind(ErrorKind::Storage, || "storage worker thread failed".into())?
+    tokio::task::spawn_blocking(f)
+        .await
+        .or_kind(ErrorKind::Storage, || "storage worker thread failed".into())?
 }
 
 #[async_trait]
@@ -132,11 +158,15 @@ impl Storage for LocalStorage {
             let len = usize::try_from(range.end.saturating_sub(range.start))
                 .map_err(|_| Error::invalid("range too large for this platform"))?;
             let mut buf = vec![0u8; len];
-            file.seek(SeekFrom::Start(range.start)).map_err(|e| io_err("seeking in", &path, e))?;
+            file.seek(SeekFrom::Start(range.start))
+                .map_err(|e| io_err("seeking in", &path, e))?;
             file.read_exact(&mut buf).map_err(|e| {
                 if e.kind() == IoKind::UnexpectedEof {
-                    Error::corrupt(format!("{} is shorter than the index says (wanted bytes {range:?})", path.display()))
-                        .with_hint("run `coffer check`")
+                    Error::corrupt(format!(
+                        "{} is shorter than the index says (wanted bytes {range:?})",
+                        path.display()
+                    ))
+                    .with_hint("run `coffer check`")
                 } else {
                     io_err("reading", &path, e)
                 }
@@ -176,14 +206,29 @@ mod tests {
     async fn put_if_absent_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStorage::new(dir.path());
-        assert_eq!(store.put_if_absent("data/ab/x", b"one").await.unwrap(), PutOutcome::Created);
-        assert_eq!(store.put_if_absent("data/ab/x", b"two").await.unwrap(), PutOutcome::AlreadyExists);
+        assert_eq!(
+            store.put_if_absent("data/ab/x", b"one").await.unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            store.put_if_absent("data/ab/x", b"two").await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
         assert_eq!(store.get("data/ab/x").await.unwrap(), b"one");
         assert_eq!(store.get_range("data/ab/x", 1..3).await.unwrap(), b"ne");
         assert!(store.get_range("data/ab/x", 1..9).await.is_err());
         let listed = store.list("data/").await.unwrap();
-        assert_eq!(listed, vec![ObjectMeta { name: "data/ab/x".into(), size: 3 }]);
-        assert_eq!(store.get("data/ab/y").await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            listed,
+            vec![ObjectMeta {
+                name: "data/ab/x".into(),
+                size: 3
+            }]
+        );
+        assert_eq!(
+            store.get("data/ab/y").await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         assert!(store.get("../etc/passwd").await.is_err());
         store.delete("data/ab/x").await.unwrap();
         assert!(!store.exists("data/ab/x").await.unwrap());

@@ -65,16 +65,21 @@ pub fn open_location(location: &str) -> crate::error::Result<std::sync::Arc<dyn 
     use crate::error::Error;
     if let Some(path) = location.strip_prefix("file://") {
         if path.is_empty() {
-            return Err(Error::invalid("file:// needs a path, e.g. file:///var/backups/coffer"));
+            return Err(Error::invalid(
+                "file:// needs a path, e.g. file:///var/backups/coffer",
+            ));
         }
         return Ok(std::sync::Arc::new(local::LocalStorage::new(path)));
     }
     if let Some((scheme, _)) = location.split_once("://") {
-        return Err(Error::invalid(format!("repository scheme {scheme}:// is not supported by this build"))
-            .with_hint("use a local path or file:///path"));
+        return Err(Error::invalid(format!(
+            "repository scheme {scheme}:// is not supported by this build"
+        ))
+        .with_hint("use a local path or file:///path"));
     }
     if location.is_empty() {
-        return Err(Error::invalid("the repository location is empty").with_hint("pass --repo PATH or set COFFER_REPO"));
+        return Err(Error::invalid("the repository location is empty")
+            .with_hint("pass --repo PATH or set COFFER_REPO"));
     }
     Ok(std::sync::Arc::new(local::LocalStorage::new(location)))
 }

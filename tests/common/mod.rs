@@ -16,6 +16,8 @@ pub struct MariaDb {
     pub dir: PathBuf,
     pub port: u16,
     pub socket: PathBuf,
+    /// The shell that runs the server and stops it with this process.
+    _watchdog: std::process::Child,
     _tmp: tempfile::TempDir,
 }
 
@@ -34,8 +36,15 @@ fn free_port() -> u16 {
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -45,13 +54,64 @@ pub fn make_certs(dir: &Path) -> Certs {
     let openssl = |args: &[&str]| {
         run_ok(Command::new("openssl").args(args).current_dir(dir));
     };
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=coffer test CA", "-keyout", "ca-key.pem", "-out", "ca.pem"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=coffer test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ]);
     for (name, san) in [("server", "DNS:localhost"), ("client", "DNS:coffer-client")] {
-        std::fs::write(p(&format!("{name}.ext")), format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n")).expect("write ext");
-        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={name}"), "-keyout", &format!("{name}-key.pem"), "-out", &format!("{name}.csr")]);
-        openssl(&["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-days", "2", "-extfile", &format!("{name}.ext"), "-out", &format!("{name}.pem")]);
+        std::fs::write(
+            p(&format!("{name}.ext")),
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
+        )
+        .expect("write ext");
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
     }
-    Certs { ca: p("ca.pem"), server_cert: p("server.pem"), server_key: p("server-key.pem"), client_cert: p("client.pem"), client_key: p("client-key.pem") }
+    Certs {
+        ca: p("ca.pem"),
+        server_cert: p("server.pem"),
+        server_key: p("server-key.pem"),
+        client_cert: p("client.pem"),
+        client_key: p("client-key.pem"),
+    }
 }
 
 impl MariaDb {
@@ -62,11 +122,16 @@ impl MariaDb {
     }
 
     pub fn start(certs: Option<&Certs>) -> MariaDb {
-        let tmp = tempfile::Builder::new().prefix("coffer-mariadb-").tempdir().expect("temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("coffer-mariadb-")
+            .tempdir()
+            .expect("temp dir");
         let dir = tmp.path().to_path_buf();
         let port = free_port();
         let socket = dir.join("mysql.sock");
-        let user = String::from_utf8_lossy(&run_ok(Command::new("id").arg("-un")).stdout).trim().to_string();
+        let user = String::from_utf8_lossy(&run_ok(Command::new("id").arg("-un")).stdout)
+            .trim()
+            .to_string();
         run_ok(Command::new("mariadb-install-db").args([
             "--no-defaults",
             &format!("--datadir={}", dir.join("data").display()),
@@ -102,8 +167,21 @@ impl MariaDb {
             quoted.join(" "),
             std::process::id()
         );
-        Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start mariadbd");
-        let server = MariaDb { dir, port, socket, _tmp: tmp };
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        let server = MariaDb {
+            dir,
+            port,
+            socket,
+            _watchdog: watchdog,
+            _tmp: tmp,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while server.try_sql("SELECT 1").is_err() {
             if Instant::now() > deadline {
@@ -122,7 +200,16 @@ impl MariaDb {
     /// Run SQL as root over the socket; returns tab-separated output without headers.
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new("mariadb")
-            .args(["--no-defaults", &format!("--socket={}", self.socket.display()), "-uroot", "-N", "-B", "--binary-mode", "-e", sql])
+            .args([
+                "--no-defaults",
+                &format!("--socket={}", self.socket.display()),
+                "-uroot",
+                "-N",
+                "-B",
+                "--binary-mode",
+                "-e",
+                sql,
+            ])
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() {
@@ -133,7 +220,8 @@ impl MariaDb {
     }
 
     pub fn sql(&self, sql: &str) -> String {
-        self.try_sql(sql).unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"))
+        self.try_sql(sql)
+            .unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"))
     }
 
     /// Root over the Unix socket (no TLS needed on a local socket).
@@ -158,7 +246,10 @@ impl Repo {
 
     /// A repository made with these `init` options.
     pub fn init(options: &[&str]) -> Repo {
-        let dir = tempfile::Builder::new().prefix("coffer-repo-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-repo-")
+            .tempdir()
+            .expect("temp dir");
         let repo = Repo { dir };
         let mut args = vec!["init"];
         args.extend_from_slice(options);
@@ -173,11 +264,15 @@ impl Repo {
 
     /// Run `coffer ARGS --repo <this repo>` with the test passphrase.
     pub fn coffer(&self, args: &[&str]) -> Output {
-        coffer_cmd(args, Some(self.path()), &[]).output().expect("run coffer")
+        coffer_cmd(args, Some(self.path()), &[])
+            .output()
+            .expect("run coffer")
     }
 
     pub fn coffer_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        coffer_cmd(args, Some(self.path()), env).output().expect("run coffer")
+        coffer_cmd(args, Some(self.path()), env)
+            .output()
+            .expect("run coffer")
     }
 
     /// Total bytes of every file in the repository.
@@ -186,7 +281,13 @@ impl Repo {
             std::fs::read_dir(p)
                 .map(|rd| {
                     rd.flatten()
-                        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                walk(&e.path())
+                            } else {
+                                e.metadata().map(|m| m.len()).unwrap_or(0)
+                            }
+                        })
                         .sum()
                 })
                 .unwrap_or(0)
@@ -204,7 +305,11 @@ impl Repo {
                     walk(root, &path, out);
                 } else {
                     let bytes = std::fs::read(&path).unwrap_or_default();
-                    let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+                    let rel = path
+                        .strip_prefix(root)
+                        .unwrap_or(&path)
+                        .display()
+                        .to_string();
                     out.push((rel, blake3::hash(&bytes).to_hex().to_string()));
                 }
             }
@@ -221,7 +326,10 @@ pub fn coffer_cmd(args: &[&str], repo: Option<&Path>, env: &[(&str, &str)]) -> C
     if let Some(repo) = repo {
         cmd.env("COFFER_REPO", repo);
     }
-    cmd.env("COFFER_PASSWORD", PASSWORD).env_remove("COFFER_MYSQL_URL").env_remove("COFFER_MYSQL_PASSWORD").env("COFFER_LOG", "warn");
+    cmd.env("COFFER_PASSWORD", PASSWORD)
+        .env_remove("COFFER_MYSQL_URL")
+        .env_remove("COFFER_MYSQL_PASSWORD")
+        .env("COFFER_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -240,7 +348,13 @@ pub fn stderr(out: &Output) -> String {
 /// Assert success and return stdout.
 #[track_caller]
 pub fn ok(out: Output) -> String {
-    assert!(out.status.success(), "coffer failed ({:?}):\n{}\n{}", out.status.code(), stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "coffer failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        stdout(&out),
+        stderr(&out)
+    );
     stdout(&out)
 }
 
@@ -248,7 +362,12 @@ pub fn ok(out: Output) -> String {
 pub fn latest_snapshot(repo: &Repo) -> String {
     let list = ok(repo.coffer(&["snapshots", "--json"]));
     let parsed: serde_json::Value = serde_json::from_str(&list).expect("snapshots --json");
-    parsed.as_array().and_then(|a| a.last()).and_then(|s| s["id"].as_str()).expect("a snapshot").to_string()
+    parsed
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(|s| s["id"].as_str())
+        .expect("a snapshot")
+        .to_string()
 }
 
 /// `CHECKSUM TABLE` of every base table in `db`, by table name.

@@ -35,37 +35,63 @@ pub async fn list_databases(conn: &mut Conn) -> Result<Vec<DatabaseInfo>> {
     let mut dbs: Vec<DatabaseInfo> = rows
         .into_iter()
         .filter(|(name, ..)| !SYSTEM_SCHEMAS.contains(&name.to_ascii_lowercase().as_str()))
-        .map(|(name, charset, collation, approx_bytes)| DatabaseInfo { name, charset, collation, approx_bytes })
+        .map(|(name, charset, collation, approx_bytes)| DatabaseInfo {
+            name,
+            charset,
+            collation,
+            approx_bytes,
+        })
         .collect();
-    dbs.sort_by(|a, b| b.approx_bytes.cmp(&a.approx_bytes).then_with(|| a.name.cmp(&b.name)));
+    dbs.sort_by(|a, b| {
+        b.approx_bytes
+            .cmp(&a.approx_bytes)
+            .then_with(|| a.name.cmp(&b.name))
+    });
     Ok(dbs)
 }
 
 /// `VERSION()`, e.g. `10.11.19-MariaDB-0+deb12u1`.
 pub async fn server_version(conn: &mut Conn) -> Result<String> {
-    let version: Option<String> =
-        conn.query_first("SELECT VERSION()").await.map_err(|e| mysql_error(e, "reading the server version"))?;
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(|e| mysql_error(e, "reading the server version"))?;
     Ok(version.unwrap_or_default())
 }
 
 /// The binary-log coordinates now, or why they cannot be read (binary logging off, or the
 /// account lacks REPLICATION CLIENT / BINLOG MONITOR).
 pub async fn binlog_position(conn: &mut Conn) -> std::result::Result<BinlogPosition, String> {
-    let status: Option<mysql_async::Row> = conn.query_first("SHOW MASTER STATUS").await.map_err(|e| e.to_string())?;
+    let status: Option<mysql_async::Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(|e| e.to_string())?;
     let Some(row) = status else {
         return Err("binary logging is disabled on the server".into());
     };
     let file: String = row.get(0).unwrap_or_default();
     let position: u64 = row.get(1).unwrap_or_default();
-    let gtid_query =
-        if is_mariadb(conn) { "SELECT @@GLOBAL.gtid_binlog_pos" } else { "SELECT @@GLOBAL.gtid_executed" };
+    let gtid_query = if is_mariadb(conn) {
+        "SELECT @@GLOBAL.gtid_binlog_pos"
+    } else {
+        "SELECT @@GLOBAL.gtid_executed"
+    };
     let gtid_set: Option<String> = conn.query_first(gtid_query).await.unwrap_or_default();
-    Ok(BinlogPosition { file, position, gtid_set: gtid_set.unwrap_or_default() })
+    Ok(BinlogPosition {
+        file,
+        position,
+        gtid_set: gtid_set.unwrap_or_default(),
+    })
 }
 
 fn text(row: &mysql_async::Row, column: &str) -> Option<String> {
-    let idx = row.columns_ref().iter().position(|c| c.name_str().eq_ignore_ascii_case(column))?;
-    row.get_opt::<Option<String>, usize>(idx).and_then(|r| r.ok()).flatten()
+    let idx = row
+        .columns_ref()
+        .iter()
+        .position(|c| c.name_str().eq_ignore_ascii_case(column))?;
+    row.get_opt::<Option<String>, usize>(idx)
+        .and_then(|r| r.ok())
+        .flatten()
 }
 
 /// Views, routines, triggers and events of `db`, with views in creation order.
@@ -97,18 +123,25 @@ pub async fn stored_objects(conn: &mut Conn, db: &str) -> Result<StoredObjects> 
 
     let mut out = StoredObjects::default();
     for name in views {
-        out.views.push(show_create(conn, db, ObjectKind::View, &name).await?);
+        out.views
+            .push(show_create(conn, db, ObjectKind::View, &name).await?);
     }
     out.views = order_views(db, out.views);
     for (name, kind) in routines {
-        let kind = if kind.eq_ignore_ascii_case("FUNCTION") { ObjectKind::Function } else { ObjectKind::Procedure };
+        let kind = if kind.eq_ignore_ascii_case("FUNCTION") {
+            ObjectKind::Function
+        } else {
+            ObjectKind::Procedure
+        };
         out.routines.push(show_create(conn, db, kind, &name).await?);
     }
     for name in triggers {
-        out.triggers.push(show_create(conn, db, ObjectKind::Trigger, &name).await?);
+        out.triggers
+            .push(show_create(conn, db, ObjectKind::Trigger, &name).await?);
     }
     for name in events {
-        out.events.push(show_create(conn, db, ObjectKind::Event, &name).await?);
+        out.events
+            .push(show_create(conn, db, ObjectKind::Event, &name).await?);
     }
     Ok(out)
 }
@@ -121,10 +154,24 @@ pub struct StoredObjects {
     pub events: Vec<StoredObject>,
 }
 
-async fn show_create(conn: &mut Conn, db: &str, kind: ObjectKind, name: &str) -> Result<StoredObject> {
-    let context = || format!("reading the definition of {} {}", kind.keyword().to_lowercase(), qualified(db, name));
+async fn show_create(
+    conn: &mut Conn,
+    db: &str,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<StoredObject> {
+    let context = || {
+        format!(
+            "reading the definition of {} {}",
+            kind.keyword().to_lowercase(),
+            qualified(db, name)
+        )
+    };
     let sql = format!("SHOW CREATE {} {}", kind.keyword(), qualified(db, name));
-    let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(|e| mysql_error(e, &context()))?;
+    let row: Option<mysql_async::Row> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| mysql_error(e, &context()))?;
     let row = row.ok_or_else(|| crate::error::Error::not_found(context()).transient(true))?;
     let create_column = match kind {
         ObjectKind::View => "Create View",
@@ -179,7 +226,10 @@ fn order_views(db: &str, views: Vec<StoredObject>) -> Vec<StoredObject> {
 
 /// The part of `CREATE VIEW … AS body` after the view's own name.
 fn as_body(create_sql: &str) -> &str {
-    create_sql.find(" AS ").map(|at| &create_sql[at..]).unwrap_or(create_sql)
+    create_sql
+        .find(" AS ")
+        .map(|at| &create_sql[at..])
+        .unwrap_or(create_sql)
 }
 
 /// Columns of a table with the kind that decides their encoding.
@@ -206,7 +256,11 @@ pub async fn columns(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<Colum
                 || extra.contains("GENERATED")
                 || extra.contains("ROW START")
                 || extra.contains("ROW END");
-            ColumnInfo { name, data_type, generated }
+            ColumnInfo {
+                name,
+                data_type,
+                generated,
+            }
         })
         .collect())
 }
@@ -223,12 +277,18 @@ pub async fn primary_key(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<S
 }
 
 /// `SHOW CREATE TABLE` / `SHOW CREATE SEQUENCE`.
-pub async fn create_table(conn: &mut Conn, db: &str, table: &str, sequence: bool) -> Result<String> {
+pub async fn create_table(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    sequence: bool,
+) -> Result<String> {
     let keyword = if sequence { "SEQUENCE" } else { "TABLE" };
     let context = || format!("reading the definition of {}", qualified(db, table));
     let row: Option<(String, String)> = conn
         .query_first(format!("SHOW CREATE {keyword} {}", qualified(db, table)))
         .await
         .map_err(|e| mysql_error(e, &context()))?;
-    row.map(|(_, sql)| sql).ok_or_else(|| crate::error::Error::not_found(context()).transient(true))
+    row.map(|(_, sql)| sql)
+        .ok_or_else(|| crate::error::Error::not_found(context()).transient(true))
 }

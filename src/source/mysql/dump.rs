@@ -92,9 +92,14 @@ async fn dump_in_transaction(
         let create_sql = catalog::create_table(conn, name, &table, is_sequence).await?;
         if is_sequence {
             let next: Option<String> = conn
-                .query_first(format!("SELECT CAST(next_not_cached_value AS CHAR) FROM {}", qualified(name, &table)))
+                .query_first(format!(
+                    "SELECT CAST(next_not_cached_value AS CHAR) FROM {}",
+                    qualified(name, &table)
+                ))
                 .await
-                .map_err(|e| mysql_error(e, &format!("reading sequence {}", qualified(name, &table))))?;
+                .map_err(|e| {
+                    mysql_error(e, &format!("reading sequence {}", qualified(name, &table)))
+                })?;
             plans.push(TablePlan {
                 name: table,
                 kind: TableKind::Sequence,
@@ -111,13 +116,20 @@ async fn dump_in_transaction(
                 "table {table} uses the {engine} engine, which the consistent snapshot does not cover"
             ));
         }
-        let columns: Vec<_> = catalog::columns(conn, name, &table).await?.into_iter().filter(|c| !c.generated).collect();
+        let columns: Vec<_> = catalog::columns(conn, name, &table)
+            .await?
+            .into_iter()
+            .filter(|c| !c.generated)
+            .collect();
         let key_columns = catalog::primary_key(conn, name, &table).await?;
         plans.push(TablePlan {
             name: table,
             kind: TableKind::Base,
             create_sql,
-            kinds: columns.iter().map(|c| ColumnKind::from_data_type(&c.data_type)).collect(),
+            kinds: columns
+                .iter()
+                .map(|c| ColumnKind::from_data_type(&c.data_type))
+                .collect(),
             columns: columns.into_iter().map(|c| c.name).collect(),
             key_columns,
             sequence_next: None,
@@ -150,9 +162,15 @@ async fn dump_in_transaction(
             sequence_next: plan.sequence_next,
             chunks,
         };
-        let json = serde_json::to_vec(&tree).map_err(|e| crate::error::Error::invalid("encoding table tree").with_source(e))?;
+        let json = serde_json::to_vec(&tree)
+            .map_err(|e| crate::error::Error::invalid("encoding table tree").with_source(e))?;
         let id = sink.add(BlobKind::Tree, &json).await?;
-        tables.push(TableRef { name: plan.name, tree: id, rows, bytes });
+        tables.push(TableRef {
+            name: plan.name,
+            tree: id,
+            rows,
+            bytes,
+        });
     }
     conn.query_drop("SET character_set_results = utf8mb4")
         .await
@@ -170,13 +188,22 @@ async fn dump_in_transaction(
         events: objects.events,
         warnings,
     };
-    let json = serde_json::to_vec(&tree).map_err(|e| crate::error::Error::invalid("encoding database tree").with_source(e))?;
+    let json = serde_json::to_vec(&tree)
+        .map_err(|e| crate::error::Error::invalid("encoding database tree").with_source(e))?;
     let id = sink.add(BlobKind::Tree, &json).await?;
-    Ok(DumpedDatabase { tree: id, tables: tree.tables.len() as u64, rows: total_rows, bytes: total_bytes })
+    Ok(DumpedDatabase {
+        tree: id,
+        tables: tree.tables.len() as u64,
+        rows: total_rows,
+        bytes: total_bytes,
+    })
 }
 
 fn is_transactional(engine: &str) -> bool {
-    matches!(engine.to_ascii_lowercase().as_str(), "innodb" | "rocksdb" | "tokudb" | "ndbcluster" | "sequence")
+    matches!(
+        engine.to_ascii_lowercase().as_str(),
+        "innodb" | "rocksdb" | "tokudb" | "ndbcluster" | "sequence"
+    )
 }
 
 async fn dump_rows(
@@ -193,18 +220,28 @@ async fn dump_rows(
     } else {
         format!(" ORDER BY {}", column_list(&plan.key_columns))
     };
-    let key_positions: Vec<usize> =
-        plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| c == k)).collect();
+    let key_positions: Vec<usize> = plan
+        .key_columns
+        .iter()
+        .filter_map(|k| plan.columns.iter().position(|c| c == k))
+        .collect();
     let select = format!("SELECT {} FROM {table}{order}", column_list(&plan.columns));
     let context = || format!("reading rows of {table}");
     // The binary protocol returns FLOAT/DOUBLE as IEEE values, not as lossy text.
-    let mut result = conn.exec_iter(select, ()).await.map_err(|e| mysql_error(e, &context()))?;
+    let mut result = conn
+        .exec_iter(select, ())
+        .await
+        .map_err(|e| mysql_error(e, &context()))?;
     let mut chunker = RowChunker::new(chunking.gear.clone(), chunking.params);
     let mut chunks = Vec::new();
     let mut first_key: Option<Vec<String>> = None;
     let mut row_text = Vec::with_capacity(4096);
     let (mut rows, mut bytes) = (0u64, 0u64);
-    while let Some(row) = result.next().await.map_err(|e| mysql_error(e, &context()))? {
+    while let Some(row) = result
+        .next()
+        .await
+        .map_err(|e| mysql_error(e, &context()))?
+    {
         let values = row.unwrap_raw();
         row_text.clear();
         push_row(&mut row_text, &plan.kinds, &values);
@@ -225,19 +262,38 @@ async fn dump_rows(
     Ok((chunks, rows, bytes))
 }
 
-fn key_literals(kinds: &[ColumnKind], values: &[Option<mysql_async::Value>], positions: &[usize]) -> Vec<String> {
+fn key_literals(
+    kinds: &[ColumnKind],
+    values: &[Option<mysql_async::Value>],
+    positions: &[usize],
+) -> Vec<String> {
     positions
         .iter()
         .map(|&i| {
             let mut out = Vec::new();
             let kind = kinds.get(i).copied().unwrap_or(ColumnKind::Text);
-            push_value(&mut out, kind, values.get(i).and_then(Option::as_ref).unwrap_or(&mysql_async::Value::NULL));
+            push_value(
+                &mut out,
+                kind,
+                values
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .unwrap_or(&mysql_async::Value::NULL),
+            );
             String::from_utf8_lossy(&out).into_owned()
         })
         .collect()
 }
 
-async fn store_chunk(sink: &mut PackSink, chunk: Chunk, first_key: Option<Vec<String>>) -> Result<ChunkRef> {
+async fn store_chunk(
+    sink: &mut PackSink,
+    chunk: Chunk,
+    first_key: Option<Vec<String>>,
+) -> Result<ChunkRef> {
     let id = sink.add(BlobKind::Data, &chunk.data).await?;
-    Ok(ChunkRef { id, rows: chunk.rows, first_key })
+    Ok(ChunkRef {
+        id,
+        rows: chunk.rows,
+        first_key,
+    })
 }

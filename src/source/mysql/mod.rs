@@ -48,7 +48,13 @@ pub struct MysqlTarget {
 
 impl std::fmt::Debug for MysqlTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MysqlTarget({}@{}, tls={:?})", self.user, self.describe(), self.tls)
+        write!(
+            f,
+            "MysqlTarget({}@{}, tls={:?})",
+            self.user,
+            self.describe(),
+            self.tls
+        )
     }
 }
 
@@ -59,10 +65,15 @@ impl MysqlTarget {
     /// Parse a `mysql://` URL. A password in the URL is accepted here; the CLI refuses one given
     /// on the command line, where it would show in process listings.
     pub fn parse(url: &str) -> Result<Self> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Error::invalid(format!("the MySQL URL is not valid: {e}")).with_hint(URL_HELP))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            Error::invalid(format!("the MySQL URL is not valid: {e}")).with_hint(URL_HELP)
+        })?;
         if parsed.scheme() != "mysql" && parsed.scheme() != "mariadb" {
-            return Err(Error::invalid(format!("the MySQL URL must start with mysql://, not {}://", parsed.scheme())).with_hint(URL_HELP));
+            return Err(Error::invalid(format!(
+                "the MySQL URL must start with mysql://, not {}://",
+                parsed.scheme()
+            ))
+            .with_hint(URL_HELP));
         }
         let decode = |s: &str| percent_decode(s);
         let user = decode(parsed.username());
@@ -70,7 +81,11 @@ impl MysqlTarget {
             return Err(Error::invalid("the MySQL URL names no user").with_hint(URL_HELP));
         }
         let mut target = MysqlTarget {
-            host: parsed.host_str().unwrap_or("localhost").trim_matches(['[', ']']).to_string(),
+            host: parsed
+                .host_str()
+                .unwrap_or("localhost")
+                .trim_matches(['[', ']'])
+                .to_string(),
             port: parsed.port().unwrap_or(3306),
             socket: None,
             user,
@@ -102,12 +117,17 @@ impl MysqlTarget {
                     }
                 }
                 other => {
-                    return Err(Error::invalid(format!("unknown MySQL URL option {other:?}")).with_hint(URL_HELP));
+                    return Err(
+                        Error::invalid(format!("unknown MySQL URL option {other:?}"))
+                            .with_hint(URL_HELP),
+                    );
                 }
             }
         }
         if target.client_cert.is_some() != target.client_key.is_some() {
-            return Err(Error::invalid("ssl-cert and ssl-key must be given together"));
+            return Err(Error::invalid(
+                "ssl-cert and ssl-key must be given together",
+            ));
         }
         Ok(target)
     }
@@ -141,19 +161,29 @@ impl MysqlTarget {
             builder = builder.socket(Some(socket.display().to_string()));
             return Ok(builder.into());
         }
-        builder = builder.ip_or_hostname(self.host.clone()).tcp_port(self.port);
+        builder = builder
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port);
         if self.tls == TlsMode::VerifyIdentity {
             let mut ssl = SslOpts::default();
             if let Some(ca) = &self.ca {
                 if !ca.exists() {
-                    return Err(Error::invalid(format!("ssl-ca file {} does not exist", ca.display())));
+                    return Err(Error::invalid(format!(
+                        "ssl-ca file {} does not exist",
+                        ca.display()
+                    )));
                 }
                 // A private CA replaces the public roots: trusting both would let any public CA
                 // vouch for the database server.
-                ssl = ssl.with_root_certs(vec![ca.clone().into()]).with_disable_built_in_roots(true);
+                ssl = ssl
+                    .with_root_certs(vec![ca.clone().into()])
+                    .with_disable_built_in_roots(true);
             }
             if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
-                ssl = ssl.with_client_identity(Some(ClientIdentity::new(cert.clone().into(), key.clone().into())));
+                ssl = ssl.with_client_identity(Some(ClientIdentity::new(
+                    cert.clone().into(),
+                    key.clone().into(),
+                )));
             }
             if let Some(name) = &self.tls_server_name {
                 ssl = ssl.with_danger_tls_hostname_override(Some(name.clone()));
@@ -198,7 +228,9 @@ impl MysqlTarget {
             "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
             flavor_setup,
         ] {
-            conn.query_drop(statement).await.map_err(|e| mysql_error(e, &format!("setting up the session ({statement})")))?;
+            conn.query_drop(statement)
+                .await
+                .map_err(|e| mysql_error(e, &format!("setting up the session ({statement})")))?;
         }
         Ok(conn)
     }
@@ -234,7 +266,9 @@ pub fn mysql_error(e: mysql_async::Error, context: &str) -> Error {
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
         _ => false,
     };
-    Error::new(ErrorKind::Mysql, context.to_string()).with_source(e).transient(transient)
+    Error::new(ErrorKind::Mysql, context.to_string())
+        .with_source(e)
+        .transient(transient)
 }
 
 #[cfg(test)]
@@ -252,7 +286,8 @@ mod tests {
 
     #[test]
     fn url_options() {
-        let t = MysqlTarget::parse("mysql://u%40x:p%2Bw@h:3307/?ssl-ca=/ca.pem&tls-server-name=db").unwrap();
+        let t = MysqlTarget::parse("mysql://u%40x:p%2Bw@h:3307/?ssl-ca=/ca.pem&tls-server-name=db")
+            .unwrap();
         assert_eq!(t.user, "u@x");
         assert_eq!(t.password.as_deref().map(String::as_str), Some("p+w"));
         assert_eq!(t.ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
@@ -263,7 +298,12 @@ mod tests {
 
     #[test]
     fn bad_urls_are_explained() {
-        assert!(MysqlTarget::parse("mysql://h/").unwrap_err().to_string().contains("no user"));
+        assert!(
+            MysqlTarget::parse("mysql://h/")
+                .unwrap_err()
+                .to_string()
+                .contains("no user")
+        );
         assert!(MysqlTarget::parse("mysql://u@h/?ssl-mode=PREFERRED").is_err());
         assert!(MysqlTarget::parse("mysql://u@h/?sslca=x").is_err());
         assert!(MysqlTarget::parse("postgres://u@h/").is_err());

@@ -34,7 +34,9 @@ pub enum ColumnKind {
 impl ColumnKind {
     pub fn from_data_type(data_type: &str) -> Self {
         match data_type.to_ascii_lowercase().as_str() {
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => ColumnKind::Integer,
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+                ColumnKind::Integer
+            }
             "float" => ColumnKind::Float,
             "double" | "real" | "double precision" => ColumnKind::Double,
             "decimal" | "numeric" | "dec" | "fixed" => ColumnKind::Decimal,
@@ -43,9 +45,10 @@ impl ColumnKind {
             "time" => ColumnKind::Time,
             "bit" => ColumnKind::Bit,
             "json" | "uuid" | "inet4" | "inet6" => ColumnKind::TextParsed,
-            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
-            | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection"
-            | "geomcollection" | "vector" => ColumnKind::Bytes,
+            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
+            | "geometry" | "point" | "linestring" | "polygon" | "multipoint"
+            | "multilinestring" | "multipolygon" | "geometrycollection" | "geomcollection"
+            | "vector" => ColumnKind::Bytes,
             _ => ColumnKind::Text,
         }
     }
@@ -96,7 +99,10 @@ fn push_bytes(out: &mut Vec<u8>, kind: ColumnKind, bytes: &[u8]) {
     match kind {
         // Digits as the server sent them: exact.
         ColumnKind::Decimal | ColumnKind::Integer | ColumnKind::Float | ColumnKind::Double
-            if !bytes.is_empty() && bytes.iter().all(|b| b.is_ascii_digit() || b"+-.eE".contains(b)) =>
+            if !bytes.is_empty()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || b"+-.eE".contains(b)) =>
         {
             out.extend_from_slice(bytes)
         }
@@ -117,7 +123,11 @@ pub fn push_row(out: &mut Vec<u8>, kinds: &[ColumnKind], values: &[Option<Value>
         if i > 0 {
             out.push(b',');
         }
-        push_value(out, kinds.get(i).copied().unwrap_or(ColumnKind::Text), value.as_ref().unwrap_or(&Value::NULL));
+        push_value(
+            out,
+            kinds.get(i).copied().unwrap_or(ColumnKind::Text),
+            value.as_ref().unwrap_or(&Value::NULL),
+        );
     }
     out.extend_from_slice(b")\n");
 }
@@ -134,28 +144,60 @@ mod tests {
 
     #[test]
     fn floats_round_trip_exactly() {
-        for f in [0.1f32, 1.0e-38, 3.402_823_5e38, -0.0, 16_777_217.0, 1.175_494_4e-38] {
+        for f in [
+            0.1f32,
+            1.0e-38,
+            3.402_823_5e38,
+            -0.0,
+            16_777_217.0,
+            1.175_494_4e-38,
+        ] {
             let text = enc(ColumnKind::Float, Value::Float(f));
             let back = text.parse::<f64>().unwrap() as f32;
             assert_eq!(back.to_bits(), f.to_bits(), "{text}");
         }
         for d in [0.1f64, 1e308, 5e-324, -123.456, 2f64.powi(60) + 1.0] {
             let text = enc(ColumnKind::Double, Value::Double(d));
-            assert_eq!(text.parse::<f64>().unwrap().to_bits(), d.to_bits(), "{text}");
+            assert_eq!(
+                text.parse::<f64>().unwrap().to_bits(),
+                d.to_bits(),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn temporal_and_bytes() {
-        assert_eq!(enc(ColumnKind::Date, Value::Date(0, 0, 0, 0, 0, 0, 0)), "'0000-00-00'");
-        assert_eq!(enc(ColumnKind::DateTime, Value::Date(2024, 2, 29, 23, 59, 1, 5)), "'2024-02-29 23:59:01.000005'");
-        assert_eq!(enc(ColumnKind::Time, Value::Time(true, 34, 22, 59, 59, 0)), "'-838:59:59'");
-        assert_eq!(enc(ColumnKind::Text, Value::Bytes(b"a'b".to_vec())), "'a\\'b'");
+        assert_eq!(
+            enc(ColumnKind::Date, Value::Date(0, 0, 0, 0, 0, 0, 0)),
+            "'0000-00-00'"
+        );
+        assert_eq!(
+            enc(ColumnKind::DateTime, Value::Date(2024, 2, 29, 23, 59, 1, 5)),
+            "'2024-02-29 23:59:01.000005'"
+        );
+        assert_eq!(
+            enc(ColumnKind::Time, Value::Time(true, 34, 22, 59, 59, 0)),
+            "'-838:59:59'"
+        );
+        assert_eq!(
+            enc(ColumnKind::Text, Value::Bytes(b"a'b".to_vec())),
+            "'a\\'b'"
+        );
         assert_eq!(enc(ColumnKind::Text, Value::Bytes(vec![0xe9])), "0xe9");
         assert_eq!(enc(ColumnKind::Bit, Value::Bytes(vec![5])), "0x05");
-        assert_eq!(enc(ColumnKind::Decimal, Value::Bytes(b"-12.50".to_vec())), "-12.50");
+        assert_eq!(
+            enc(ColumnKind::Decimal, Value::Bytes(b"-12.50".to_vec())),
+            "-12.50"
+        );
         assert_eq!(enc(ColumnKind::Text, Value::Bytes(Vec::new())), "''");
         assert_eq!(enc(ColumnKind::Text, Value::NULL), "NULL");
-        assert_eq!(enc(ColumnKind::from_data_type("uuid"), Value::Bytes(b"1-2".to_vec())), "_utf8mb4'1-2'");
+        assert_eq!(
+            enc(
+                ColumnKind::from_data_type("uuid"),
+                Value::Bytes(b"1-2".to_vec())
+            ),
+            "_utf8mb4'1-2'"
+        );
     }
 }
