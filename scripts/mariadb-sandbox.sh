@@ -25,6 +25,10 @@ start)
   exit 1
   ;;
 stop)
-  if [ -f "$dir/mariadbd.pid" ]; then kill "$(cat "$dir/mariadbd.pid")" 2>/dev/null || true; fi
+  if [ -f "$dir/mariadbd.pid" ]; then
+    pid=$(cat "$dir/mariadbd.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
   ;;
 esac

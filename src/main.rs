@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
 use coffer::backup::{BackupObserver, BackupOptions, DatabaseOutcome, LiveCounters, run_backup};
@@ -512,7 +512,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             bar.finish_and_clear();
             let stats = result?;
             println!(
-                "restored {} from snapshot {} into {} on {}: {} tables, {} rows, {} objects, {} read from the repository, {}",
+                "restored {} from snapshot {} into {} on {}: {} tables, {} rows, {} objects, {} read from the repository, {:.1}s",
                 db,
                 id.short(),
                 plan.target_name,
@@ -521,7 +521,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
                 stats.rows,
                 stats.objects,
                 HumanBytes(stats.bytes_fetched),
-                HumanDuration(started.elapsed())
+                started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -21,8 +21,7 @@ fn backups_killed_at_random_points_never_damage_the_repository() {
     // Small packs, so a run writes many packs and index files to be interrupted between.
     let repo = Repo::init(&["--chunk-size", "16KiB", "--pack-size", "1MiB"]);
     let url = server.socket_url();
-    let started = std::time::Instant::now();
-    ok(repo.coffer(&[
+    let backup = [
         "backup",
         "--mysql",
         &url,
@@ -30,9 +29,15 @@ fn backups_killed_at_random_points_never_damage_the_repository() {
         "crash_*",
         "--jobs",
         "3",
-    ]));
-    let full_run = started.elapsed().as_millis() as u64;
+    ];
+    ok(repo.coffer(&backup));
+    // Killed runs are incremental: time one to know where a kill can land.
+    change_every_database(server, 99);
+    let started = std::time::Instant::now();
+    ok(repo.coffer(&backup));
+    let incremental_run = started.elapsed().as_millis() as u64;
     let good = latest_snapshot(&repo);
+    let rows_at_good = server.sql("SELECT COUNT(*) FROM crash_3.t");
     // Data changes between runs, so every killed run has new blobs to write.
     let seed = std::env::var("COFFER_CRASH_SEED")
         .ok()
@@ -41,32 +46,18 @@ fn backups_killed_at_random_points_never_damage_the_repository() {
     let mut x = seed;
     let mut interrupted = 0;
     for round in 0..6 {
-        server.sql(&format!(
-            "UPDATE crash_{}.t SET payload = CONCAT(payload, '{round}') WHERE id % 7 = {round}",
-            round % 10
-        ));
+        change_every_database(server, round);
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         // Anywhere from start-up to the last writes of a run.
-        let delay = Duration::from_millis(full_run / 20 + x % (full_run * 9 / 10).max(1));
-        let mut child = coffer_cmd(
-            &[
-                "backup",
-                "--mysql",
-                &url,
-                "--include",
-                "crash_*",
-                "--jobs",
-                "3",
-            ],
-            Some(repo.path()),
-            &[],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn backup");
+        let delay =
+            Duration::from_millis(incremental_run / 20 + x % (incremental_run * 9 / 10).max(1));
+        let mut child = coffer_cmd(&backup, Some(repo.path()), &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn backup");
         std::thread::sleep(delay);
         if matches!(child.try_wait(), Ok(None)) {
             interrupted += 1;
@@ -117,4 +108,14 @@ fn backups_killed_at_random_points_never_damage_the_repository() {
         checksums(server, "crash_0_after")
     );
     ok(repo.coffer(&["check", "--read-data"]));
+}
+
+/// Change a few rows of every database, so every run has new chunks to write.
+fn change_every_database(server: &MariaDb, round: u64) {
+    for i in 0..10 {
+        server.sql(&format!(
+            "UPDATE crash_{i}.t SET payload = CONCAT(payload, '{round}') WHERE id % 40 = {}",
+            round % 40
+        ));
+    }
 }
