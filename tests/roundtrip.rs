@@ -233,6 +233,20 @@ fn every_object_and_value_round_trips_through_restore_and_dump() {
     let url = server.socket_url();
     let out = ok(repo.coffer(&["backup", "--mysql", &url, "--include", "fid"]));
     assert!(out.contains("1 databases"), "{out}");
+    // The binlog coordinates at the start of the run are recorded for point-in-time recovery.
+    let snapshots: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
+    let binlog = &snapshots[0]["binlog"];
+    assert!(
+        binlog["file"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("binlog.")),
+        "{snapshots}"
+    );
+    assert!(
+        binlog["position"].as_u64().is_some_and(|p| p > 0),
+        "{snapshots}"
+    );
 
     let listing = ok(repo.coffer(&["ls", "latest", "fid"]));
     assert!(
