@@ -30,7 +30,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Largest plaintext of a metadata object (index, snapshot, tree) accepted when reading.
 const MAX_METADATA_LEN: usize = 1 << 30;
 
-/// `config`: plaintext JSON, the first object written and the only one read before a key.
+/// `config`: sealed JSON, written last by `init`; its presence marks a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     pub version: u32,
@@ -160,9 +160,11 @@ impl Repository {
                 &slot_json,
             )
             .await?;
-        let config_json = serde_json::to_vec_pretty(&config)
+        let keys = Keys::derive(&master);
+        let config_json = serde_json::to_vec(&config)
             .map_err(|e| Error::invalid("encoding config").with_source(e))?;
-        if storage.put_if_absent(paths::CONFIG, &config_json).await? == PutOutcome::AlreadyExists {
+        let sealed = pack_body(&keys, Role::Config, &config_json)?;
+        if storage.put_if_absent(paths::CONFIG, &sealed).await? == PutOutcome::AlreadyExists {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!("{} was initialised concurrently", storage.location()),
@@ -170,7 +172,7 @@ impl Repository {
         }
         Ok(Repository {
             storage,
-            keys: Keys::derive(&master),
+            keys,
             config,
         })
     }
@@ -185,16 +187,6 @@ impl Repository {
                 e
             }
         })?;
-        let config: Config = serde_json::from_slice(&config_bytes).map_err(|e| {
-            Error::corrupt(format!("{}: config is not valid", storage.location())).with_source(e)
-        })?;
-        if config.version != FORMAT_VERSION {
-            return Err(Error::invalid(format!(
-                "repository format version {} is not supported by this coffer (it reads version {FORMAT_VERSION})",
-                config.version
-            ))
-            .with_hint("use a coffer release that supports this repository version"));
-        }
         let slots = storage.list(paths::KEYS).await?;
         if slots.is_empty() {
             return Err(Error::corrupt(format!(
@@ -207,10 +199,28 @@ impl Repository {
             let slot: KeySlot = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::corrupt(format!("key slot {} is not valid", slot.name)).with_source(e)
             })?;
+            if slot.version != FORMAT_VERSION {
+                return Err(unsupported_version(slot.version));
+            }
             if let Some(master) = provider.unwrap(&slot)? {
+                let keys = Keys::derive(&master);
+                let json = unpack_body(
+                    &keys,
+                    Role::Config,
+                    &config_bytes,
+                    MAX_METADATA_LEN,
+                    &"config",
+                )?;
+                let config: Config = serde_json::from_slice(&json).map_err(|e| {
+                    Error::corrupt(format!("{}: config is not valid", storage.location()))
+                        .with_source(e)
+                })?;
+                if config.version != FORMAT_VERSION {
+                    return Err(unsupported_version(config.version));
+                }
                 return Ok(Repository {
                     storage,
-                    keys: Keys::derive(&master),
+                    keys,
                     config,
                 });
             }
@@ -389,6 +399,13 @@ impl Repository {
             .await
             .map(|_| ())
     }
+}
+
+fn unsupported_version(version: u32) -> Error {
+    Error::invalid(format!(
+        "repository format version {version} is not supported by this coffer (it reads version {FORMAT_VERSION})"
+    ))
+    .with_hint("use a coffer release that supports this repository version")
 }
 
 /// The hash encoded in the last path segment of an object name.
