@@ -118,7 +118,7 @@ pub async fn run_backup(
     );
 
     let index = repo.load_index().await?;
-    let store = BlobStore::new(Arc::clone(&repo), &index);
+    let store = BlobStore::new(Arc::clone(&repo), &index, options.jobs.max(1) + 2);
     drop(index);
     let chunking = Chunking {
         gear: crate::chunker::gear_table(repo.keys().chunker_key()),
@@ -275,6 +275,6 @@ impl Worker {
                 .database_done(&db.name, &outcome, started.elapsed());
             self.outcomes.lock().await.push((db.name.clone(), outcome));
         }
-        sink.flush().await
+        sink.finish().await
     }
 }

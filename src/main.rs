@@ -19,6 +19,8 @@ use coffer::repo::{ChunkerParams, InitOptions, Repository};
 use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
 use coffer::restore::{RestoreOptions, RestorePlan, script::write_script};
 use coffer::source::mysql::MysqlTarget;
+use coffer::storage::metered::Traffic;
+use coffer::storage::{OpenedStorage, StorageOptions};
 use coffer::{Error, Result};
 
 #[derive(Parser)]
@@ -38,6 +40,30 @@ struct RepoArg {
     /// COFFER_PASSWORD_FILE or a prompt.
     #[arg(long, env = "COFFER_REPO")]
     repo: String,
+    /// Do not keep a local copy of remote index files and snapshots (kept by default in
+    /// COFFER_CACHE_DIR, else $XDG_CACHE_HOME/coffer or ~/.cache/coffer; safe to delete).
+    #[arg(long, env = "COFFER_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    no_cache: bool,
+}
+
+impl RepoArg {
+    fn storage(&self) -> Result<OpenedStorage> {
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            std::env::var_os("COFFER_CACHE_DIR")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME")
+                        .map(|d| std::path::PathBuf::from(d).join("coffer"))
+                })
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(|h| std::path::PathBuf::from(h).join(".cache/coffer"))
+                })
+        };
+        coffer::storage::open_location(&self.repo, &StorageOptions { cache_dir })
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -258,9 +284,17 @@ fn read_secret_file(path: &std::ffi::OsStr, var: &str) -> Result<Zeroizing<Strin
 }
 
 async fn open_repo(repo: &RepoArg) -> Result<Arc<Repository>> {
-    let storage = coffer::storage::open_location(&repo.repo)?;
+    Ok(open_repo_metered(repo).await?.0)
+}
+
+/// The repository and the counters of what was transferred to and from its storage.
+async fn open_repo_metered(repo: &RepoArg) -> Result<(Arc<Repository>, Arc<Traffic>)> {
+    let opened = repo.storage()?;
     let provider = PassphraseProvider::new(passphrase(false)?)?;
-    Ok(Arc::new(Repository::open(storage, &provider).await?))
+    Ok((
+        Arc::new(Repository::open(opened.storage, &provider).await?),
+        opened.traffic,
+    ))
 }
 
 /// The MySQL target, refusing a password typed on the command line.
@@ -289,7 +323,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             chunk_size,
             pack_size,
         } => {
-            let storage = coffer::storage::open_location(&repo.repo)?;
+            let storage = repo.storage()?.storage;
             let provider = PassphraseProvider::new(passphrase(true)?)?;
             let chunker = match chunk_size {
                 Some(size) => ChunkerParams::with_average(size)?,
@@ -474,7 +508,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             jobs,
         } => {
             let target = mysql_target(&mysql, matches)?;
-            let repo = open_repo(&repo).await?;
+            let (repo, traffic) = open_repo_metered(&repo).await?;
             let (id, snap) = repo.find_snapshot(&snapshot).await?;
             let index = Arc::new(repo.load_index().await?);
             let plan = Arc::new(
@@ -512,7 +546,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             bar.finish_and_clear();
             let stats = result?;
             println!(
-                "restored {} from snapshot {} into {} on {}: {} tables, {} rows, {} objects, {} read from the repository, {:.1}s",
+                "restored {} from snapshot {} into {} on {}: {} tables, {} rows, {} objects, {} of row data, {} read from storage in {} requests, {:.1}s",
                 db,
                 id.short(),
                 plan.target_name,
@@ -521,6 +555,8 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
                 stats.rows,
                 stats.objects,
                 HumanBytes(stats.bytes_fetched),
+                HumanBytes(traffic.bytes_read.load(Ordering::Relaxed)),
+                traffic.requests.load(Ordering::Relaxed),
                 started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)

@@ -10,14 +10,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
 
 use super::Repository;
 use super::ids::BlobId;
 use super::index::{Index, IndexFile, IndexedPack};
 use super::pack::{BlobKind, PackBuilder};
 use crate::crypto::compress;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 
 /// Write an index file once this many blobs are stored but not yet indexed.
 const INDEX_FLUSH_BLOBS: usize = 50_000;
@@ -28,13 +29,16 @@ pub struct BlobStore {
     known: std::sync::Mutex<HashSet<BlobId>>,
     pending: Mutex<IndexFile>,
     pending_blobs: AtomicU64,
+    /// Bounds the packs being uploaded at once (and so the memory they hold).
+    upload_slots: Arc<Semaphore>,
     pub blobs_new: AtomicU64,
     pub bytes_stored_new: AtomicU64,
 }
 
 impl BlobStore {
-    /// Start writing into `repo`, deduplicating against everything `index` holds.
-    pub fn new(repo: Arc<Repository>, index: &Index) -> Arc<Self> {
+    /// Start writing into `repo`, deduplicating against everything `index` holds, with at most
+    /// `concurrent_uploads` packs in flight.
+    pub fn new(repo: Arc<Repository>, index: &Index, concurrent_uploads: usize) -> Arc<Self> {
         let known = index.blob_ids().copied().collect();
         Arc::new(BlobStore {
             repo,
@@ -44,6 +48,7 @@ impl BlobStore {
                 packs: Vec::new(),
             }),
             pending_blobs: AtomicU64::new(0),
+            upload_slots: Arc::new(Semaphore::new(concurrent_uploads.max(1))),
             blobs_new: AtomicU64::new(0),
             bytes_stored_new: AtomicU64::new(0),
         })
@@ -67,6 +72,7 @@ impl BlobStore {
         PackSink {
             store: Arc::clone(self),
             builder: PackBuilder::default(),
+            uploads: JoinSet::new(),
         }
     }
 
@@ -100,10 +106,11 @@ impl BlobStore {
     }
 }
 
-/// One worker's pack under construction.
+/// One worker's pack under construction, and its packs being uploaded.
 pub struct PackSink {
     store: Arc<BlobStore>,
     builder: PackBuilder,
+    uploads: JoinSet<Result<()>>,
 }
 
 impl PackSink {
@@ -123,23 +130,55 @@ impl PackSink {
         Ok(id)
     }
 
-    /// Store the pack under construction, if any, and queue it for the index.
+    /// Start uploading the pack under construction, if any; the worker goes on dumping while
+    /// it uploads. Waits only when all upload slots are taken.
     pub async fn flush(&mut self) -> Result<()> {
+        self.reap_finished()?;
         if self.builder.is_empty() {
             return Ok(());
         }
         let builder = std::mem::take(&mut self.builder);
         let pack = builder.finish(self.store.repo.keys())?;
-        self.store.repo.save_pack(&pack.id, &pack.bytes).await?;
-        self.store
-            .bytes_stored_new
-            .fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
-        self.store
-            .record_pack(IndexedPack::new(
-                pack.id,
-                pack.bytes.len() as u64,
-                &pack.entries,
-            ))
+        let slot = Arc::clone(&self.store.upload_slots)
+            .acquire_owned()
             .await
+            .map_err(|e| Error::new(ErrorKind::Storage, "upload slots closed").with_source(e))?;
+        let store = Arc::clone(&self.store);
+        self.uploads.spawn(async move {
+            let _slot = slot;
+            store.repo.save_pack(&pack.id, &pack.bytes).await?;
+            store
+                .bytes_stored_new
+                .fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
+            store
+                .record_pack(IndexedPack::new(
+                    pack.id,
+                    pack.bytes.len() as u64,
+                    &pack.entries,
+                ))
+                .await
+        });
+        Ok(())
+    }
+
+    /// Upload what is left and wait until every pack of this sink is stored and queued for the
+    /// index. A failed upload is returned here (or earlier, from `add`/`flush`).
+    pub async fn finish(&mut self) -> Result<()> {
+        self.flush().await?;
+        while let Some(joined) = self.uploads.join_next().await {
+            joined.map_err(|e| {
+                Error::new(ErrorKind::Storage, "a pack upload stopped unexpectedly").with_source(e)
+            })??;
+        }
+        Ok(())
+    }
+
+    fn reap_finished(&mut self) -> Result<()> {
+        while let Some(joined) = self.uploads.try_join_next() {
+            joined.map_err(|e| {
+                Error::new(ErrorKind::Storage, "a pack upload stopped unexpectedly").with_source(e)
+            })??;
+        }
+        Ok(())
     }
 }

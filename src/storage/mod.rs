@@ -8,9 +8,14 @@
 //! - Objects are immutable once written; only [`Storage::delete`] (used by prune) removes them.
 //! - [`Storage::list`] may omit objects being written concurrently, never returns partial ones.
 //!
-//! Object stores (Azure Blob, S3, GCS) implement the same trait.
+//! Object stores (Azure Blob, S3, GCS) implement the same trait in [`object`]; [`retry`],
+//! [`cache`] and [`metered`] wrap any backend.
 
+pub mod cache;
 pub mod local;
+pub mod metered;
+pub mod object;
+pub mod retry;
 
 use std::fmt;
 use std::ops::Range;
@@ -60,26 +65,70 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn exists(&self, name: &str) -> Result<bool>;
 }
 
-/// Open the storage a repository location names: a bare path or `file:///path` today.
-pub fn open_location(location: &str) -> crate::error::Result<std::sync::Arc<dyn Storage>> {
+/// How to assemble the storage stack for a location.
+#[derive(Debug, Clone, Default)]
+pub struct StorageOptions {
+    /// Folder for the local metadata cache of remote repositories (none: no cache).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+/// An opened storage stack and its transfer counters.
+#[derive(Debug, Clone)]
+pub struct OpenedStorage {
+    pub storage: std::sync::Arc<dyn Storage>,
+    pub traffic: std::sync::Arc<metered::Traffic>,
+}
+
+/// Open the storage a repository location names: a bare path or `file:///path`, or an object
+/// store (`azblob://`, `s3://`, `gs://`). Remote stores are wrapped, outermost first, in the
+/// metadata cache, retries with backoff, and the traffic meter.
+pub fn open_location(
+    location: &str,
+    options: &StorageOptions,
+) -> crate::error::Result<OpenedStorage> {
+    use std::sync::Arc;
+
     use crate::error::Error;
+    let traffic = Arc::new(metered::Traffic::default());
+    let meter = |inner: Arc<dyn Storage>| -> Arc<dyn Storage> {
+        Arc::new(metered::MeteredStorage::new(inner, traffic.clone()))
+    };
+    if location.is_empty() {
+        return Err(Error::invalid("the repository location is empty")
+            .with_hint("pass --repo PATH or set COFFER_REPO"));
+    }
     if let Some(path) = location.strip_prefix("file://") {
         if path.is_empty() {
             return Err(Error::invalid(
                 "file:// needs a path, e.g. file:///var/backups/coffer",
             ));
         }
-        return Ok(std::sync::Arc::new(local::LocalStorage::new(path)));
+        return Ok(OpenedStorage {
+            storage: meter(Arc::new(local::LocalStorage::new(path))),
+            traffic,
+        });
     }
-    if let Some((scheme, _)) = location.split_once("://") {
-        return Err(Error::invalid(format!(
-            "repository scheme {scheme}:// is not supported by this build"
-        ))
-        .with_hint("use a local path or file:///path"));
+    if !location.contains("://") {
+        return Ok(OpenedStorage {
+            storage: meter(Arc::new(local::LocalStorage::new(location))),
+            traffic,
+        });
     }
-    if location.is_empty() {
-        return Err(Error::invalid("the repository location is empty")
-            .with_hint("pass --repo PATH or set COFFER_REPO"));
-    }
-    Ok(std::sync::Arc::new(local::LocalStorage::new(location)))
+    let backend = meter(Arc::new(object::ObjectStorage::open(location)?));
+    let retrying: Arc<dyn Storage> = Arc::new(retry::RetryingStorage::new(
+        backend,
+        6,
+        std::time::Duration::from_millis(500),
+    ));
+    let storage = match &options.cache_dir {
+        Some(dir) => {
+            let key = blake3::hash(location.as_bytes()).to_hex();
+            Arc::new(cache::CachedStorage::new(
+                retrying,
+                dir.join(&key.as_str()[..16]),
+            )) as Arc<dyn Storage>
+        }
+        None => retrying,
+    };
+    Ok(OpenedStorage { storage, traffic })
 }
