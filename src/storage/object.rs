@@ -137,14 +137,14 @@ impl ObjectStorage {
                     .with_bucket_name(&host)
                     .with_client_options(client)
                     .with_retry(retry);
-                if let Some((access_key, secret_key, token, region)) = aws_profile()? {
+                if let Some(profile) = aws_profile()? {
                     builder = builder
-                        .with_access_key_id(access_key)
-                        .with_secret_access_key(secret_key);
-                    if let Some(token) = token {
+                        .with_access_key_id(profile.access_key)
+                        .with_secret_access_key(profile.secret_key);
+                    if let Some(token) = profile.token {
                         builder = builder.with_token(token);
                     }
-                    if let Some(region) = region {
+                    if let Some(region) = profile.region {
                         builder = builder.with_region(region);
                     }
                 }
@@ -210,10 +210,18 @@ impl ObjectStorage {
     }
 }
 
+/// Static credentials read from an AWS profile.
+struct AwsProfile {
+    access_key: String,
+    secret_key: String,
+    token: Option<String>,
+    region: Option<String>,
+}
+
 /// Static credentials of `AWS_PROFILE` (default `default`) from `~/.aws/credentials` and its
 /// region from `~/.aws/config`, when no credentials are in the environment. Profiles that
 /// assume roles or use SSO are not read; use the environment or instance roles for those.
-fn aws_profile() -> Result<Option<(String, String, Option<String>, Option<String>)>> {
+fn aws_profile() -> Result<Option<AwsProfile>> {
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
         || std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
     {
@@ -247,12 +255,12 @@ fn aws_profile() -> Result<Option<(String, String, Option<String>, Option<String
         };
         ini_section(&t, &name).get("region").cloned()
     });
-    Ok(Some((
-        key.clone(),
-        secret.clone(),
-        section.get("aws_session_token").cloned(),
+    Ok(Some(AwsProfile {
+        access_key: key.clone(),
+        secret_key: secret.clone(),
+        token: section.get("aws_session_token").cloned(),
         region,
-    )))
+    }))
 }
 
 fn ini_section(text: &str, name: &str) -> std::collections::HashMap<String, String> {
