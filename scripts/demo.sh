@@ -4,7 +4,7 @@
 # show that it matches the original table by table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --mariadb-only
 cargo build --quiet
 coffer="$PWD/target/debug/coffer"
 

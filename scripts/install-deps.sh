@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what coffer's tests and demo need, from the distribution's package registry.
-# Idempotent: installs only what is missing. Needs root or sudo.
+# Install what coffer's tests and demo need from the package registries: MariaDB and openssl
+# (Debian), Azurite (npm), moto (PyPI).
+# Idempotent: installs only what is missing. Needs root or sudo. --mariadb-only: just the server.
 set -euo pipefail
 
 sudo_cmd=()
@@ -20,4 +21,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ "${1:-}" = "--mariadb-only" ] && exit 0
+
+# Azure and S3 emulators for the object-storage tests, into the project's .test-tools/ (ignored by
+# git): Azurite from npm (3.35.0 is the last release that runs on Node 20), moto's server from PyPI.
+tools="$(cd "$(dirname "$0")/.." && pwd)/.test-tools"
+mkdir -p "$tools"
+if [ ! -x "$tools/node_modules/.bin/azurite-blob" ]; then
+  echo "installing azurite (npm)" >&2
+  (cd "$tools" && npm install --no-audit --no-fund --silent --save-exact azurite@3.35.0 >/dev/null)
+fi
+if [ ! -x "$tools/venv/bin/moto_server" ]; then
+  echo "installing moto[server] (PyPI)" >&2
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet 'moto[server]==5.2.5'
 fi

@@ -138,6 +138,7 @@ impl Repository {
             )
             .with_hint("use it as it is, or choose an empty location"));
         }
+        probe_conditional_create(storage.as_ref()).await?;
         let master = MasterSecret::generate()?;
         let slot = provider.wrap(&master)?;
         let slot_json = serde_json::to_vec_pretty(&slot)
@@ -399,6 +400,27 @@ impl Repository {
             .await
             .map(|_| ())
     }
+}
+
+/// Refuse storage that silently ignores put-if-absent (some S3-compatible stores ignore
+/// `If-None-Match`): on such a store two writers could overwrite each other's objects.
+async fn probe_conditional_create(storage: &dyn Storage) -> Result<()> {
+    let mut suffix = [0u8; 8];
+    crate::crypto::fill_random(&mut suffix)?;
+    let name = format!("probe-{}", hex::encode(suffix));
+    storage.put_if_absent(&name, b"first").await?;
+    let second = storage.put_if_absent(&name, b"second").await?;
+    let kept = storage.get(&name).await?;
+    // Storage with an immutability policy may refuse the delete; a stray probe is harmless.
+    let _ = storage.delete(&name).await;
+    if second != PutOutcome::AlreadyExists || kept != b"first" {
+        return Err(Error::invalid(format!(
+            "{} does not honour conditional writes (put-if-absent): an existing object was overwritten",
+            storage.location()
+        ))
+        .with_hint("use a store that supports conditional PUT (If-None-Match: *), such as Azure Blob, AWS S3, GCS or a recent MinIO"));
+    }
+    Ok(())
 }
 
 fn unsupported_version(version: u32) -> Error {

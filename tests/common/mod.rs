@@ -384,3 +384,183 @@ pub fn checksums(server: &MariaDb, db: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A program installed by `scripts/install-deps.sh` into `.test-tools/`, or on PATH.
+fn test_tool(relative: &str, name: &str) -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".test-tools")
+        .join(relative);
+    if local.exists() {
+        return local;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|c| c.exists())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!("{name} is not installed: run scripts/install-deps.sh (or scripts/test.sh)")
+    })
+}
+
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            panic!(
+                "{what} did not start:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Start `program args` under a watchdog that stops it when this test process ends.
+fn spawn_service(program: &Path, args: &[String], log: &Path) -> std::process::Child {
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "'{}' {} >'{}' 2>&1 & srv=$!; while kill -0 {} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv",
+        program.display(),
+        quoted.join(" "),
+        log.display(),
+        std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start service")
+}
+
+/// Azurite, the Azure Blob Storage emulator (npm), on a private port.
+pub struct Azurite {
+    pub port: u16,
+    _tmp: tempfile::TempDir,
+    _watchdog: std::process::Child,
+}
+
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl Azurite {
+    pub fn shared() -> &'static Azurite {
+        static SERVER: OnceLock<Azurite> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let tmp = tempfile::Builder::new()
+                .prefix("coffer-azurite-")
+                .tempdir()
+                .expect("temp dir");
+            let port = free_port();
+            let program = test_tool("node_modules/.bin/azurite-blob", "azurite-blob");
+            let args = [
+                "--blobHost".to_string(),
+                "127.0.0.1".into(),
+                "--blobPort".into(),
+                port.to_string(),
+                "--location".into(),
+                tmp.path().display().to_string(),
+                "--skipApiVersionCheck".into(),
+                "--disableTelemetry".into(),
+                "--silent".into(),
+            ];
+            let log = tmp.path().join("azurite.log");
+            let watchdog = spawn_service(&program, &args, &log);
+            wait_for_port(port, "Azurite", &log);
+            Azurite {
+                port,
+                _tmp: tmp,
+                _watchdog: watchdog,
+            }
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/devstoreaccount1", self.port)
+    }
+
+    /// A new container and a repository URL inside it.
+    pub fn repo_url(&self, container: &str) -> String {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/azurite_container.py");
+        run_ok(
+            Command::new("python3")
+                .arg(script)
+                .arg(self.endpoint())
+                .arg(container),
+        );
+        format!(
+            "azblob://devstoreaccount1/{container}/backups?endpoint={}&allow-http=true",
+            self.endpoint()
+        )
+    }
+}
+
+/// moto's S3 server (PyPI), on a private port.
+pub struct Moto {
+    pub port: u16,
+    _tmp: tempfile::TempDir,
+    _watchdog: std::process::Child,
+}
+
+impl Moto {
+    pub fn shared() -> &'static Moto {
+        static SERVER: OnceLock<Moto> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let tmp = tempfile::Builder::new()
+                .prefix("coffer-moto-")
+                .tempdir()
+                .expect("temp dir");
+            let port = free_port();
+            let program = test_tool("venv/bin/moto_server", "moto_server");
+            let args = [
+                "-H".to_string(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ];
+            let log = tmp.path().join("moto.log");
+            let watchdog = spawn_service(&program, &args, &log);
+            wait_for_port(port, "moto", &log);
+            Moto {
+                port,
+                _tmp: tmp,
+                _watchdog: watchdog,
+            }
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A new bucket and a repository URL inside it.
+    pub fn repo_url(&self, bucket: &str) -> String {
+        // moto accepts an unsigned bucket creation.
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        use std::io::{Read, Write};
+        write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port)
+            .expect("create bucket");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.contains("BucketAlreadyOwnedByYou"),
+            "{response}"
+        );
+        format!(
+            "s3://{bucket}/backups?endpoint={}&region=us-east-1&allow-http=true",
+            self.endpoint()
+        )
+    }
+}
+
+/// Environment for the coffer binary to reach the emulators.
+pub const CLOUD_ENV: &[(&str, &str)] = &[
+    ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+];
