@@ -97,7 +97,8 @@ impl Storage for CachedStorage {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let listed = self.inner.list(prefix).await?;
-        if let Some(folder) = self.cached_path(prefix) {
+        if CACHED_FOLDERS.contains(&prefix) {
+            let folder = self.dir.join(prefix.trim_end_matches('/'));
             let live: std::collections::HashSet<&str> =
                 listed.iter().map(|m| m.name.as_str()).collect();
             for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
