@@ -195,6 +195,7 @@ impl MysqlTarget {
 
     /// Open a connection and set the session up for dumping or restoring.
     pub async fn connect(&self) -> Result<Conn> {
+        install_tls_provider();
         if self.socket.is_none() && self.tls == TlsMode::InsecureDisabled {
             tracing::warn!(server = %self.describe(), "TLS IS DISABLED (ssl-mode=INSECURE_DISABLED): credentials and data cross the network in plaintext");
         }
@@ -234,6 +235,13 @@ impl MysqlTarget {
         }
         Ok(conn)
     }
+}
+
+/// Make aws-lc-rs the process's TLS crypto provider. rustls refuses to guess when more than one
+/// provider is compiled in, and would panic on the first TLS connection; this makes the choice
+/// explicit (a provider already installed stays).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// Whether the connected server is MariaDB (10.x and later; MySQL is 5.x, 8.x or 9.x).
