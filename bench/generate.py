@@ -111,11 +111,14 @@ def fill_sql(name, k, n):
 
 
 def churn_sql(name, k, n, round_no):
-    # A little of what a day of data entry does: new audit rows, a few updated items, a new query.
+    # A little of what a day of data entry does: new audit rows, corrections to recently entered
+    # items and subjects (data entry touches the newest records), a few new queries.
+    recent_items = n * 60 - 300
     return f"""USE `{name}`;
 INSERT INTO audit_log SELECT 100000000 * {round_no + 1} + seq, 'form_item', seq, 'update', 1, '2026-01-01' + INTERVAL {round_no} DAY,
   NULL, CONCAT('{{"v":"round {round_no}"}}') FROM seq_1_to_{max(1, n // 4)};
-UPDATE form_items SET value_text = CONCAT('corrigé ', {round_no}) WHERE id % 997 = {round_no % 997};
+UPDATE form_items SET value_text = CONCAT('corrigé ', {round_no}) WHERE id > {recent_items} AND id % 7 = {round_no % 7};
+UPDATE subjects SET status = 'completed' WHERE id = {max(1, n - round_no % n)};
 INSERT INTO queries SELECT 10000000 * {round_no + 1} + seq, 1, 'Round query', 'open', '2026-01-01', NULL FROM seq_1_to_3;
 """
 

@@ -200,7 +200,7 @@ class Bench:
 
         log("4. restore of one mid-size study")
         sizes = self.sql(f"SELECT TABLE_SCHEMA, SUM(DATA_LENGTH) s FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE '{prefix}%' "
-                         "GROUP BY TABLE_SCHEMA ORDER BY s").split("\n")
+                         "GROUP BY TABLE_SCHEMA ORDER BY s").strip().split("\n")
         mid = sizes[len(sizes) // 2 + len(sizes) // 4].split("\t")[0] if len(sizes) > 4 else dbs[0]
         restore = {"database": mid}
         restore["coffer_full_repo"] = timed([str(self.coffer), "restore", "--mysql", self.mysql_url(), "--db", mid, "--into", "r_coffer", "--jobs", str(a.jobs)],

@@ -17,6 +17,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// Prepared statements kept open per connection.
+const STATEMENT_CACHE: usize = 16;
+
 /// Schemas that belong to the server, never backed up.
 pub const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
 
@@ -155,7 +158,11 @@ impl MysqlTarget {
             // Never switch a TCP connection to a Unix socket behind our back: that would skip TLS.
             .prefer_socket(false)
             .tcp_keepalive(Some(Duration::from_secs(60)))
-            .stmt_cache_size(0)
+            // Each prepared statement lives on the server until closed, and the server-wide
+            // max_prepared_stmt_count (16382 by default) is shared with the application. A small
+            // cache closes the least recently used statement when a new one is prepared; with no
+            // cache, mysql_async closes none and a dump of thousands of tables exhausts the limit.
+            .stmt_cache_size(STATEMENT_CACHE)
             .wait_timeout(Some(28_800));
         if let Some(socket) = &self.socket {
             builder = builder.socket(Some(socket.display().to_string()));
