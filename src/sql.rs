@@ -35,18 +35,27 @@ pub fn column_list(columns: &[String]) -> String {
 pub fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'\'');
-    for &b in bytes {
-        match b {
-            0 => out.extend_from_slice(b"\\0"),
-            b'\'' => out.extend_from_slice(b"\\'"),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            0x1a => out.extend_from_slice(b"\\Z"),
-            _ => out.push(b),
-        }
+    let mut rest = bytes;
+    // Copy runs of ordinary bytes whole: most values contain nothing to escape.
+    while let Some(at) = rest.iter().position(|&b| needs_escape(b)) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(match rest[at] {
+            0 => b"\\0",
+            b'\'' => b"\\'",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => b"\\Z",
+        });
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'\'');
+}
+
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    matches!(b, 0 | b'\'' | b'\\' | b'\n' | b'\r' | 0x1a)
 }
 
 /// Append `bytes` as a hex literal (`0x…`), or `''` when empty (`0x` alone is not valid SQL).

@@ -154,10 +154,30 @@ pub fn fill_random(buf: &mut [u8]) -> Result<()> {
     })
 }
 
+/// zstd level for everything written. Level 1 compresses SQL row text about twice as fast as the
+/// default level 3 for a few percent more bytes; the backup is CPU-bound on the database host.
+const ZSTD_LEVEL: i32 = 1;
+
+thread_local! {
+    /// One compression context per thread: creating a context costs more than compressing a
+    /// small blob.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Compress with zstd at the repository's level.
 pub fn compress(data: &[u8]) -> Result<Vec<u8>> {
-    zstd::bulk::compress(data, 3)
-        .map_err(|e| Error::new(ErrorKind::Corrupt, "zstd compression failed").with_source(e))
+    let failed = |e: std::io::Error| {
+        Error::new(ErrorKind::Corrupt, "zstd compression failed").with_source(e)
+    };
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(c) => c,
+            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(failed)?),
+        };
+        compressor.compress(data).map_err(failed)
+    })
 }
 
 /// Decompress a zstd frame whose content size is at most `limit` bytes.

@@ -59,12 +59,8 @@ pub fn push_value(out: &mut Vec<u8>, kind: ColumnKind, value: &Value) {
     use std::io::Write as _;
     match value {
         Value::NULL => out.extend_from_slice(b"NULL"),
-        Value::Int(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Value::UInt(v) => {
-            let _ = write!(out, "{v}");
-        }
+        Value::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
+        Value::UInt(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
         // Widening a FLOAT to f64 is exact; the shortest f64 form parses back to that double,
         // which the server narrows to the original float without a second rounding.
         Value::Float(v) => {
@@ -74,24 +70,54 @@ pub fn push_value(out: &mut Vec<u8>, kind: ColumnKind, value: &Value) {
             let _ = write!(out, "{v:e}");
         }
         Value::Date(y, mo, d, h, mi, s, us) => {
-            if kind == ColumnKind::Date {
-                let _ = write!(out, "'{y:04}-{mo:02}-{d:02}'");
-            } else if *us == 0 {
-                let _ = write!(out, "'{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}'");
-            } else {
-                let _ = write!(out, "'{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}'");
+            out.push(b'\'');
+            push_digits(out, u32::from(*y), 4);
+            out.push(b'-');
+            push_digits(out, u32::from(*mo), 2);
+            out.push(b'-');
+            push_digits(out, u32::from(*d), 2);
+            if kind != ColumnKind::Date {
+                out.push(b' ');
+                push_clock(out, u64::from(*h), *mi, *s, *us);
             }
+            out.push(b'\'');
         }
         Value::Time(negative, days, h, mi, s, us) => {
-            let sign = if *negative { "-" } else { "" };
-            let hours = u64::from(*days) * 24 + u64::from(*h);
-            if *us == 0 {
-                let _ = write!(out, "'{sign}{hours:02}:{mi:02}:{s:02}'");
-            } else {
-                let _ = write!(out, "'{sign}{hours:02}:{mi:02}:{s:02}.{us:06}'");
+            out.push(b'\'');
+            if *negative {
+                out.push(b'-');
             }
+            push_clock(out, u64::from(*days) * 24 + u64::from(*h), *mi, *s, *us);
+            out.push(b'\'');
         }
         Value::Bytes(bytes) => push_bytes(out, kind, bytes),
+    }
+}
+
+/// `HH:MM:SS[.ffffff]`, hours at least two digits.
+fn push_clock(out: &mut Vec<u8>, hours: u64, minutes: u8, seconds: u8, micros: u32) {
+    if hours < 100 {
+        push_digits(out, hours as u32, 2);
+    } else {
+        out.extend_from_slice(itoa::Buffer::new().format(hours).as_bytes());
+    }
+    out.push(b':');
+    push_digits(out, u32::from(minutes), 2);
+    out.push(b':');
+    push_digits(out, u32::from(seconds), 2);
+    if micros != 0 {
+        out.push(b'.');
+        push_digits(out, micros, 6);
+    }
+}
+
+/// `value` zero-padded to exactly `width` digits (values are range-checked by the protocol).
+fn push_digits(out: &mut Vec<u8>, mut value: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
