@@ -6,12 +6,12 @@
 //! before its pack is stored; if storing any pack fails the whole backup fails, so no snapshot
 //! can refer to a blob that was claimed but never stored.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::Repository;
 use super::ids::BlobId;
@@ -72,6 +72,7 @@ impl BlobStore {
         PackSink {
             store: Arc::clone(self),
             builder: PackBuilder::default(),
+            sealing: VecDeque::new(),
             uploads: JoinSet::new(),
         }
     }
@@ -106,33 +107,102 @@ impl BlobStore {
     }
 }
 
-/// One worker's pack under construction, and its packs being uploaded.
+/// One worker's pack under construction, its blobs being compressed and sealed, and its packs
+/// being uploaded. Compression and encryption run on the blocking pool, so the worker keeps
+/// reading rows from the server meanwhile.
 pub struct PackSink {
     store: Arc<BlobStore>,
     builder: PackBuilder,
+    sealing: VecDeque<JoinHandle<Result<SealedBlob>>>,
     uploads: JoinSet<Result<()>>,
+}
+
+/// A blob ready for a pack.
+struct SealedBlob {
+    id: BlobId,
+    kind: BlobKind,
+    sealed: Vec<u8>,
+    raw_length: usize,
+}
+
+/// Blobs of one worker being sealed at once.
+const SEALING_IN_FLIGHT: usize = 2;
+
+/// Blobs at least this large are compressed and sealed on the blocking pool.
+const OFFLOAD_MIN_BYTES: usize = 128 << 10;
+
+/// Once a blob is claimed, failing to pack it leaves the claim unstored: such failures are
+/// reported as storage errors, which end the backup run before a snapshot could refer to it.
+fn fatal(e: Error) -> Error {
+    Error::new(ErrorKind::Storage, "preparing a blob for its pack").with_source(e)
 }
 
 impl PackSink {
     /// Store `plaintext` as a blob unless the repository has it; returns its id.
-    pub async fn add(&mut self, kind: BlobKind, plaintext: &[u8]) -> Result<BlobId> {
-        let keys = self.store.repo.keys();
-        let id = BlobId(keys.content_id(plaintext));
+    pub async fn add(&mut self, kind: BlobKind, plaintext: Vec<u8>) -> Result<BlobId> {
+        let id = BlobId(self.store.repo.keys().content_id(&plaintext));
         if !self.store.claim(id) {
             return Ok(id);
         }
-        let sealed = keys.seal(kind.role(), &compress(plaintext)?)?;
         self.store.blobs_new.fetch_add(1, Ordering::Relaxed);
-        self.builder.push(id, kind, &sealed, plaintext.len())?;
-        if self.builder.len() >= self.store.repo.config().pack_size as usize {
-            self.flush().await?;
+        let repo = Arc::clone(&self.store.repo);
+        let small = plaintext.len() < OFFLOAD_MIN_BYTES;
+        let seal = move || -> Result<SealedBlob> {
+            let sealed = repo.keys().seal(kind.role(), &compress(&plaintext)?)?;
+            Ok(SealedBlob {
+                id,
+                kind,
+                sealed,
+                raw_length: plaintext.len(),
+            })
+        };
+        if small {
+            // Handing a small blob to another thread costs more than sealing it here.
+            let blob = seal().map_err(fatal)?;
+            self.pack_blob(blob).await?;
+        } else {
+            self.sealing.push_back(tokio::task::spawn_blocking(seal));
+            while self.sealing.len() > SEALING_IN_FLIGHT {
+                self.pack_next_sealed().await?;
+            }
         }
         Ok(id)
     }
 
-    /// Start uploading the pack under construction, if any; the worker goes on dumping while
-    /// it uploads. Waits only when all upload slots are taken.
+    async fn pack_next_sealed(&mut self) -> Result<()> {
+        let Some(handle) = self.sealing.pop_front() else {
+            return Ok(());
+        };
+        let blob = handle
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Storage, "sealing a blob stopped unexpectedly").with_source(e)
+            })?
+            .map_err(fatal)?;
+        self.pack_blob(blob).await
+    }
+
+    async fn pack_blob(&mut self, blob: SealedBlob) -> Result<()> {
+        self.builder
+            .push(blob.id, blob.kind, &blob.sealed, blob.raw_length)
+            .map_err(fatal)?;
+        if self.builder.len() >= self.store.repo.config().pack_size as usize {
+            self.upload_pack().await?;
+        }
+        Ok(())
+    }
+
+    /// Seal what is pending and start uploading the pack under construction, if any.
     pub async fn flush(&mut self) -> Result<()> {
+        while !self.sealing.is_empty() {
+            self.pack_next_sealed().await?;
+        }
+        self.upload_pack().await
+    }
+
+    /// Start uploading the pack under construction, if any; the worker goes on dumping while it
+    /// uploads. Waits only when all upload slots are taken.
+    async fn upload_pack(&mut self) -> Result<()> {
         self.reap_finished()?;
         if self.builder.is_empty() {
             return Ok(());

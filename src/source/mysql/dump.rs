@@ -164,7 +164,7 @@ async fn dump_in_transaction(
         };
         let json = serde_json::to_vec(&tree)
             .map_err(|e| crate::error::Error::invalid("encoding table tree").with_source(e))?;
-        let id = sink.add(BlobKind::Tree, &json).await?;
+        let id = sink.add(BlobKind::Tree, json).await?;
         tables.push(TableRef {
             name: plan.name,
             tree: id,
@@ -190,7 +190,7 @@ async fn dump_in_transaction(
     };
     let json = serde_json::to_vec(&tree)
         .map_err(|e| crate::error::Error::invalid("encoding database tree").with_source(e))?;
-    let id = sink.add(BlobKind::Tree, &json).await?;
+    let id = sink.add(BlobKind::Tree, json).await?;
     Ok(DumpedDatabase {
         tree: id,
         tables: tree.tables.len() as u64,
@@ -290,7 +290,7 @@ async fn store_chunk(
     chunk: Chunk,
     first_key: Option<Vec<String>>,
 ) -> Result<ChunkRef> {
-    let id = sink.add(BlobKind::Data, &chunk.data).await?;
+    let id = sink.add(BlobKind::Data, chunk.data).await?;
     Ok(ChunkRef {
         id,
         rows: chunk.rows,
