@@ -1,6 +1,8 @@
 //! What a server holds: databases and their sizes, the definitions of stored objects, and the
 //! binary-log position. Everything here reads `information_schema` or `SHOW CREATE …` output.
 
+use std::collections::HashMap;
+
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
@@ -239,41 +241,54 @@ pub struct ColumnInfo {
     pub generated: bool,
 }
 
-pub async fn columns(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<ColumnInfo>> {
-    let rows: Vec<(String, String, Option<String>, String)> = conn
+/// Columns of every table of `db`, in column order, by table name. One query per database
+/// rather than per table: at tens of thousands of tables, round trips dominate.
+pub async fn columns_by_table(
+    conn: &mut Conn,
+    db: &str,
+) -> Result<HashMap<String, Vec<ColumnInfo>>> {
+    let rows: Vec<(String, String, String, Option<String>, String)> = conn
         .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE, GENERATION_EXPRESSION, EXTRA FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-            (db, table),
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, GENERATION_EXPRESSION, EXTRA FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (db,),
         )
         .await
-        .map_err(|e| mysql_error(e, &format!("listing columns of {}", qualified(db, table))))?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, data_type, generation, extra)| {
-            let extra = extra.to_ascii_uppercase();
-            let generated = generation.is_some_and(|g| !g.is_empty())
-                || extra.contains("GENERATED")
-                || extra.contains("ROW START")
-                || extra.contains("ROW END");
-            ColumnInfo {
-                name,
-                data_type,
-                generated,
-            }
-        })
-        .collect())
+        .map_err(|e| mysql_error(e, &format!("listing columns of {db}")))?;
+    let mut out: HashMap<String, Vec<ColumnInfo>> = HashMap::new();
+    for (table, name, data_type, generation, extra) in rows {
+        let extra = extra.to_ascii_uppercase();
+        let generated = generation.is_some_and(|g| !g.is_empty())
+            || extra.contains("GENERATED")
+            || extra.contains("ROW START")
+            || extra.contains("ROW END");
+        out.entry(table).or_default().push(ColumnInfo {
+            name,
+            data_type,
+            generated,
+        });
+    }
+    Ok(out)
 }
 
-/// The primary-key columns, in key order (empty if the table has no primary key).
-pub async fn primary_key(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<String>> {
-    conn.exec(
-        "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-         AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
-        (db, table),
-    )
-    .await
-    .map_err(|e| mysql_error(e, &format!("reading the primary key of {}", qualified(db, table))))
+/// Primary-key columns of every table of `db` that has one, in key order, by table name.
+pub async fn primary_keys_by_table(
+    conn: &mut Conn,
+    db: &str,
+) -> Result<HashMap<String, Vec<String>>> {
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
+             AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_NAME, SEQ_IN_INDEX",
+            (db,),
+        )
+        .await
+        .map_err(|e| mysql_error(e, &format!("reading the primary keys of {db}")))?;
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (table, column) in rows {
+        out.entry(table).or_default().push(column);
+    }
+    Ok(out)
 }
 
 /// `SHOW CREATE TABLE` / `SHOW CREATE SEQUENCE`.

@@ -86,6 +86,8 @@ async fn dump_in_transaction(
         .map_err(|e| mysql_error(e, &format!("listing tables of {name}")))?;
 
     // Definitions first, in the utf8mb4 session the connection was set up with.
+    let mut columns_by_table = catalog::columns_by_table(conn, name).await?;
+    let mut keys_by_table = catalog::primary_keys_by_table(conn, name).await?;
     let mut plans = Vec::with_capacity(listed.len());
     for (table, table_type, engine) in listed {
         let is_sequence = table_type.eq_ignore_ascii_case("SEQUENCE");
@@ -116,12 +118,13 @@ async fn dump_in_transaction(
                 "table {table} uses the {engine} engine, which the consistent snapshot does not cover"
             ));
         }
-        let columns: Vec<_> = catalog::columns(conn, name, &table)
-            .await?
+        let columns: Vec<_> = columns_by_table
+            .remove(&table)
+            .unwrap_or_default()
             .into_iter()
             .filter(|c| !c.generated)
             .collect();
-        let key_columns = catalog::primary_key(conn, name, &table).await?;
+        let key_columns = keys_by_table.remove(&table).unwrap_or_default();
         plans.push(TablePlan {
             name: table,
             kind: TableKind::Base,

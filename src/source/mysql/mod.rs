@@ -266,6 +266,8 @@ fn percent_decode(s: &str) -> String {
 /// Server error codes after which the same work may succeed if tried again.
 const TRANSIENT_SERVER_CODES: &[u16] = &[
     1040, // too many connections
+    1054, // unknown column (a column dropped by concurrent DDL)
+    1146, // no such table (a table dropped or renamed by concurrent DDL)
     1205, // lock wait timeout
     1213, // deadlock
     1317, // query interrupted
