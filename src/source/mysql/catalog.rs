@@ -10,7 +10,7 @@ use super::{SYSTEM_SCHEMAS, is_mariadb, mysql_error};
 use crate::error::Result;
 use crate::repo::snapshot::BinlogPosition;
 use crate::repo::tree::{ObjectKind, StoredObject};
-use crate::sql::qualified;
+use crate::sql::{qualified, quote_ident};
 
 /// A database on the server, as listed before the dump.
 #[derive(Debug, Clone)]
@@ -110,14 +110,19 @@ pub async fn stored_objects(conn: &mut Conn, db: &str) -> Result<StoredObjects> 
         )
         .await
         .map_err(|e| mysql_error(e, &format!("listing routines of {db}")))?;
-    let triggers: Vec<String> = conn
-        .exec(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? \
-             ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
-            (db,),
-        )
+    // SHOW TRIGGERS reads only this schema; information_schema.TRIGGERS opens every table of
+    // the server (tens of milliseconds per database on a server with thousands of schemas).
+    // Its rows come in firing order for each table, which creating them in turn reproduces.
+    let shown: Vec<mysql_async::Row> = conn
+        .query(format!("SHOW TRIGGERS FROM {}", quote_ident(db)))
         .await
         .map_err(|e| mysql_error(e, &format!("listing triggers of {db}")))?;
+    let mut triggers: Vec<(String, String)> = shown
+        .iter()
+        .filter_map(|row| Some((text(row, "Table")?, text(row, "Trigger")?)))
+        .collect();
+    triggers.sort_by(|a, b| a.0.cmp(&b.0));
+    let triggers: Vec<String> = triggers.into_iter().map(|(_, name)| name).collect();
     let events: Vec<String> = conn
         .exec("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME", (db,))
         .await
