@@ -7,8 +7,9 @@ Starts a private MariaDB, generates an EDC estate (bench/generate.py), then meas
      (every table selected and discarded over the same number of connections);
   2. a second backup after a few percent of the studies changed a little;
   3. repository size after K snapshots with churn vs the sum of K compressed mydumper dumps;
-  4. restore of one mid-size study: coffer vs myloader vs `mariadb < dump.sql`, and coffer from a
-     repository holding only that study vs the full repository (independence of repository size);
+  4. restore of one mid-size study (median of 5 runs each): coffer vs myloader vs `mariadb < dump.sql`,
+     and coffer from a repository holding only that study vs the full repository (independence of
+     repository size);
   5. peak memory and per-table cost of a backup of 10x as many (small) databases.
 Prints a table of ratios and writes everything to a JSON file. Machines are noisy: compare the
 ratios, not the seconds.
@@ -55,6 +56,14 @@ def timed(cmd, env=None, stdout=None, stdin=None, shell=False):
         sys.exit(f"command failed ({proc.returncode}): {cmd}\n{proc.stderr.decode(errors='replace')[-3000:]}")
     e, u, s, m = Path("/tmp/coffer-bench-time").read_text().split()[-4:]
     return {"wall_s": round(wall, 3), "cpu_s": round(float(u) + float(s), 3), "peak_mib": round(int(m) / 1024, 1)}
+
+
+def median(run, times=5):
+    """The run with the median wall time of several: single short runs are too noisy to compare."""
+    runs = sorted((run() for _ in range(times)), key=lambda r: r["wall_s"])
+    result = dict(runs[len(runs) // 2])
+    result["runs_wall_s"] = [r["wall_s"] for r in runs]
+    return result
 
 
 def dir_size(path):
@@ -203,16 +212,22 @@ class Bench:
                          "GROUP BY TABLE_SCHEMA ORDER BY s").strip().split("\n")
         mid = sizes[len(sizes) // 2 + len(sizes) // 4].split("\t")[0] if len(sizes) > 4 else dbs[0]
         restore = {"database": mid}
-        restore["coffer_full_repo"] = timed([str(self.coffer), "restore", "--mysql", self.mysql_url(), "--db", mid, "--into", "r_coffer", "--jobs", str(a.jobs)],
-                                            env=self.coffer_env(repo))
         small_repo = self.work / "repo-one"
         self.coffer_init(small_repo)
         subprocess.run([str(self.coffer), "backup", "--mysql", self.mysql_url(), "--include", mid], env=self.coffer_env(small_repo), check=True, capture_output=True)
-        restore["coffer_one_db_repo"] = timed([str(self.coffer), "restore", "--mysql", self.mysql_url(), "--db", mid, "--into", "r_coffer_small", "--jobs", str(a.jobs)],
-                                              env=self.coffer_env(small_repo))
-        restore["myloader"] = timed(["myloader", f"--socket={self.socket}", "--user=root", "-d", str(self.work / "mydumper-r1"), "-s", mid, "-B", "r_myloader", "-t", str(a.jobs)])
-        self.sql("CREATE DATABASE r_mysql")
-        restore["mysql_client"] = timed(f"mariadb --no-defaults --socket={self.socket} -uroot r_mysql < {dumps / (mid + '.sql')}", shell=True)
+        coffer_restore = lambda repo, into: timed(
+            [str(self.coffer), "restore", "--mysql", self.mysql_url(), "--db", mid, "--into", into, "--drop-existing", "--jobs", str(a.jobs)],
+            env=self.coffer_env(repo))
+        restore["coffer_full_repo"] = median(lambda: coffer_restore(repo, "r_coffer"))
+        restore["coffer_one_db_repo"] = median(lambda: coffer_restore(small_repo, "r_coffer_small"))
+        restore["myloader"] = median(lambda: timed(["myloader", f"--socket={self.socket}", "--user=root", "-d", str(self.work / "mydumper-r1"),
+                                                    "-s", mid, "-B", "r_myloader", "-o", "-t", str(a.jobs)]))
+
+        def mysql_client():
+            self.sql("DROP DATABASE IF EXISTS r_mysql; CREATE DATABASE r_mysql")
+            return timed(f"mariadb --no-defaults --socket={self.socket} -uroot r_mysql < {dumps / (mid + '.sql')}", shell=True)
+
+        restore["mysql_client"] = median(mysql_client)
         restore["independence_ratio"] = round(restore["coffer_full_repo"]["wall_s"] / restore["coffer_one_db_repo"]["wall_s"], 2)
         self.results["restore_one"] = restore
 
