@@ -15,6 +15,9 @@ use zeroize::Zeroizing;
 
 use coffer::backup::{BackupObserver, BackupOptions, DatabaseOutcome, LiveCounters, run_backup};
 use coffer::crypto::keys::PassphraseProvider;
+use coffer::repo::ids::SnapshotId;
+use coffer::repo::index::Index;
+use coffer::repo::snapshot::Snapshot;
 use coffer::repo::{ChunkerParams, InitOptions, Repository};
 use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
 use coffer::restore::{RestoreOptions, RestorePlan, script::write_script};
@@ -73,6 +76,34 @@ struct MysqlArg {
     /// COFFER_MYSQL_PASSWORD_FILE (a password inside the URL is accepted only from COFFER_MYSQL_URL).
     #[arg(long, env = "COFFER_MYSQL_URL")]
     mysql: String,
+}
+
+/// Which database of which snapshot, and how to rewrite it (restore and dump).
+#[derive(clap::Args, Clone)]
+struct DatabaseArgs {
+    /// Snapshot id (prefix) or `latest`.
+    #[arg(long, default_value = "latest")]
+    snapshot: String,
+    /// Database to restore.
+    #[arg(long)]
+    db: String,
+    /// Create it under this name instead (schema references in views, routines, triggers and
+    /// events are rewritten).
+    #[arg(long)]
+    into: Option<String>,
+    /// Create views, routines, triggers and events without their DEFINER (owned by the
+    /// restoring account), for accounts without SUPER/SET_USER_ID.
+    #[arg(long)]
+    skip_definer: bool,
+}
+
+impl DatabaseArgs {
+    fn options(&self) -> RestoreOptions {
+        RestoreOptions {
+            into: self.into.clone(),
+            skip_definer: self.skip_definer,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -134,22 +165,11 @@ enum Command {
         repo: RepoArg,
         #[command(flatten)]
         mysql: MysqlArg,
-        /// Snapshot id (prefix) or `latest`.
-        #[arg(long, default_value = "latest")]
-        snapshot: String,
-        /// Database to restore.
-        #[arg(long)]
-        db: String,
-        /// Create it under this name instead.
-        #[arg(long)]
-        into: Option<String>,
+        #[command(flatten)]
+        source: DatabaseArgs,
         /// Drop the target database first if it exists (otherwise restore refuses).
         #[arg(long)]
         drop_existing: bool,
-        /// Create views, routines, triggers and events without their DEFINER (owned by the
-        /// restoring account), for accounts without SUPER/SET_USER_ID.
-        #[arg(long)]
-        skip_definer: bool,
         /// Connections loading rows at once.
         #[arg(long, short = 'j', default_value_t = 4)]
         jobs: usize,
@@ -158,15 +178,8 @@ enum Command {
     Dump {
         #[command(flatten)]
         repo: RepoArg,
-        #[arg(long, default_value = "latest")]
-        snapshot: String,
-        #[arg(long)]
-        db: String,
-        /// Name the database differently in the script.
-        #[arg(long)]
-        into: Option<String>,
-        #[arg(long)]
-        skip_definer: bool,
+        #[command(flatten)]
+        source: DatabaseArgs,
     },
     /// Verify that the repository is complete and undamaged.
     Check {
@@ -500,28 +513,15 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Restore {
             repo,
             mysql,
-            snapshot,
-            db,
-            into,
+            source,
             drop_existing,
-            skip_definer,
             jobs,
         } => {
             let target = mysql_target(&mysql, matches)?;
             let (repo, traffic) = open_repo_metered(&repo).await?;
-            let (id, snap) = repo.find_snapshot(&snapshot).await?;
-            let index = Arc::new(repo.load_index().await?);
-            let plan = Arc::new(
-                RestorePlan::load(
-                    &repo,
-                    &index,
-                    &snap,
-                    &id.short(),
-                    &db,
-                    &RestoreOptions { into, skip_definer },
-                )
-                .await?,
-            );
+            let loaded = load_plan(&repo, &source).await?;
+            let (id, index, plan) = (loaded.id, Arc::new(loaded.index), Arc::new(loaded.plan));
+            let db = &source.db;
             let total = plan.data_items().len() as u64;
             let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let bar = progress_bar(
@@ -561,25 +561,15 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dump {
-            repo,
-            snapshot,
-            db,
-            into,
-            skip_definer,
-        } => {
+        Command::Dump { repo, source } => {
             let repo = open_repo(&repo).await?;
-            let (id, snap) = repo.find_snapshot(&snapshot).await?;
-            let index = repo.load_index().await?;
-            let plan = RestorePlan::load(
-                &repo,
-                &index,
-                &snap,
-                &id.short(),
-                &db,
-                &RestoreOptions { into, skip_definer },
-            )
-            .await?;
+            let LoadedPlan {
+                id,
+                snapshot: snap,
+                index,
+                plan,
+            } = load_plan(&repo, &source).await?;
+            let db = &source.db;
             let header = vec![
                 format!("coffer {} dump of database {db}", env!("CARGO_PKG_VERSION")),
                 format!(
@@ -624,6 +614,34 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// A snapshot's database, loaded for restore or dump.
+struct LoadedPlan {
+    id: SnapshotId,
+    snapshot: Snapshot,
+    index: Index,
+    plan: RestorePlan,
+}
+
+async fn load_plan(repo: &Repository, source: &DatabaseArgs) -> Result<LoadedPlan> {
+    let (id, snapshot) = repo.find_snapshot(&source.snapshot).await?;
+    let index = repo.load_index().await?;
+    let plan = RestorePlan::load(
+        repo,
+        &index,
+        &snapshot,
+        &id.short(),
+        &source.db,
+        &source.options(),
+    )
+    .await?;
+    Ok(LoadedPlan {
+        id,
+        snapshot,
+        index,
+        plan,
+    })
 }
 
 fn progress_bar(len: u64, template: &str) -> ProgressBar {

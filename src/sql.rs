@@ -99,9 +99,9 @@ pub fn rename_schema(sql: &str, from: &str, to: &str, ansi_quotes: bool) -> Stri
     while i < bytes.len() {
         let c = bytes[i];
         let (token_end, ident): (usize, Option<String>) = match c {
-            b'\'' | b'"' if !(c == b'"' && ansi_quotes) => (skip_string(bytes, i, c), None),
+            b'\'' | b'"' if !(c == b'"' && ansi_quotes) => (skip_quoted(bytes, i, c, true), None),
             b'`' | b'"' => {
-                let end = skip_quoted_ident(bytes, i, c);
+                let end = skip_quoted(bytes, i, c, false);
                 let inner = &sql[i + 1..end.saturating_sub(1).max(i + 1)];
                 let doubled = if c == b'`' { "``" } else { "\"\"" };
                 (end, Some(inner.replace(doubled, &doubled[..1])))
@@ -149,28 +149,15 @@ fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
-fn skip_string(bytes: &[u8], start: usize, quote: u8) -> usize {
+/// End (exclusive) of the quoted token opening at `start`: a doubled quote stays inside, and so
+/// does a backslash-escaped character in string literals (not in identifiers). An unclosed token
+/// runs to the end.
+fn skip_quoted(bytes: &[u8], start: usize, quote: u8, backslash_escapes: bool) -> usize {
     let mut i = start + 1;
     while i < bytes.len() {
-        if bytes[i] == b'\\' {
+        if backslash_escapes && bytes[i] == b'\\' {
             i += 2;
         } else if bytes[i] == quote {
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2;
-            } else {
-                return i + 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    bytes.len()
-}
-
-fn skip_quoted_ident(bytes: &[u8], start: usize, quote: u8) -> usize {
-    let mut i = start + 1;
-    while i < bytes.len() {
-        if bytes[i] == quote {
             if bytes.get(i + 1) == Some(&quote) {
                 i += 2;
             } else {
@@ -223,24 +210,12 @@ pub fn strip_definer(sql: &str) -> String {
     format!("{head}{tail}")
 }
 
-/// Length of a leading `` `ident` ``, `'str'` or bare word (such as `CURRENT_USER`).
+/// Length of a leading `` `ident` ``, `'str'` or bare word (such as `CURRENT_USER`), if complete.
 fn quoted_token_len(s: &str) -> Option<usize> {
-    let mut chars = s.char_indices();
-    let (_, first) = chars.next()?;
-    if first == '`' || first == '\'' {
-        let bytes = s.as_bytes();
-        let mut i = 1;
-        while i < bytes.len() {
-            if bytes[i] == first as u8 {
-                if bytes.get(i + 1) == Some(&(first as u8)) {
-                    i += 2;
-                    continue;
-                }
-                return Some(i + 1);
-            }
-            i += 1;
-        }
-        None
+    let first = *s.as_bytes().first()?;
+    if first == b'`' || first == b'\'' {
+        let end = skip_quoted(s.as_bytes(), 0, first, false);
+        (end >= 2 && s.as_bytes()[end - 1] == first).then_some(end)
     } else {
         let end = s
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == ')'))

@@ -436,12 +436,44 @@ fn spawn_service(program: &Path, args: &[String], log: &Path) -> std::process::C
         .expect("start service")
 }
 
-/// Azurite, the Azure Blob Storage emulator (npm), on a private port.
-pub struct Azurite {
+/// A storage emulator started for this test process.
+pub struct Emulator {
     pub port: u16,
     _tmp: tempfile::TempDir,
     _watchdog: std::process::Child,
 }
+
+impl Emulator {
+    /// Start `tool` (see [`test_tool`]) with the arguments `args(port, data dir)` and wait until
+    /// it listens.
+    fn start(
+        name: &str,
+        tool: (&str, &str),
+        args: impl FnOnce(u16, &Path) -> Vec<String>,
+    ) -> Emulator {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("coffer-{name}-"))
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let program = test_tool(tool.0, tool.1);
+        let log = tmp.path().join(format!("{name}.log"));
+        let watchdog = spawn_service(&program, &args(port, tmp.path()), &log);
+        wait_for_port(port, name, &log);
+        Emulator {
+            port,
+            _tmp: tmp,
+            _watchdog: watchdog,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Azurite, the Azure Blob Storage emulator (npm), on a private port.
+pub struct Azurite(Emulator);
 
 pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -450,36 +482,31 @@ impl Azurite {
     pub fn shared() -> &'static Azurite {
         static SERVER: OnceLock<Azurite> = OnceLock::new();
         SERVER.get_or_init(|| {
-            let tmp = tempfile::Builder::new()
-                .prefix("coffer-azurite-")
-                .tempdir()
-                .expect("temp dir");
-            let port = free_port();
-            let program = test_tool("node_modules/.bin/azurite-blob", "azurite-blob");
-            let args = [
-                "--blobHost".to_string(),
-                "127.0.0.1".into(),
-                "--blobPort".into(),
-                port.to_string(),
-                "--location".into(),
-                tmp.path().display().to_string(),
-                "--skipApiVersionCheck".into(),
-                "--disableTelemetry".into(),
-                "--silent".into(),
-            ];
-            let log = tmp.path().join("azurite.log");
-            let watchdog = spawn_service(&program, &args, &log);
-            wait_for_port(port, "Azurite", &log);
-            Azurite {
-                port,
-                _tmp: tmp,
-                _watchdog: watchdog,
-            }
+            Azurite(Emulator::start(
+                "azurite",
+                ("node_modules/.bin/azurite-blob", "azurite-blob"),
+                |port, dir| {
+                    let args = [
+                        "--blobHost",
+                        "127.0.0.1",
+                        "--blobPort",
+                        &port.to_string(),
+                        "--location",
+                    ];
+                    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                    args.push(dir.display().to_string());
+                    args.extend(
+                        ["--skipApiVersionCheck", "--disableTelemetry", "--silent"]
+                            .map(String::from),
+                    );
+                    args
+                },
+            ))
         })
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/devstoreaccount1", self.port)
+        format!("{}/devstoreaccount1", self.0.endpoint())
     }
 
     /// A new container and a repository URL inside it.
@@ -500,51 +527,39 @@ impl Azurite {
 }
 
 /// moto's S3 server (PyPI), on a private port.
-pub struct Moto {
-    pub port: u16,
-    _tmp: tempfile::TempDir,
-    _watchdog: std::process::Child,
-}
+pub struct Moto(Emulator);
 
 impl Moto {
     pub fn shared() -> &'static Moto {
         static SERVER: OnceLock<Moto> = OnceLock::new();
         SERVER.get_or_init(|| {
-            let tmp = tempfile::Builder::new()
-                .prefix("coffer-moto-")
-                .tempdir()
-                .expect("temp dir");
-            let port = free_port();
-            let program = test_tool("venv/bin/moto_server", "moto_server");
-            let args = [
-                "-H".to_string(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-            ];
-            let log = tmp.path().join("moto.log");
-            let watchdog = spawn_service(&program, &args, &log);
-            wait_for_port(port, "moto", &log);
-            Moto {
-                port,
-                _tmp: tmp,
-                _watchdog: watchdog,
-            }
+            Moto(Emulator::start(
+                "moto",
+                ("venv/bin/moto_server", "moto_server"),
+                |port, _| {
+                    vec![
+                        "-H".into(),
+                        "127.0.0.1".into(),
+                        "-p".into(),
+                        port.to_string(),
+                    ]
+                },
+            ))
         })
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// A new bucket and a repository URL inside it.
     pub fn repo_url(&self, bucket: &str) -> String {
+        let port = self.0.port;
         // moto accepts an unsigned bucket creation.
         let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+            std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
         use std::io::{Read, Write};
-        write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port)
-            .expect("create bucket");
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("create bucket");
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
         assert!(
@@ -553,7 +568,7 @@ impl Moto {
         );
         format!(
             "s3://{bucket}/backups?endpoint={}&region=us-east-1&allow-http=true",
-            self.endpoint()
+            self.0.endpoint()
         )
     }
 }
