@@ -175,6 +175,23 @@ fn socket_target(server: &MariaDb) -> MysqlTarget {
     MysqlTarget::parse(&server.socket_url()).expect("target")
 }
 
+/// Back up the databases matching `include` through the library, without progress output.
+async fn backup(
+    repo: &Arc<Repository>,
+    server: &MariaDb,
+    include: &str,
+) -> coffer::Result<coffer::backup::BackupReport> {
+    let counters = Arc::new(LiveCounters::default());
+    run_backup(
+        repo.clone(),
+        &socket_target(server),
+        &options(include),
+        Arc::new(Quiet),
+        counters,
+    )
+    .await
+}
+
 fn options(include: &str) -> BackupOptions {
     BackupOptions {
         include: vec![glob::Pattern::new(include).expect("glob")],
@@ -210,15 +227,7 @@ async fn restoring_one_database_reads_only_its_bytes() {
             .await
             .expect("init"),
     );
-    let report = run_backup(
-        repo.clone(),
-        &socket_target(server),
-        &options("many_*"),
-        Arc::new(Quiet),
-        Arc::new(LiveCounters::default()),
-    )
-    .await
-    .expect("backup");
+    let report = backup(&repo, server, "many_*").await.expect("backup");
     assert_eq!(report.snapshot.databases.len(), 200);
     let stored: u64 = opened
         .storage
@@ -430,15 +439,9 @@ async fn backups_survive_injected_storage_faults_and_stay_consistent() {
             server.sql(&format!(
                 "UPDATE faulty_{round}.t SET v = CONCAT(v, '{name}') WHERE id % 10 = 0"
             ));
-            let report = run_backup(
-                repo.clone(),
-                &socket_target(server),
-                &options("faulty_*"),
-                Arc::new(Quiet),
-                Arc::new(LiveCounters::default()),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{name} backup {round} under faults: {e}"));
+            let report = backup(&repo, server, "faulty_*")
+                .await
+                .unwrap_or_else(|e| panic!("{name} backup {round} under faults: {e}"));
             assert!(
                 report.snapshot.failed.is_empty(),
                 "{name}: databases failed: {:?}",

@@ -161,20 +161,7 @@ impl MariaDb {
             args.push(format!("--ssl-key={}", c.server_key.display()));
         }
         // A watchdog stops the server when this test process ends, however it ends.
-        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-        let script = format!(
-            "mariadbd {} & srv=$!; while kill -0 {} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv",
-            quoted.join(" "),
-            std::process::id()
-        );
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mariadbd");
+        let watchdog = spawn_service(Path::new("mariadbd"), &args, &dir.join("mariadbd.out"));
         let server = MariaDb {
             dir,
             port,
