@@ -103,7 +103,7 @@ impl RestorePlan {
             tables.push(repo.read_tree::<TableTree>(index, &table.tree).await?);
         }
         let target_name = options.into.clone().unwrap_or_else(|| db.to_string());
-        if target_name.is_empty() || target_name.len() > 64 {
+        if target_name.is_empty() || target_name.chars().count() > 64 {
             return Err(Error::invalid(format!(
                 "{target_name:?} is not a valid database name (1 to 64 characters)"
             )));
