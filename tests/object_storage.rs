@@ -12,6 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coffer::backup::{BackupObserver, BackupOptions, DatabaseOutcome, LiveCounters, run_backup};
 use coffer::crypto::keys::{KdfCost, PassphraseProvider};
+use coffer::repo::ids::SnapshotId;
+use coffer::repo::index::Index;
+use coffer::repo::snapshot::Snapshot;
 use coffer::repo::{InitOptions, Repository};
 use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
 use coffer::restore::{RestoreOptions, RestorePlan};
@@ -192,6 +195,37 @@ async fn backup(
     .await
 }
 
+/// Restore `db` of a loaded snapshot as `into` through the library.
+async fn restore_into(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    (id, snapshot): (&SnapshotId, &Snapshot),
+    server: &MariaDb,
+    db: &str,
+    into: &str,
+) -> coffer::Result<()> {
+    let options = RestoreOptions {
+        into: Some(into.to_string()),
+        skip_definer: false,
+    };
+    let plan = RestorePlan::load(repo, &index, snapshot, &id.short(), db, &options).await?;
+    let opts = ServerRestoreOptions {
+        drop_existing: false,
+        jobs: 2,
+    };
+    let done = Arc::new(AtomicU64::new(0));
+    restore_to_server(
+        repo.clone(),
+        index,
+        Arc::new(plan),
+        &socket_target(server),
+        &opts,
+        done,
+    )
+    .await?;
+    Ok(())
+}
+
 fn options(include: &str) -> BackupOptions {
     BackupOptions {
         include: vec![glob::Pattern::new(include).expect("glob")],
@@ -249,32 +283,13 @@ async fn restoring_one_database_reads_only_its_bytes() {
     let (id, snapshot) = repo.find_snapshot("latest").await.expect("snapshot");
     let index = Arc::new(repo.load_index().await.expect("index"));
     let metadata = opened.traffic.bytes_read.load(Ordering::Relaxed) - before_restore;
-    let plan = Arc::new(
-        RestorePlan::load(
-            &repo,
-            &index,
-            &snapshot,
-            &id.short(),
-            "many_123",
-            &RestoreOptions {
-                into: Some("many_123_r".into()),
-                skip_definer: false,
-            },
-        )
-        .await
-        .expect("plan"),
-    );
-    let opts = ServerRestoreOptions {
-        drop_existing: false,
-        jobs: 2,
-    };
-    restore_to_server(
-        repo.clone(),
+    restore_into(
+        &repo,
         index,
-        plan,
-        &socket_target(server),
-        &opts,
-        Arc::new(AtomicU64::new(0)),
+        (&id, &snapshot),
+        server,
+        "many_123",
+        "many_123_r",
     )
     .await
     .expect("restore");
@@ -463,30 +478,13 @@ async fn backups_survive_injected_storage_faults_and_stay_consistent() {
         let (id, snapshot) = repo.find_snapshot("latest").await.expect("snapshot");
         let index = Arc::new(repo.load_index().await.expect("index"));
         let target_name = format!("faulty_2_{name}");
-        let plan = RestorePlan::load(
+        restore_into(
             &repo,
-            &index,
-            &snapshot,
-            &id.short(),
-            "faulty_2",
-            &RestoreOptions {
-                into: Some(target_name.clone()),
-                skip_definer: false,
-            },
-        )
-        .await
-        .expect("plan");
-        let opts = ServerRestoreOptions {
-            drop_existing: false,
-            jobs: 2,
-        };
-        restore_to_server(
-            repo.clone(),
             index,
-            Arc::new(plan),
-            &socket_target(server),
-            &opts,
-            Arc::new(AtomicU64::new(0)),
+            (&id, &snapshot),
+            server,
+            "faulty_2",
+            &target_name,
         )
         .await
         .expect("restore under faults");

@@ -71,9 +71,14 @@ pub struct DataItem {
 pub const LOAD_SESSION: &[&str] = &[
     "SET SESSION FOREIGN_KEY_CHECKS = 0",
     "SET SESSION UNIQUE_CHECKS = 0",
-    "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'",
+    LOAD_SQL_MODE,
     "SET SESSION time_zone = '+00:00'",
 ];
+
+const LOAD_SQL_MODE: &str = "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'";
+
+/// Back to the loading session after an object created in its own session.
+const RESET_SESSION: &[&str] = &["SET NAMES utf8mb4", LOAD_SQL_MODE];
 
 impl RestorePlan {
     /// Load the trees of `db` from `snapshot`.
@@ -230,6 +235,15 @@ impl RestorePlan {
             out.push(current);
         }
         Ok(out)
+    }
+
+    /// `SET` statements that undo [`RestorePlan::session_for`] after the statement ran.
+    pub fn session_reset_after(statement: &Statement) -> &'static [&'static str] {
+        if statement.sql_mode.is_some() || statement.collation_connection.is_some() {
+            RESET_SESSION
+        } else {
+            &[]
+        }
     }
 
     /// `SET` statements that put a session into an object's creation context.

@@ -53,8 +53,8 @@ pub async fn write_script(
         } else {
             writeln!(out, "{};", statement.sql).map_err(io)?;
         }
-        if statement.sql_mode.is_some() || statement.collation_connection.is_some() {
-            writeln!(out, "SET NAMES utf8mb4;\nSET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES';").map_err(io)?;
+        for reset in RestorePlan::session_reset_after(&statement) {
+            writeln!(out, "{reset};").map_err(io)?;
         }
     }
     out.flush().map_err(io)

@@ -198,14 +198,8 @@ async fn run_statement(conn: &mut Conn, statement: &Statement) -> Result<()> {
             err
         }
     })?;
-    if statement.sql_mode.is_some() || statement.collation_connection.is_some() {
-        exec(conn, "SET NAMES utf8mb4", "resetting the session").await?;
-        exec(
-            conn,
-            "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'",
-            "resetting the session",
-        )
-        .await?;
+    for reset in RestorePlan::session_reset_after(statement) {
+        exec(conn, reset, "resetting the session").await?;
     }
     Ok(())
 }
