@@ -1,0 +1,147 @@
+//! `coffer backup`: one snapshot of the selected databases of a server.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::ArgMatches;
+use indicatif::{HumanBytes, ProgressBar};
+
+use coffer::backup::{BackupObserver, BackupOptions, DatabaseOutcome, LiveCounters, run_backup};
+use coffer::{Error, Result};
+
+use super::{MysqlArg, RepoArg, progress_bar};
+
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    #[command(flatten)]
+    mysql: MysqlArg,
+    /// Only databases matching this glob (repeatable; default: all user databases).
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out databases matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Connections dumping databases at once.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    jobs: usize,
+    /// Label for the snapshot (repeatable).
+    #[arg(long)]
+    tag: Vec<String>,
+}
+
+fn compile_globs(globs: &[String]) -> Result<Vec<glob::Pattern>> {
+    globs
+        .iter()
+        .map(|g| {
+            glob::Pattern::new(g)
+                .map_err(|e| Error::invalid(format!("--include/--exclude pattern {g:?}: {e}")))
+        })
+        .collect()
+}
+
+pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
+    let target = args.mysql.target(matches)?;
+    let options = BackupOptions {
+        include: compile_globs(&args.include)?,
+        exclude: compile_globs(&args.exclude)?,
+        jobs: args.jobs,
+        tags: args.tag,
+        ..Default::default()
+    };
+    let repo = args.repo.open().await?;
+
+    let counters = Arc::new(LiveCounters::default());
+    let bar = progress_bar(
+        0,
+        "{spinner} {pos}/{len} databases [{bar:30}] {msg} {elapsed_precise} (ETA {eta})",
+    );
+    let observer = Arc::new(BackupProgress { bar: bar.clone() });
+    let ticker = {
+        let (bar, counters) = (bar.clone(), Arc::clone(&counters));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            loop {
+                let read = counters.bytes_read.load(Ordering::Relaxed);
+                let rate = read as f64 / started.elapsed().as_secs_f64().max(0.001);
+                bar.set_message(format!(
+                    "{} read, {}/s",
+                    HumanBytes(read),
+                    HumanBytes(rate as u64)
+                ));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let result = run_backup(repo, &target, &options, observer, counters).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let report = result?;
+    let s = &report.snapshot;
+    println!(
+        "snapshot {} saved: {} databases, {} tables, {} rows, {} read, {} stored new ({} new blobs), {:.1}s",
+        report.snapshot_id.short(),
+        s.databases.len(),
+        s.stats.tables,
+        s.stats.rows,
+        HumanBytes(s.stats.bytes_read),
+        HumanBytes(s.stats.bytes_stored_new),
+        s.stats.blobs_new,
+        s.stats.duration_secs
+    );
+    if let Some(why) = &s.source.binlog_unavailable {
+        println!("binlog position not recorded: {why}");
+    }
+    if s.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "{} databases FAILED and are not in this snapshot:",
+        s.failed.len()
+    );
+    for f in &s.failed {
+        eprintln!("  {}: {} ({} attempts)", f.name, f.error, f.attempts);
+    }
+    Ok(ExitCode::from(super::EXIT_PARTIAL))
+}
+
+/// Progress of a backup: a bar on a terminal, a log line per database otherwise.
+struct BackupProgress {
+    bar: ProgressBar,
+}
+
+impl BackupObserver for BackupProgress {
+    fn planned(&self, databases: usize, approx_bytes: u64) {
+        self.bar.set_length(databases as u64);
+        tracing::info!(databases, approx_size = %HumanBytes(approx_bytes), "backup started");
+    }
+
+    fn database_done(&self, name: &str, outcome: &DatabaseOutcome, elapsed: Duration) {
+        self.bar.inc(1);
+        let line = match outcome {
+            DatabaseOutcome::Done(d) => {
+                format!(
+                    "{name}: {} tables, {} rows, {} in {:.1}s",
+                    d.tables,
+                    d.rows,
+                    HumanBytes(d.bytes),
+                    elapsed.as_secs_f64()
+                )
+            }
+            DatabaseOutcome::Failed { error, attempts } => {
+                format!("{name}: FAILED after {attempts} attempts: {error}")
+            }
+        };
+        if self.bar.is_hidden() {
+            match outcome {
+                DatabaseOutcome::Done(_) => tracing::info!("{line}"),
+                DatabaseOutcome::Failed { .. } => tracing::error!("{line}"),
+            }
+        } else {
+            self.bar.println(line);
+        }
+    }
+}

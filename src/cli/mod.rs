@@ -1,0 +1,311 @@
+//! The command line: one module per command (its arguments and a function calling the
+//! library), and what the commands share: repository and server arguments, secrets from the
+//! environment or a prompt, progress bars and JSON output. Only this layer prints.
+
+pub mod backup;
+pub mod check;
+pub mod dump;
+pub mod init;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use zeroize::Zeroizing;
+
+use coffer::crypto::keys::PassphraseProvider;
+use coffer::repo::Repository;
+use coffer::repo::ids::SnapshotId;
+use coffer::repo::index::Index;
+use coffer::repo::snapshot::Snapshot;
+use coffer::restore::{RestoreOptions, RestorePlan};
+use coffer::source::mysql::MysqlTarget;
+use coffer::storage::metered::Traffic;
+use coffer::storage::{OpenedStorage, StorageOptions};
+use coffer::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Encrypted, deduplicated backups of MySQL servers with thousands of databases"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(init::InitArgs),
+    /// Back up databases of a server into one new snapshot.
+    Backup(backup::BackupArgs),
+    /// List snapshots.
+    Snapshots(snapshots::SnapshotsArgs),
+    /// List the databases of a snapshot, or the tables of one database.
+    Ls(ls::LsArgs),
+    /// Recreate one database from a snapshot on a server.
+    Restore(restore::RestoreArgs),
+    /// Write one database of a snapshot as a SQL script for the mysql/mariadb client.
+    Dump(dump::DumpArgs),
+    /// Verify that the repository is complete and undamaged.
+    Check(check::CheckArgs),
+}
+
+/// Exit code of a backup that stored a snapshot in which some databases failed.
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// Run the parsed command. `matches` tells where each value came from (command line or
+/// environment), which decides whether a password in a URL is acceptable.
+pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init(args) => init::run(args).await,
+        Command::Backup(args) => backup::run(args, matches).await,
+        Command::Snapshots(args) => snapshots::run(args).await,
+        Command::Ls(args) => ls::run(args).await,
+        Command::Restore(args) => restore::run(args, matches).await,
+        Command::Dump(args) => dump::run(args).await,
+        Command::Check(args) => check::run(args).await,
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct RepoArg {
+    /// Repository location: a path or file:///path. Passphrase from COFFER_PASSWORD,
+    /// COFFER_PASSWORD_FILE or a prompt.
+    #[arg(long, env = "COFFER_REPO")]
+    pub repo: String,
+    /// Do not keep a local copy of remote index files and snapshots (kept by default in
+    /// COFFER_CACHE_DIR, else $XDG_CACHE_HOME/coffer or ~/.cache/coffer; safe to delete).
+    #[arg(long, env = "COFFER_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_cache: bool,
+}
+
+impl RepoArg {
+    pub fn storage(&self) -> Result<OpenedStorage> {
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            std::env::var_os("COFFER_CACHE_DIR")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME")
+                        .map(|d| std::path::PathBuf::from(d).join("coffer"))
+                })
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(|h| std::path::PathBuf::from(h).join(".cache/coffer"))
+                })
+        };
+        coffer::storage::open_location(&self.repo, &StorageOptions { cache_dir })
+    }
+
+    /// Open the repository with the passphrase from the environment or a prompt.
+    pub async fn open(&self) -> Result<Arc<Repository>> {
+        Ok(self.open_metered().await?.0)
+    }
+
+    /// The repository and the counters of what was transferred to and from its storage.
+    pub async fn open_metered(&self) -> Result<(Arc<Repository>, Arc<Traffic>)> {
+        let opened = self.storage()?;
+        let provider = PassphraseProvider::new(passphrase(false)?)?;
+        Ok((
+            Arc::new(Repository::open(opened.storage, &provider).await?),
+            opened.traffic,
+        ))
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct MysqlArg {
+    /// mysql://USER@HOST[:PORT]/[?ssl-ca=PATH&ssl-cert=PATH&ssl-key=PATH&tls-server-name=NAME&socket=PATH].
+    /// TLS is required and verified for TCP. Password from COFFER_MYSQL_PASSWORD or
+    /// COFFER_MYSQL_PASSWORD_FILE (a password inside the URL is accepted only from COFFER_MYSQL_URL).
+    // The value of COFFER_MYSQL_URL may hold a password: never print it in --help.
+    #[arg(long, env = "COFFER_MYSQL_URL", hide_env_values = true)]
+    pub mysql: String,
+}
+
+impl MysqlArg {
+    /// The MySQL target, refusing a password typed on the command line.
+    pub fn target(&self, matches: &ArgMatches) -> Result<MysqlTarget> {
+        let mut target = MysqlTarget::parse(&self.mysql)?;
+        let from_command_line = matches
+            .subcommand()
+            .and_then(|(_, sub)| sub.value_source("mysql"))
+            .is_some_and(|source| source == ValueSource::CommandLine);
+        if target.has_password() && from_command_line {
+            return Err(Error::invalid("the --mysql URL contains a password, which other users can see in the process list")
+                .with_hint("remove it from the URL and set COFFER_MYSQL_PASSWORD or COFFER_MYSQL_PASSWORD_FILE (or pass the whole URL in COFFER_MYSQL_URL)"));
+        }
+        if let Ok(p) = std::env::var("COFFER_MYSQL_PASSWORD") {
+            target.set_password(Zeroizing::new(p));
+        } else if let Some(path) = std::env::var_os("COFFER_MYSQL_PASSWORD_FILE") {
+            target.set_password(read_secret_file(&path, "COFFER_MYSQL_PASSWORD_FILE")?);
+        }
+        Ok(target)
+    }
+}
+
+/// Which database of which snapshot, and how to rewrite it (restore and dump).
+#[derive(clap::Args, Clone)]
+pub struct DatabaseArgs {
+    /// Snapshot id (prefix) or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// Database to restore.
+    #[arg(long)]
+    pub db: String,
+    /// Create it under this name instead (schema references in views, routines, triggers and
+    /// events are rewritten).
+    #[arg(long)]
+    pub into: Option<String>,
+    /// Create views, routines, triggers and events without their DEFINER (owned by the
+    /// restoring account), for accounts without SUPER/SET_USER_ID.
+    #[arg(long)]
+    pub skip_definer: bool,
+}
+
+impl DatabaseArgs {
+    fn options(&self) -> RestoreOptions {
+        RestoreOptions {
+            into: self.into.clone(),
+            skip_definer: self.skip_definer,
+        }
+    }
+
+    /// Find the snapshot and load the database's plan from it.
+    pub async fn load_plan(&self, repo: &Repository) -> Result<LoadedPlan> {
+        let (id, snapshot) = repo.find_snapshot(&self.snapshot).await?;
+        let index = repo.load_index().await?;
+        let plan = RestorePlan::load(
+            repo,
+            &index,
+            &snapshot,
+            &id.short(),
+            &self.db,
+            &self.options(),
+        )
+        .await?;
+        Ok(LoadedPlan {
+            id,
+            snapshot,
+            index,
+            plan,
+        })
+    }
+}
+
+/// A snapshot's database, loaded for restore or dump.
+pub struct LoadedPlan {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub index: Index,
+    pub plan: RestorePlan,
+}
+
+/// The repository passphrase: COFFER_PASSWORD, COFFER_PASSWORD_FILE, or a terminal prompt.
+pub fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var("COFFER_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    if let Some(path) = std::env::var_os("COFFER_PASSWORD_FILE") {
+        return read_secret_file(&path, "COFFER_PASSWORD_FILE");
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::invalid("no repository passphrase given").with_hint(
+            "set COFFER_PASSWORD or COFFER_PASSWORD_FILE (there is no terminal to ask on)",
+        ));
+    }
+    let first = Zeroizing::new(
+        rpassword::prompt_password("repository passphrase: ")
+            .map_err(|e| Error::invalid("reading the passphrase").with_source(e))?,
+    );
+    if confirm {
+        let again = Zeroizing::new(
+            rpassword::prompt_password("repeat passphrase: ")
+                .map_err(|e| Error::invalid("reading the passphrase").with_source(e))?,
+        );
+        if *again != *first {
+            return Err(Error::invalid("the passphrases do not match"));
+        }
+    }
+    Ok(first)
+}
+
+fn read_secret_file(path: &std::ffi::OsStr, var: &str) -> Result<Zeroizing<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(format!(
+            "reading {var} ({})",
+            std::path::Path::new(path).display()
+        ))
+        .with_source(e)
+    })?;
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    ))
+}
+
+/// Print `value` as pretty JSON on stdout. A value that cannot be encoded is an error, never
+/// an empty output with exit code 0.
+pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::invalid("encoding the JSON output").with_source(e))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A progress bar on a terminal; hidden otherwise.
+pub fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Move `bar` to `counter` five times a second until aborted.
+pub fn spawn_ticker(bar: ProgressBar, counter: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            bar.set_position(counter.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// A size such as `1MiB`, `256KiB` or `4096`.
+pub fn parse_size(s: &str) -> std::result::Result<u32, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, factor) = if let Some(d) = lower
+        .strip_suffix("mib")
+        .or_else(|| lower.strip_suffix('m'))
+    {
+        (d, 1 << 20)
+    } else if let Some(d) = lower
+        .strip_suffix("kib")
+        .or_else(|| lower.strip_suffix('k'))
+    {
+        (d, 1 << 10)
+    } else {
+        (lower.as_str(), 1)
+    };
+    digits
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("{s:?} is not a size such as 1MiB or 256KiB"))
+}

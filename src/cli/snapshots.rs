@@ -1,0 +1,55 @@
+//! `coffer snapshots`: list the snapshots of a repository.
+
+use std::process::ExitCode;
+
+use indicatif::HumanBytes;
+
+use coffer::Result;
+
+use super::{RepoArg, print_json};
+
+#[derive(clap::Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
+    let repo = args.repo.open().await?;
+    let snapshots = repo.snapshots().await?;
+    if args.json {
+        let list: Vec<_> = snapshots
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id.to_hex(), "time": s.time, "finished": s.finished, "hostname": s.hostname,
+                    "server": s.source.server, "databases": s.databases.len(), "failed": s.failed.len(),
+                    "bytes": s.total_bytes(), "tags": s.tags, "binlog": s.source.binlog,
+                })
+            })
+            .collect();
+        print_json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<10} {:<20} {:<16} {:<22} {:>9} {:>7} {:>10}",
+        "ID", "TIME (UTC)", "HOST", "SERVER", "DATABASES", "FAILED", "SIZE"
+    );
+    for (id, s) in &snapshots {
+        println!(
+            "{:<10} {:<20} {:<16} {:<22} {:>9} {:>7} {:>10}",
+            id.short(),
+            s.time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            s.hostname,
+            s.source.server,
+            s.databases.len(),
+            s.failed.len(),
+            HumanBytes(s.total_bytes()).to_string()
+        );
+    }
+    println!("{} snapshots", snapshots.len());
+    Ok(ExitCode::SUCCESS)
+}
