@@ -3,7 +3,8 @@
 //!
 //! A database that fails is retried when the error is transient (lost connection, lock wait
 //! timeout, concurrent DDL); if it still fails the others carry on and the snapshot records the
-//! failure. A storage failure stops the run before any snapshot is written.
+//! failure. Any failure to store a blob the run claimed, whatever its kind, stops the run before
+//! a snapshot is written (see [`crate::repo::writer`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ pub async fn run_backup(
         };
         workers.spawn(worker.run());
     }
-    let mut storage_error = None;
+    let mut fatal_error = None;
     while let Some(joined) = workers.join_next().await {
         let result = joined.map_err(|e| {
             Error::new(ErrorKind::Storage, "a backup worker stopped unexpectedly").with_source(e)
@@ -148,13 +149,16 @@ pub async fn run_backup(
         if let Err(e) = result.and_then(|r| r) {
             // Stop handing out work; the snapshot cannot be written anyway.
             queue.lock().await.clear();
-            storage_error.get_or_insert(e);
+            fatal_error.get_or_insert(e);
         }
     }
-    if let Some(e) = storage_error {
+    if let Some(e) = fatal_error {
         return Err(e.context("backup aborted, no snapshot written"));
     }
-    store.flush_index().await?;
+    store
+        .finish_run()
+        .await
+        .map_err(|e| e.context("backup aborted, no snapshot written"))?;
 
     let mut outcomes = std::mem::take(&mut *outcomes.lock().await);
     outcomes.sort_by(|a: &(String, DatabaseOutcome), b| a.0.cmp(&b.0));
@@ -217,8 +221,8 @@ struct Worker {
 }
 
 impl Worker {
-    /// Pull databases until the queue is empty. Returns an error only for storage failures,
-    /// which end the whole run.
+    /// Pull databases until the queue is empty. Returns an error only when blobs of the run
+    /// could not be stored, which ends the whole run.
     async fn run(self) -> Result<()> {
         let mut sink = self.store.sink();
         let mut conn = None;
@@ -226,6 +230,9 @@ impl Worker {
             let Some(db) = self.queue.lock().await.pop_front() else {
                 break;
             };
+            if self.store.failure().is_some() {
+                break;
+            }
             let started = Instant::now();
             let mut attempt = 0;
             let outcome = loop {
@@ -251,8 +258,8 @@ impl Worker {
                 .await;
                 match result {
                     Ok(done) => break DatabaseOutcome::Done(done),
-                    // Storage failures end the run: blobs claimed by this worker may be missing.
-                    Err(e) if e.kind() == ErrorKind::Storage => {
+                    // Blobs claimed for the run were lost: no snapshot can be written, so stop.
+                    Err(e) if self.store.failure().is_some() => {
                         return Err(e.context(format!("database {}", db.name)));
                     }
                     Err(e) if e.is_transient() && attempt < self.attempts => {

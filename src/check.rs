@@ -1,5 +1,8 @@
 //! `check`: verify that every snapshot can be restored.
 //!
+//! Damage is reported, never fatal: a damaged index file or snapshot is listed as a problem and
+//! the check goes on with the rest.
+//!
 //! Always: every index file and snapshot authenticates, every pack the index names exists with
 //! the indexed size, and every tree and chunk a snapshot refers to is indexed (trees are read and
 //! decrypted). With `read_data`: every pack is read whole, its hash matches its name, its header
@@ -25,7 +28,10 @@ pub struct CheckReport {
 
 pub async fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let index = repo.load_index().await?;
+    let (index, damaged_index) = repo.load_index_reporting().await?;
+    report
+        .problems
+        .extend(damaged_index.iter().map(|e| format!("index file: {e}")));
     let stored: HashMap<String, u64> = repo
         .storage()
         .list(paths::DATA)
@@ -47,8 +53,11 @@ pub async fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
             Some(_) => {}
         }
     }
-    let snapshots = repo.snapshots().await?;
-    report.snapshots = snapshots.len();
+    let (snapshots, damaged_snapshots) = repo.snapshots_reporting().await?;
+    report.snapshots = snapshots.len() + damaged_snapshots.len();
+    report
+        .problems
+        .extend(damaged_snapshots.iter().map(|e| format!("snapshot: {e}")));
     let mut seen_trees: HashSet<BlobId> = HashSet::new();
     for (id, snapshot) in &snapshots {
         for db in &snapshot.databases {
@@ -93,10 +102,10 @@ pub async fn check(repo: &Repository, read_data: bool) -> Result<CheckReport> {
 }
 
 async fn check_pack_data(repo: &Repository, index: &Index, report: &mut CheckReport) {
-    let packs: Vec<PackId> = index.packs().map(|(id, _)| *id).collect();
-    for pack in packs {
+    let packs: Vec<(PackId, u64)> = index.packs().copied().collect();
+    for (pack, size) in packs {
         let name = paths::pack(&pack);
-        let bytes = match repo.storage().get(&name).await {
+        let bytes = match repo.storage().get(&name, size).await {
             Ok(b) => b,
             Err(e) => {
                 report.problems.push(format!("pack {}: {e}", pack.short()));

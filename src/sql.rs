@@ -80,6 +80,36 @@ pub fn quote_str(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The column names a `SHOW CREATE TABLE` statement defines, in order. The server prints each
+/// column definition on its own line, starting with two spaces and the backtick-quoted name
+/// (newlines inside comments and defaults are escaped); keys and constraints start with a
+/// keyword instead.
+pub fn create_table_columns(create_sql: &str) -> Vec<String> {
+    create_sql
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("  `")?;
+            let bytes = rest.as_bytes();
+            let mut name = String::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'`' {
+                    if bytes.get(i + 1) == Some(&b'`') {
+                        name.push('`');
+                        i += 2;
+                        continue;
+                    }
+                    return Some(name);
+                }
+                let ch = rest[i..].chars().next()?;
+                name.push(ch);
+                i += ch.len_utf8();
+            }
+            None
+        })
+        .collect()
+}
+
 /// Replace references to schema `from` by `to` in a stored `CREATE` statement or program body.
 ///
 /// A small lexer walks the text, skipping string literals and comments, and rewrites every
@@ -260,6 +290,14 @@ mod tests {
             strip_definer("CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"),
             "CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"
         );
+    }
+
+    #[test]
+    fn columns_of_a_create_table() {
+        let sql = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `a``b` varchar(10) DEFAULT 'x\\n  `no`',\n  \
+                   `é` json,\n  `created` timestamp NULL DEFAULT CURRENT_TIMESTAMP,\n  PRIMARY KEY (`id`),\n  \
+                   KEY `k` (`a``b`)\n) ENGINE=InnoDB";
+        assert_eq!(create_table_columns(sql), ["id", "a`b", "é", "created"]);
     }
 
     #[test]

@@ -10,17 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffer::backup::{BackupObserver, BackupOptions, DatabaseOutcome, LiveCounters, run_backup};
-use coffer::crypto::keys::{KdfCost, PassphraseProvider};
-use coffer::repo::ids::SnapshotId;
-use coffer::repo::index::Index;
-use coffer::repo::snapshot::Snapshot;
 use coffer::repo::{InitOptions, Repository};
-use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
-use coffer::restore::{RestoreOptions, RestorePlan};
-use coffer::source::mysql::MysqlTarget;
 use coffer::storage::{ObjectMeta, PutOutcome, Storage, StorageOptions, open_location};
 use coffer::{Error, ErrorKind};
+use common::library::*;
 use common::*;
 
 /// The coffer binary against a remote repository, with its own cache folder.
@@ -156,82 +149,6 @@ fn credentials_in_the_repository_url_are_refused() {
         "{}",
         stderr(&out)
     );
-}
-
-struct Quiet;
-
-impl BackupObserver for Quiet {
-    fn planned(&self, _: usize, _: u64) {}
-    fn database_done(&self, _: &str, _: &DatabaseOutcome, _: Duration) {}
-}
-
-fn provider() -> PassphraseProvider {
-    PassphraseProvider::new(zeroize::Zeroizing::new(PASSWORD.to_string()))
-        .expect("passphrase")
-        .with_cost(KdfCost {
-            memory_kib: 1024,
-            iterations: 1,
-        })
-}
-
-fn socket_target(server: &MariaDb) -> MysqlTarget {
-    MysqlTarget::parse(&server.socket_url()).expect("target")
-}
-
-/// Back up the databases matching `include` through the library, without progress output.
-async fn backup(
-    repo: &Arc<Repository>,
-    server: &MariaDb,
-    include: &str,
-) -> coffer::Result<coffer::backup::BackupReport> {
-    let counters = Arc::new(LiveCounters::default());
-    run_backup(
-        repo.clone(),
-        &socket_target(server),
-        &options(include),
-        Arc::new(Quiet),
-        counters,
-    )
-    .await
-}
-
-/// Restore `db` of a loaded snapshot as `into` through the library.
-async fn restore_into(
-    repo: &Arc<Repository>,
-    index: Arc<Index>,
-    (id, snapshot): (&SnapshotId, &Snapshot),
-    server: &MariaDb,
-    db: &str,
-    into: &str,
-) -> coffer::Result<()> {
-    let options = RestoreOptions {
-        into: Some(into.to_string()),
-        skip_definer: false,
-    };
-    let plan = RestorePlan::load(repo, &index, snapshot, &id.short(), db, &options).await?;
-    let opts = ServerRestoreOptions {
-        drop_existing: false,
-        jobs: 2,
-    };
-    let done = Arc::new(AtomicU64::new(0));
-    restore_to_server(
-        repo.clone(),
-        index,
-        Arc::new(plan),
-        &socket_target(server),
-        &opts,
-        done,
-    )
-    .await?;
-    Ok(())
-}
-
-fn options(include: &str) -> BackupOptions {
-    BackupOptions {
-        include: vec![glob::Pattern::new(include).expect("glob")],
-        jobs: 3,
-        ..Default::default()
-    }
 }
 
 fn set_cloud_env() {
@@ -375,9 +292,9 @@ impl Storage for FaultyStorage {
         }
     }
 
-    async fn get(&self, name: &str) -> coffer::Result<Vec<u8>> {
+    async fn get(&self, name: &str, max_len: u64) -> coffer::Result<Vec<u8>> {
         match self.roll() {
-            Fault::None | Fault::LoseResponse => self.inner.get(name).await,
+            Fault::None | Fault::LoseResponse => self.inner.get(name, max_len).await,
             _ => Err(injected("connection reset while reading")),
         }
     }
@@ -438,8 +355,11 @@ async fn backups_survive_injected_storage_faults_and_stay_consistent() {
         });
         let retrying: Arc<dyn Storage> = Arc::new(coffer::storage::retry::RetryingStorage::new(
             faulty.clone(),
-            8,
-            Duration::from_millis(1),
+            coffer::storage::retry::RetryPolicy {
+                attempts: 8,
+                base_delay: Duration::from_millis(1),
+                ..Default::default()
+            },
         ));
         let init = InitOptions {
             pack_size: 1 << 20,

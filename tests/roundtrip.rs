@@ -371,7 +371,13 @@ fn unchanged_data_costs_nothing_and_one_changed_row_costs_about_one_chunk() {
         size_after_first > 200_000,
         "the first backup stores the data: {size_after_first} bytes\n{first}"
     );
-    let _ = stats(&repo);
+    let first_stats = stats(&repo);
+    assert_eq!(first_stats["databases"], 2, "{first_stats}");
+    assert!(
+        first_stats["bytes"].as_u64().is_some_and(|b| b > 1_000_000),
+        "the snapshot records the logical size of what it holds: {first_stats}"
+    );
+    let unchanged = checksums(server, "dedup");
 
     let second = ok(repo.coffer(&["backup", "--mysql", &url, "--include", "dedup*"]));
     let growth = repo.size() - size_after_first;
@@ -406,14 +412,39 @@ fn unchanged_data_costs_nothing_and_one_changed_row_costs_about_one_chunk() {
     );
 
     // All three snapshots restore to what the server held at the time.
-    ok(repo.coffer(&[
-        "restore",
-        "--mysql",
-        &url,
-        "--db",
-        "dedup",
-        "--into",
-        "dedup_now",
-    ]));
-    assert_eq!(checksums(server, "dedup"), checksums(server, "dedup_now"));
+    let changed = checksums(server, "dedup");
+    assert_ne!(unchanged, changed);
+    for (i, (output, expected)) in [
+        (&first, &unchanged),
+        (&second, &unchanged),
+        (&third, &changed),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = snapshot_id_of(output);
+        let into = format!("dedup_snapshot_{i}");
+        ok(repo.coffer(&[
+            "restore",
+            "--mysql",
+            &url,
+            "--snapshot",
+            &id,
+            "--db",
+            "dedup",
+            "--into",
+            &into,
+        ]));
+        assert_eq!(&checksums(server, &into), expected, "snapshot {i} ({id})");
+    }
+}
+
+/// The id in a `snapshot ID saved: …` line of `coffer backup`.
+fn snapshot_id_of(backup_output: &str) -> String {
+    backup_output
+        .split_whitespace()
+        .skip_while(|w| *w != "snapshot")
+        .nth(1)
+        .map(str::to_string)
+        .expect("a snapshot id in the backup output")
 }

@@ -48,6 +48,44 @@ pub struct Argon2Params {
     pub salt: String,
 }
 
+/// Upper bounds on what a key slot may ask of the machine that opens it. Slots are read before
+/// anything authenticates them, so a planted slot could otherwise ask for terabytes of memory
+/// or hours of work. The bounds are far above any sensible setting (the default is 64 MiB, 3
+/// passes).
+pub const MAX_KDF_MEMORY_KIB: u32 = 4 << 20;
+pub const MAX_KDF_ITERATIONS: u32 = 64;
+pub const MAX_KDF_PARALLELISM: u32 = 16;
+
+impl Argon2Params {
+    /// Refuse parameters beyond the bounds, before any memory is allocated.
+    pub fn check_bounds(&self) -> Result<()> {
+        let refuse = |what: String| {
+            Err(Error::invalid(format!("key slot asks for {what}; refused"))
+                .with_hint("the slot was not written by coffer; remove it if you do not know it"))
+        };
+        if self.memory_kib > MAX_KDF_MEMORY_KIB {
+            return refuse(format!(
+                "{} MiB of memory for key derivation, more than the {} MiB allowed",
+                self.memory_kib / 1024,
+                MAX_KDF_MEMORY_KIB / 1024
+            ));
+        }
+        if self.iterations > MAX_KDF_ITERATIONS {
+            return refuse(format!(
+                "{} key-derivation passes, more than the {MAX_KDF_ITERATIONS} allowed",
+                self.iterations
+            ));
+        }
+        if self.parallelism == 0 || self.parallelism > MAX_KDF_PARALLELISM {
+            return refuse(format!(
+                "key-derivation parallelism {}, outside 1..={MAX_KDF_PARALLELISM}",
+                self.parallelism
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Knows how to make and open one kind of key slot.
 pub trait KeyProvider: Send + Sync {
     /// Wrap `secret` into a new slot.
@@ -107,6 +145,7 @@ impl PassphraseProvider {
                 params.algorithm
             )));
         }
+        params.check_bounds()?;
         let salt = B64
             .decode(&params.salt)
             .map_err(|e| Error::corrupt("key slot salt is not base64").with_source(e))?;
@@ -223,6 +262,27 @@ mod tests {
             &[9; 32]
         );
         assert!(cheap("wrong").unwrap(&slot).unwrap().is_none());
+    }
+
+    #[test]
+    fn planted_kdf_costs_are_refused_before_any_work() {
+        let secret = MasterSecret::from_bytes([9; 32]);
+        let mut slot = cheap("right").wrap(&secret).unwrap();
+        let Wrapping::Passphrase { kdf } = &mut slot.wrapping;
+        // 4 TiB of memory: must fail at once, not try to allocate.
+        kdf.memory_kib = u32::MAX;
+        let Err(err) = cheap("right").unwrap(&slot) else {
+            panic!("a slot asking for 4 TiB of memory was opened");
+        };
+        assert!(err.to_string().contains("MiB of memory"), "{err}");
+        let Wrapping::Passphrase { kdf } = &mut slot.wrapping;
+        kdf.memory_kib = 64;
+        kdf.iterations = 1_000_000;
+        assert!(cheap("right").unwrap(&slot).is_err());
+        let Wrapping::Passphrase { kdf } = &mut slot.wrapping;
+        kdf.iterations = 1;
+        kdf.parallelism = 0;
+        assert!(cheap("right").unwrap(&slot).is_err());
     }
 
     #[test]

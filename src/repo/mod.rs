@@ -14,7 +14,7 @@ pub mod writer;
 
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::crypto::keys::{KeyProvider, KeySlot};
@@ -29,6 +29,10 @@ use snapshot::Snapshot;
 pub const FORMAT_VERSION: u32 = 1;
 /// Largest plaintext of a metadata object (index, snapshot, tree) accepted when reading.
 const MAX_METADATA_LEN: usize = 1 << 30;
+/// Largest stored index file or snapshot read (sealed and compressed; real ones are a few MB).
+const MAX_METADATA_OBJECT: u64 = 256 << 20;
+/// Largest stored key slot or config read (real ones are under 1 KiB).
+const MAX_SMALL_OBJECT: u64 = 64 << 10;
 
 /// `config`: sealed JSON, written last by `init`; its presence marks a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +143,7 @@ impl Repository {
             .with_hint("use it as it is, or choose an empty location"));
         }
         probe_conditional_create(storage.as_ref()).await?;
+        remove_orphaned_key_slots(storage.as_ref()).await?;
         let master = MasterSecret::generate()?;
         let slot = provider.wrap(&master)?;
         let slot_json = serde_json::to_vec_pretty(&slot)
@@ -179,15 +184,23 @@ impl Repository {
     }
 
     /// Open an existing repository, unlocking it with `provider`.
+    ///
+    /// Every key slot is tried until one opens the config: a slot whose master secret does not
+    /// decrypt the config (left behind by an `init` that crashed before writing its config) is
+    /// passed over, and so is a slot this build cannot read (unparsable, of an unknown kind or
+    /// version, or asking for key-derivation costs above the bounds), each with a warning.
     pub async fn open(storage: Arc<dyn Storage>, provider: &dyn KeyProvider) -> Result<Self> {
-        let config_bytes = storage.get(paths::CONFIG).await.map_err(|e| {
-            if e.kind() == ErrorKind::NotFound {
-                Error::not_found(format!("no coffer repository at {}", storage.location()))
-                    .with_hint("check --repo, or create one with `coffer init`")
-            } else {
-                e
-            }
-        })?;
+        let config_bytes = storage
+            .get(paths::CONFIG, MAX_SMALL_OBJECT)
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    Error::not_found(format!("no coffer repository at {}", storage.location()))
+                        .with_hint("check --repo, or create one with `coffer init`")
+                } else {
+                    e
+                }
+            })?;
         let slots = storage.list(paths::KEYS).await?;
         if slots.is_empty() {
             return Err(Error::corrupt(format!(
@@ -195,36 +208,53 @@ impl Repository {
                 storage.location()
             )));
         }
-        for slot in slots {
-            let bytes = storage.get(&slot.name).await?;
-            let slot: KeySlot = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::corrupt(format!("key slot {} is not valid", slot.name)).with_source(e)
-            })?;
-            if slot.version != FORMAT_VERSION {
-                return Err(unsupported_version(slot.version));
-            }
-            if let Some(master) = provider.unwrap(&slot)? {
-                let keys = Keys::derive(&master);
-                let json = unpack_body(
-                    &keys,
-                    Role::Config,
-                    &config_bytes,
-                    MAX_METADATA_LEN,
-                    &"config",
-                )?;
-                let config: Config = serde_json::from_slice(&json).map_err(|e| {
-                    Error::corrupt(format!("{}: config is not valid", storage.location()))
-                        .with_source(e)
-                })?;
-                if config.version != FORMAT_VERSION {
-                    return Err(unsupported_version(config.version));
+        let mut opened_elsewhere = Vec::new();
+        for meta in slots {
+            let slot = match read_key_slot(storage.as_ref(), &meta).await {
+                Ok(slot) => slot,
+                Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
+                Err(e) => {
+                    tracing::warn!(slot = %meta.name, "skipping key slot: {e}");
+                    continue;
                 }
-                return Ok(Repository {
-                    storage,
-                    keys,
-                    config,
-                });
+            };
+            let master = match provider.unwrap(&slot) {
+                Ok(Some(master)) => master,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(slot = %meta.name, "skipping key slot: {e}");
+                    continue;
+                }
+            };
+            let keys = Keys::derive(&master);
+            let Ok(json) = unpack_body(
+                &keys,
+                Role::Config,
+                &config_bytes,
+                MAX_METADATA_LEN,
+                &"config",
+            ) else {
+                opened_elsewhere.push(meta.name);
+                continue;
+            };
+            let config: Config = serde_json::from_slice(&json).map_err(|e| {
+                Error::corrupt(format!("{}: config is not valid", storage.location()))
+                    .with_source(e)
+            })?;
+            if config.version != FORMAT_VERSION {
+                return Err(unsupported_version(config.version));
             }
+            return Ok(Repository {
+                storage,
+                keys,
+                config,
+            });
+        }
+        if !opened_elsewhere.is_empty() {
+            tracing::warn!(
+                slots = %opened_elsewhere.join(", "),
+                "key slots open with this passphrase but hold another key than the config's (left by an interrupted init?)"
+            );
         }
         Err(Error::new(
             ErrorKind::WrongPassword,
@@ -266,7 +296,7 @@ impl Repository {
     }
 
     async fn load_json<T: DeserializeOwned>(&self, name: &str, role: Role) -> Result<T> {
-        let sealed = self.storage.get(name).await?;
+        let sealed = self.storage.get(name, MAX_METADATA_OBJECT).await?;
         if storage_hash(&sealed) != *name_hash(name)? {
             return Err(
                 Error::corrupt(format!("{name} does not match its name (damaged object)"))
@@ -290,37 +320,85 @@ impl Repository {
             .map(SnapshotId)
     }
 
-    /// Read every index file into one in-memory index.
+    /// Read every index file into one in-memory index. A damaged index file is an error that
+    /// names it; [`Repository::load_index_reporting`] reads past damage instead.
     pub async fn load_index(&self) -> Result<Index> {
-        let files = self.storage.list(paths::INDEX).await?;
-        let loaded: Vec<IndexFile> = stream::iter(files)
-            .map(|meta| async move { self.load_json::<IndexFile>(&meta.name, Role::Index).await })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        let mut index = Index::default();
-        for file in loaded {
-            index.add_file(file);
+        let (index, mut damaged) = self.load_index_reporting().await?;
+        match damaged.pop() {
+            Some(e) => Err(e),
+            None => Ok(index),
         }
-        Ok(index)
     }
 
-    /// All snapshots, oldest first.
+    /// Read every index file that is intact; the damaged ones come back as errors. Failing
+    /// to reach the storage is still an error of the whole call.
+    pub async fn load_index_reporting(&self) -> Result<(Index, Vec<Error>)> {
+        let (files, damaged) = self
+            .load_folder::<IndexFile>(paths::INDEX, Role::Index)
+            .await?;
+        let mut index = Index::default();
+        for (_, file) in files {
+            index.add_file(file);
+        }
+        Ok((index, damaged))
+    }
+
+    /// All snapshots, oldest first. A damaged snapshot is an error that names it;
+    /// [`Repository::snapshots_reporting`] reads past damage instead.
     pub async fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let names = self.storage.list(paths::SNAPSHOTS).await?;
-        let mut all: Vec<(SnapshotId, Snapshot)> = stream::iter(names)
+        let (all, mut damaged) = self.snapshots_reporting().await?;
+        match damaged.pop() {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
+    }
+
+    /// Every intact snapshot, oldest first, and the damaged ones as errors.
+    pub async fn snapshots_reporting(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<Error>)> {
+        let (loaded, damaged) = self
+            .load_folder::<Snapshot>(paths::SNAPSHOTS, Role::Snapshot)
+            .await?;
+        let mut all: Vec<(SnapshotId, Snapshot)> = loaded
+            .into_iter()
+            .map(|(hash, snapshot)| (SnapshotId(hash), snapshot))
+            .collect();
+        all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((all, damaged))
+    }
+
+    /// Load every object of a metadata folder, eight at a time. Objects that fail to
+    /// authenticate or parse are returned as errors beside the rest; one removed since the
+    /// listing is left out; only a storage failure (listing, or a read that exhausted its
+    /// retries) fails the call.
+    async fn load_folder<T: DeserializeOwned + Send>(
+        &self,
+        folder: &str,
+        role: Role,
+    ) -> Result<(Vec<([u8; 32], T)>, Vec<Error>)> {
+        let names = self.storage.list(folder).await?;
+        let results: Vec<Result<([u8; 32], T)>> = stream::iter(names)
             .map(|meta| async move {
-                let id = SnapshotId(*name_hash(&meta.name)?);
-                let snapshot = self
-                    .load_json::<Snapshot>(&meta.name, Role::Snapshot)
-                    .await?;
-                Ok::<_, Error>((id, snapshot))
+                let hash = *name_hash(&meta.name)?;
+                let value = self.load_json::<T>(&meta.name, role).await?;
+                Ok((hash, value))
             })
             .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok(all)
+            .collect()
+            .await;
+        let mut loaded = Vec::with_capacity(results.len());
+        let mut damaged = Vec::new();
+        for result in results {
+            match result {
+                Ok(v) => loaded.push(v),
+                // Removed since it was listed (by a prune): it is no longer part of the folder.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
+                Err(e) => damaged.push(e.with_hint(
+                    "run `coffer check` to list every damaged object and the snapshots it affects",
+                )),
+            }
+        }
+        Ok((loaded, damaged))
     }
 
     /// Find a snapshot by `latest` or a unique id prefix.
@@ -339,7 +417,11 @@ impl Repository {
         let names = self.storage.list(paths::SNAPSHOTS).await?;
         let matches: Vec<_> = names
             .iter()
-            .filter(|m| m.name[paths::SNAPSHOTS.len()..].starts_with(&spec))
+            .filter(|m| {
+                m.name
+                    .strip_prefix(paths::SNAPSHOTS)
+                    .is_some_and(|hex| hex.starts_with(&spec))
+            })
             .collect();
         match matches.as_slice() {
             [one] => {
@@ -410,7 +492,7 @@ async fn probe_conditional_create(storage: &dyn Storage) -> Result<()> {
     let name = format!("probe-{}", hex::encode(suffix));
     storage.put_if_absent(&name, b"first").await?;
     let second = storage.put_if_absent(&name, b"second").await?;
-    let kept = storage.get(&name).await?;
+    let kept = storage.get(&name, MAX_SMALL_OBJECT).await?;
     // Storage with an immutability policy may refuse the delete; a stray probe is harmless.
     let _ = storage.delete(&name).await;
     if second != PutOutcome::AlreadyExists || kept != b"first" {
@@ -422,6 +504,57 @@ async fn probe_conditional_create(storage: &dyn Storage) -> Result<()> {
     }
     Ok(())
 }
+
+/// Read and parse one key slot, refusing ones this build cannot use.
+async fn read_key_slot(
+    storage: &dyn Storage,
+    meta: &crate::storage::ObjectMeta,
+) -> Result<KeySlot> {
+    let bytes = storage.get(&meta.name, MAX_SMALL_OBJECT).await?;
+    let slot: KeySlot = serde_json::from_slice(&bytes).map_err(|e| {
+        // Name the kind if the slot says which: a newer coffer may have written it.
+        let kind = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("kind")?.as_str().map(str::to_string));
+        match kind {
+            Some(kind) => Error::invalid(format!(
+                "key slot of kind {kind:?}, which this coffer cannot open"
+            )),
+            None => Error::corrupt("not a valid key slot").with_source(e),
+        }
+    })?;
+    if slot.version != FORMAT_VERSION {
+        return Err(unsupported_version(slot.version));
+    }
+    Ok(slot)
+}
+
+/// Remove key slots that no config goes with: an `init` that stopped between writing its key
+/// slot and its config left them, and nothing can refer to them. Slots younger than
+/// [`ORPHAN_SLOT_AGE`] are left alone, as they may belong to an `init` running right now
+/// elsewhere; `open` passes over any slot that does not open the config, so one left here
+/// (or on a store that refuses deletes) is harmless.
+async fn remove_orphaned_key_slots(storage: &dyn Storage) -> Result<()> {
+    let now = jiff::Timestamp::now();
+    for meta in storage.list(paths::KEYS).await? {
+        let orphan = match read_key_slot(storage, &meta).await {
+            Ok(slot) => now.duration_since(slot.created) > ORPHAN_SLOT_AGE,
+            Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
+            Err(_) => false,
+        };
+        if !orphan {
+            continue;
+        }
+        tracing::info!(slot = %meta.name, "removing a key slot left by an interrupted init");
+        if let Err(e) = storage.delete(&meta.name).await {
+            tracing::warn!(slot = %meta.name, "cannot remove the key slot left by an interrupted init: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// How old a key slot without a config must be before `init` takes it for a leftover.
+const ORPHAN_SLOT_AGE: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 
 fn unsupported_version(version: u32) -> Error {
     Error::invalid(format!(

@@ -2,9 +2,16 @@
 //!
 //! Each worker owns a [`PackSink`], so the blobs of one database are contiguous in that worker's
 //! packs; all sinks share one [`BlobStore`] that knows which blobs exist (deduplication across
-//! workers) and writes index files once their packs are stored. A blob id enters the shared set
-//! before its pack is stored; if storing any pack fails the whole backup fails, so no snapshot
-//! can refer to a blob that was claimed but never stored.
+//! workers) and writes index files once their packs are stored.
+//!
+//! A blob id enters the shared set when a sink *claims* it, before its pack is stored: from then
+//! on every other worker (and so every other database's tree) takes it as stored. The store
+//! therefore counts claims and indexed blobs, and [`BlobStore::finish_run`] refuses to let a
+//! snapshot be written unless every claimed blob is in a stored pack named by a stored index
+//! file, whatever made a pack go missing (an upload error of any kind, an index write
+//! rejected, a sink dropped half-way, a panic). Any failure inside a sink also marks the store
+//! failed, so workers stop early instead of dumping more databases for a run that cannot end
+//! with a snapshot.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -29,8 +36,13 @@ pub struct BlobStore {
     known: std::sync::Mutex<HashSet<BlobId>>,
     pending: Mutex<IndexFile>,
     pending_blobs: AtomicU64,
+    /// Blobs of this run recorded in `pending` or in an index file written by this run.
+    recorded: AtomicU64,
+    /// The first failure that left a claimed blob unstored.
+    failure: std::sync::Mutex<Option<String>>,
     /// Bounds the packs being uploaded at once (and so the memory they hold).
     upload_slots: Arc<Semaphore>,
+    /// Blobs claimed by this run (each must end up stored and indexed).
     pub blobs_new: AtomicU64,
     pub bytes_stored_new: AtomicU64,
 }
@@ -48,6 +60,8 @@ impl BlobStore {
                 packs: Vec::new(),
             }),
             pending_blobs: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+            failure: std::sync::Mutex::new(None),
             upload_slots: Arc::new(Semaphore::new(concurrent_uploads.max(1))),
             blobs_new: AtomicU64::new(0),
             bytes_stored_new: AtomicU64::new(0),
@@ -77,10 +91,28 @@ impl BlobStore {
         }
     }
 
+    /// Remember that blobs claimed by this run were lost; the run can no longer save a snapshot.
+    fn mark_failed(&self, error: &Error) {
+        let mut failure = match self.failure.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        failure.get_or_insert_with(|| error.to_string());
+    }
+
+    /// Why this run can no longer save a snapshot, if it cannot.
+    pub fn failure(&self) -> Option<String> {
+        match self.failure.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     async fn record_pack(&self, pack: IndexedPack) -> Result<()> {
         let count = pack.blobs.len() as u64;
         let mut pending = self.pending.lock().await;
         pending.packs.push(pack);
+        self.recorded.fetch_add(count, Ordering::Relaxed);
         if self.pending_blobs.fetch_add(count, Ordering::Relaxed) + count
             >= INDEX_FLUSH_BLOBS as u64
         {
@@ -99,11 +131,30 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Write an index file for all stored packs not indexed yet. Call after every sink is
-    /// flushed and before saving a snapshot.
-    pub async fn flush_index(&self) -> Result<()> {
+    /// Write an index file for all stored packs not indexed yet, then prove that every blob
+    /// this run claimed is stored and indexed. Call after every sink finished; only when it
+    /// succeeds may a snapshot refer to the run's blobs.
+    pub async fn finish_run(&self) -> Result<()> {
+        if let Some(why) = self.failure() {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!("blobs of this backup could not be stored: {why}"),
+            ));
+        }
         let mut pending = self.pending.lock().await;
-        self.write_pending(&mut pending).await
+        self.write_pending(&mut pending).await?;
+        let claimed = self.blobs_new.load(Ordering::Relaxed);
+        let recorded = self.recorded.load(Ordering::Relaxed);
+        if claimed != recorded {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "{} of the {claimed} new blobs of this backup were never stored",
+                    claimed.saturating_sub(recorded)
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -131,15 +182,27 @@ const SEALING_IN_FLIGHT: usize = 2;
 /// Blobs at least this large are compressed and sealed on the blocking pool.
 const OFFLOAD_MIN_BYTES: usize = 128 << 10;
 
-/// Once a blob is claimed, failing to pack it leaves the claim unstored: such failures are
-/// reported as storage errors, which end the backup run before a snapshot could refer to it.
+/// Context for a failure to prepare a claimed blob for its pack.
 fn fatal(e: Error) -> Error {
-    Error::new(ErrorKind::Storage, "preparing a blob for its pack").with_source(e)
+    e.context("preparing a blob for its pack")
 }
 
 impl PackSink {
-    /// Store `plaintext` as a blob unless the repository has it; returns its id.
+    /// Store `plaintext` as a blob unless the repository has it; returns its id. An error here
+    /// means blobs claimed by this sink are lost: the run cannot save a snapshot.
     pub async fn add(&mut self, kind: BlobKind, plaintext: Vec<u8>) -> Result<BlobId> {
+        let result = self.add_claimed(kind, plaintext).await;
+        self.failed_if_err(result)
+    }
+
+    fn failed_if_err<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            self.store.mark_failed(e);
+        }
+        result
+    }
+
+    async fn add_claimed(&mut self, kind: BlobKind, plaintext: Vec<u8>) -> Result<BlobId> {
         let id = BlobId(self.store.repo.keys().content_id(&plaintext));
         if !self.store.claim(id) {
             return Ok(id);
@@ -194,6 +257,11 @@ impl PackSink {
 
     /// Seal what is pending and start uploading the pack under construction, if any.
     pub async fn flush(&mut self) -> Result<()> {
+        let result = self.seal_pending_and_upload().await;
+        self.failed_if_err(result)
+    }
+
+    async fn seal_pending_and_upload(&mut self) -> Result<()> {
         while !self.sealing.is_empty() {
             self.pack_next_sealed().await?;
         }
@@ -236,9 +304,13 @@ impl PackSink {
     pub async fn finish(&mut self) -> Result<()> {
         self.flush().await?;
         while let Some(joined) = self.uploads.join_next().await {
-            joined.map_err(|e| {
-                Error::new(ErrorKind::Storage, "a pack upload stopped unexpectedly").with_source(e)
-            })??;
+            let result = joined
+                .map_err(|e| {
+                    Error::new(ErrorKind::Storage, "a pack upload stopped unexpectedly")
+                        .with_source(e)
+                })
+                .and_then(|r| r);
+            self.failed_if_err(result)?;
         }
         Ok(())
     }

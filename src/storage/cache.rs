@@ -79,14 +79,16 @@ impl Storage for CachedStorage {
         Ok(outcome)
     }
 
-    async fn get(&self, name: &str) -> Result<Vec<u8>> {
+    async fn get(&self, name: &str, max_len: u64) -> Result<Vec<u8>> {
         let Some(path) = self.cached_path(name) else {
-            return self.inner.get(name).await;
+            return self.inner.get(name, max_len).await;
         };
-        if let Some(bytes) = Self::read_valid(&path, name) {
+        if let Some(bytes) = Self::read_valid(&path, name)
+            && bytes.len() as u64 <= max_len
+        {
             return Ok(bytes);
         }
-        let bytes = self.inner.get(name).await?;
+        let bytes = self.inner.get(name, max_len).await?;
         Self::store(&path, &bytes);
         Ok(bytes)
     }
@@ -145,9 +147,9 @@ mod tests {
         let name = format!("index/{}", blake3::hash(body).to_hex());
         metered.put_if_absent(&name, body).await.unwrap();
 
-        assert_eq!(store.get(&name).await.unwrap(), body);
+        assert_eq!(store.get(&name, 1 << 20).await.unwrap(), body);
         let reads = traffic.bytes_read.load(Ordering::Relaxed);
-        assert_eq!(store.get(&name).await.unwrap(), body);
+        assert_eq!(store.get(&name, 1 << 20).await.unwrap(), body);
         assert_eq!(
             traffic.bytes_read.load(Ordering::Relaxed),
             reads,
@@ -156,7 +158,7 @@ mod tests {
 
         // A damaged cached copy is detected and replaced.
         std::fs::write(cache.path().join(&name), b"tampered").unwrap();
-        assert_eq!(store.get(&name).await.unwrap(), body);
+        assert_eq!(store.get(&name, 1 << 20).await.unwrap(), body);
         assert!(traffic.bytes_read.load(Ordering::Relaxed) > reads);
 
         // Objects gone from the repository leave the cache on the next listing.

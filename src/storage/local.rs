@@ -146,9 +146,25 @@ impl Storage for LocalStorage {
         blocking(move || put_blocking(&path, &data)).await
     }
 
-    async fn get(&self, name: &str) -> Result<Vec<u8>> {
+    async fn get(&self, name: &str, max_len: u64) -> Result<Vec<u8>> {
         let path = self.path(name)?;
-        blocking(move || std::fs::read(&path).map_err(|e| io_err("reading", &path, e))).await
+        let name = name.to_string();
+        blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| io_err("reading", &path, e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| io_err("reading", &path, e))?
+                .len();
+            if size > max_len {
+                return Err(super::too_large(&name, size, max_len));
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            file.take(max_len)
+                .read_to_end(&mut bytes)
+                .map_err(|e| io_err("reading", &path, e))?;
+            Ok(bytes)
+        })
+        .await
     }
 
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
@@ -214,7 +230,7 @@ mod tests {
             store.put_if_absent("data/ab/x", b"two").await.unwrap(),
             PutOutcome::AlreadyExists
         );
-        assert_eq!(store.get("data/ab/x").await.unwrap(), b"one");
+        assert_eq!(store.get("data/ab/x", 1 << 20).await.unwrap(), b"one");
         assert_eq!(store.get_range("data/ab/x", 1..3).await.unwrap(), b"ne");
         assert!(store.get_range("data/ab/x", 1..9).await.is_err());
         let listed = store.list("data/").await.unwrap();
@@ -226,10 +242,13 @@ mod tests {
             }]
         );
         assert_eq!(
-            store.get("data/ab/y").await.unwrap_err().kind(),
+            store.get("data/ab/y", 1 << 20).await.unwrap_err().kind(),
             ErrorKind::NotFound
         );
-        assert!(store.get("../etc/passwd").await.is_err());
+        assert!(store.get("../etc/passwd", 1 << 20).await.is_err());
+        let too_large = store.get("data/ab/x", 2).await.unwrap_err();
+        assert_eq!(too_large.kind(), ErrorKind::Corrupt);
+        assert!(too_large.to_string().contains("more than the 2 bytes"));
         store.delete("data/ab/x").await.unwrap();
         assert!(!store.exists("data/ab/x").await.unwrap());
     }

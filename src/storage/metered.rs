@@ -52,8 +52,8 @@ impl Storage for MeteredStorage {
         Ok(outcome)
     }
 
-    async fn get(&self, name: &str) -> Result<Vec<u8>> {
-        let bytes = self.inner.get(name).await?;
+    async fn get(&self, name: &str, max_len: u64) -> Result<Vec<u8>> {
+        let bytes = self.inner.get(name, max_len).await?;
         self.count(bytes.len(), 0);
         Ok(bytes)
     }

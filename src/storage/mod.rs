@@ -49,8 +49,10 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Create `name` holding `data` unless it exists.
     async fn put_if_absent(&self, name: &str, data: &[u8]) -> Result<PutOutcome>;
 
-    /// Read a whole object.
-    async fn get(&self, name: &str) -> Result<Vec<u8>>;
+    /// Read a whole object of at most `max_len` bytes. A larger object is refused before its
+    /// body is read ([`too_large`]): objects are read whole only before their hash is checked,
+    /// and a planted or damaged object must not make coffer allocate without bound.
+    async fn get(&self, name: &str, max_len: u64) -> Result<Vec<u8>>;
 
     /// Read `range` of an object (the range must lie inside it).
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>>;
@@ -63,6 +65,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
     /// Whether an object exists.
     async fn exists(&self, name: &str) -> Result<bool>;
+}
+
+/// The error for an object larger than its kind may be.
+pub fn too_large(name: &str, size: u64, max_len: u64) -> crate::error::Error {
+    crate::error::Error::corrupt(format!(
+        "{name} is {size} bytes, more than the {max_len} bytes such an object can have"
+    ))
+    .with_hint("run `coffer check`: the object is damaged or was not written by coffer")
 }
 
 /// How to assemble the storage stack for a location.
@@ -117,8 +127,7 @@ pub fn open_location(
     let backend = meter(Arc::new(object::ObjectStorage::open(location)?));
     let retrying: Arc<dyn Storage> = Arc::new(retry::RetryingStorage::new(
         backend,
-        6,
-        std::time::Duration::from_millis(500),
+        retry::RetryPolicy::default(),
     ));
     let storage = match &options.cache_dir {
         Some(dir) => {

@@ -96,14 +96,13 @@ impl ObjectStorage {
             .with_allow_http(options.allow_http)
             .with_timeout(Duration::from_secs(120))
             .with_connect_timeout(Duration::from_secs(10));
+        // One retry policy for the whole stack: the client sends each request once and
+        // `RetryingStorage` (see `storage::retry::RetryPolicy`) decides about retries. Retries
+        // in both layers multiplied into ~18 minutes on one failing call.
         let retry = RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(200),
-                max_backoff: Duration::from_secs(15),
-                base: 2.0,
-            },
-            max_retries: 8,
-            retry_timeout: Duration::from_secs(180),
+            backoff: BackoffConfig::default(),
+            max_retries: 0,
+            retry_timeout: Duration::ZERO,
         };
         let build_err = |e: object_store::Error| {
             Error::invalid(format!("configuring storage for {location}"))
@@ -320,13 +319,16 @@ impl Storage for ObjectStorage {
         }
     }
 
-    async fn get(&self, name: &str) -> Result<Vec<u8>> {
+    async fn get(&self, name: &str, max_len: u64) -> Result<Vec<u8>> {
         let path = self.path(name);
         let result = self
             .store
             .get(&path)
             .await
             .map_err(|e| self.err("reading", name, e))?;
+        if result.meta.size > max_len {
+            return Err(super::too_large(name, result.meta.size, max_len));
+        }
         let bytes = result
             .bytes()
             .await

@@ -2,6 +2,8 @@
 //! dir), and helpers to run the `coffer` binary against it.
 #![allow(dead_code)]
 
+pub mod library;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

@@ -7,7 +7,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::{SYSTEM_SCHEMAS, is_mariadb, mysql_error};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::repo::snapshot::BinlogPosition;
 use crate::repo::tree::{ObjectKind, StoredObject};
 use crate::sql::{qualified, quote_ident};
@@ -65,7 +65,7 @@ pub async fn server_version(conn: &mut Conn) -> Result<String> {
 /// account lacks REPLICATION CLIENT / BINLOG MONITOR).
 pub async fn binlog_position(conn: &mut Conn) -> std::result::Result<BinlogPosition, String> {
     let status: Option<mysql_async::Row> = conn
-        .query_first("SHOW MASTER STATUS")
+        .query_first(binlog_status_statement(conn.server_version()))
         .await
         .map_err(|e| e.to_string())?;
     let Some(row) = status else {
@@ -82,8 +82,27 @@ pub async fn binlog_position(conn: &mut Conn) -> std::result::Result<BinlogPosit
     Ok(BinlogPosition {
         file,
         position,
-        gtid_set: gtid_set.unwrap_or_default(),
+        gtid_set: normalize_gtid_set(&gtid_set.unwrap_or_default()),
     })
+}
+
+/// MySQL 8.4 removed `SHOW MASTER STATUS` (a syntax error there); its replacement `SHOW BINARY
+/// LOG STATUS` exists from 8.2.0 on. MariaDB (10.x and later) keeps `SHOW MASTER STATUS`.
+fn binlog_status_statement(version: (u16, u16, u16)) -> &'static str {
+    if ((8, 2, 0)..(10, 0, 0)).contains(&version) {
+        "SHOW BINARY LOG STATUS"
+    } else {
+        "SHOW MASTER STATUS"
+    }
+}
+
+/// MySQL prints `gtid_executed` with `",\n"` between server UUIDs; store it on one line.
+fn normalize_gtid_set(raw: &str) -> String {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn text(row: &mysql_async::Row, column: &str) -> Option<String> {
@@ -179,7 +198,7 @@ async fn show_create(
         .query_first(sql)
         .await
         .map_err(|e| mysql_error(e, &context()))?;
-    let row = row.ok_or_else(|| crate::error::Error::not_found(context()).transient(true))?;
+    let row = row.ok_or_else(|| Error::not_found(context()).transient(true))?;
     let create_column = match kind {
         ObjectKind::View => "Create View",
         ObjectKind::Procedure => "Create Procedure",
@@ -188,7 +207,7 @@ async fn show_create(
         ObjectKind::Event => "Create Event",
     };
     let create_sql = text(&row, create_column).ok_or_else(|| {
-        crate::error::Error::new(crate::error::ErrorKind::Mysql, format!("{}: the server returned no definition", context()))
+        Error::new(ErrorKind::Mysql, format!("{}: the server returned no definition", context()))
             .with_hint("the backup account needs the privileges to read routine bodies (SHOW_ROUTINE on MySQL 8, SELECT on mysql.proc on MariaDB) or must be the definer")
     })?;
     Ok(StoredObject {
@@ -243,7 +262,59 @@ fn as_body(create_sql: &str) -> &str {
 pub struct ColumnInfo {
     pub name: String,
     pub data_type: String,
-    pub generated: bool,
+    pub storage: ColumnStorage,
+}
+
+/// Whether a column's values are dumped, from `information_schema.COLUMNS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnStorage {
+    /// Holds values that must be dumped (including columns with an expression default, which
+    /// MySQL 8 marks `DEFAULT_GENERATED`, and invisible columns).
+    Stored,
+    /// A generated column (`VIRTUAL`, `STORED`, MariaDB `PERSISTENT`): the server recomputes it.
+    Generated,
+    /// A system-versioning period column (MariaDB `ROW START` / `ROW END`): set by the server.
+    SystemVersioning,
+}
+
+impl ColumnStorage {
+    /// Classify a column from its `EXTRA` and `GENERATION_EXPRESSION` values.
+    ///
+    /// `EXTRA` is a list of words, and only whole words count: MySQL 8 prints
+    /// `DEFAULT_GENERATED` for every column with an expression default (`DEFAULT
+    /// CURRENT_TIMESTAMP`, `DEFAULT (uuid())`), which holds ordinary stored values. Generated
+    /// columns are `VIRTUAL GENERATED` or `STORED GENERATED` (MySQL, MariaDB) and `PERSISTENT
+    /// GENERATED` (older MariaDB), and have a non-empty `GENERATION_EXPRESSION` (MySQL prints an
+    /// empty string for other columns, MariaDB NULL). The two sources must agree: a column with
+    /// an expression but no generated marker, or the reverse, is an error rather than a guess.
+    pub fn classify(extra: &str, generation_expression: Option<&str>) -> Result<Self, String> {
+        // MySQL separates the flags with a space, MariaDB with a comma and a space.
+        let words: Vec<String> = extra
+            .split(|c: char| c.is_ascii_whitespace() || c == ',')
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let pair = |first: &[&str], second: &str| {
+            words
+                .windows(2)
+                .any(|w| first.contains(&w[0].as_str()) && w[1] == second)
+        };
+        if pair(&["ROW"], "START") || pair(&["ROW"], "END") {
+            return Ok(ColumnStorage::SystemVersioning);
+        }
+        let marked = pair(&["VIRTUAL", "STORED", "PERSISTENT"], "GENERATED");
+        let has_expression = generation_expression.is_some_and(|g| !g.trim().is_empty());
+        match (marked, has_expression) {
+            (true, true) => Ok(ColumnStorage::Generated),
+            (false, false) => Ok(ColumnStorage::Stored),
+            (true, false) => Err(format!(
+                "EXTRA {extra:?} marks a generated column but GENERATION_EXPRESSION is empty"
+            )),
+            (false, true) => Err(format!(
+                "GENERATION_EXPRESSION is set but EXTRA {extra:?} does not mark a generated column"
+            )),
+        }
+    }
 }
 
 /// Columns of every table of `db`, in column order, by table name. One query per database
@@ -252,7 +323,8 @@ pub async fn columns_by_table(
     conn: &mut Conn,
     db: &str,
 ) -> Result<HashMap<String, Vec<ColumnInfo>>> {
-    let rows: Vec<(String, String, String, Option<String>, String)> = conn
+    type ColumnRow = (String, String, String, Option<String>, Option<String>);
+    let rows: Vec<ColumnRow> = conn
         .exec(
             "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, GENERATION_EXPRESSION, EXTRA FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
@@ -262,15 +334,22 @@ pub async fn columns_by_table(
         .map_err(|e| mysql_error(e, &format!("listing columns of {db}")))?;
     let mut out: HashMap<String, Vec<ColumnInfo>> = HashMap::new();
     for (table, name, data_type, generation, extra) in rows {
-        let extra = extra.to_ascii_uppercase();
-        let generated = generation.is_some_and(|g| !g.is_empty())
-            || extra.contains("GENERATED")
-            || extra.contains("ROW START")
-            || extra.contains("ROW END");
+        let storage = ColumnStorage::classify(extra.as_deref().unwrap_or(""), generation.as_deref())
+            .map_err(|why| {
+                Error::new(
+                    ErrorKind::Mysql,
+                    format!(
+                        "cannot tell whether column {}.{} is generated: {why}",
+                        qualified(db, &table),
+                        quote_ident(&name)
+                    ),
+                )
+                .with_hint("report this server version to the coffer developers; the database is not backed up rather than backed up without this column")
+            })?;
         out.entry(table).or_default().push(ColumnInfo {
             name,
             data_type,
-            generated,
+            storage,
         });
     }
     Ok(out)
@@ -310,5 +389,118 @@ pub async fn create_table(
         .await
         .map_err(|e| mysql_error(e, &context()))?;
     row.map(|(_, sql)| sql)
-        .ok_or_else(|| crate::error::Error::not_found(context()).transient(true))
+        .ok_or_else(|| Error::not_found(context()).transient(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ColumnStorage::{self, Generated, Stored, SystemVersioning};
+
+    /// `(EXTRA, GENERATION_EXPRESSION, expected)` as the servers print them for
+    /// `information_schema.COLUMNS`: the flags the MySQL 8.0/8.4 manual lists
+    /// (information-schema-columns-table.html, invisible-columns.html), combined as
+    /// mysql-test's invisible_columns.result prints them; GENERATION_EXPRESSION is '' for
+    /// other columns (see docs/ARCHITECTURE.md, "MySQL 8 dialect").
+    const MYSQL_8: &[(&str, Option<&str>, ColumnStorage)] = &[
+        ("", Some(""), Stored),
+        ("auto_increment", Some(""), Stored),
+        ("DEFAULT_GENERATED", Some(""), Stored),
+        (
+            "DEFAULT_GENERATED on update CURRENT_TIMESTAMP",
+            Some(""),
+            Stored,
+        ),
+        ("on update CURRENT_TIMESTAMP", Some(""), Stored),
+        ("INVISIBLE", Some(""), Stored),
+        ("DEFAULT_GENERATED INVISIBLE", Some(""), Stored),
+        ("auto_increment INVISIBLE", Some(""), Stored),
+        ("VIRTUAL GENERATED", Some("(`a` + 1)"), Generated),
+        (
+            "STORED GENERATED",
+            Some("concat(`a`,_utf8mb4'x')"),
+            Generated,
+        ),
+        ("VIRTUAL GENERATED INVISIBLE", Some("(`a` * 2)"), Generated),
+        ("STORED GENERATED INVISIBLE", Some("(`a` * 2)"), Generated),
+        (
+            "DEFAULT_GENERATED on update CURRENT_TIMESTAMP INVISIBLE",
+            Some(""),
+            Stored,
+        ),
+        ("on update CURRENT_TIMESTAMP INVISIBLE", Some(""), Stored),
+    ];
+
+    /// MariaDB 10.11 joins flags with ", " (mysql-test main/invisible_field.result) and
+    /// prints NULL as the GENERATION_EXPRESSION of other columns.
+    const MARIADB: &[(&str, Option<&str>, ColumnStorage)] = &[
+        ("", None, Stored),
+        ("auto_increment", None, Stored),
+        ("on update current_timestamp()", None, Stored),
+        ("INVISIBLE", None, Stored),
+        ("auto_increment, INVISIBLE", None, Stored),
+        ("VIRTUAL GENERATED", Some("`a` + 1"), Generated),
+        ("VIRTUAL GENERATED, INVISIBLE", Some("`a` + 1"), Generated),
+        ("STORED GENERATED, INVISIBLE", Some("`a` + 1"), Generated),
+        ("STORED GENERATED", Some("`a` + 1"), Generated),
+        ("PERSISTENT GENERATED", Some("`a` + 1"), Generated),
+        ("ROW START", None, SystemVersioning),
+        ("ROW END", None, SystemVersioning),
+        ("ROW START, INVISIBLE", None, SystemVersioning),
+        ("ROW END, INVISIBLE", None, SystemVersioning),
+    ];
+
+    #[test]
+    fn columns_are_classified_as_each_server_prints_them() {
+        for (extra, expression, expected) in MYSQL_8.iter().chain(MARIADB) {
+            assert_eq!(
+                ColumnStorage::classify(extra, *expression),
+                Ok(*expected),
+                "EXTRA {extra:?}, GENERATION_EXPRESSION {expression:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn binlog_status_statement_follows_the_server_version() {
+        assert_eq!(
+            super::binlog_status_statement((8, 0, 40)),
+            "SHOW MASTER STATUS"
+        );
+        assert_eq!(
+            super::binlog_status_statement((8, 4, 3)),
+            "SHOW BINARY LOG STATUS"
+        );
+        assert_eq!(
+            super::binlog_status_statement((10, 11, 9)),
+            "SHOW MASTER STATUS"
+        );
+    }
+
+    #[test]
+    fn gtid_sets_are_stored_on_one_line() {
+        // The server separates UUID sets with ",\n" (the manual prints ", ").
+        assert_eq!(
+            super::normalize_gtid_set(
+                "2174B383-5441-11E8-B90A-C80AA9429562:1-3,\n24DA167-0C0C-11E8-8442-00059A3C7B00:1-19"
+            ),
+            "2174B383-5441-11E8-B90A-C80AA9429562:1-3,24DA167-0C0C-11E8-8442-00059A3C7B00:1-19"
+        );
+        assert_eq!(super::normalize_gtid_set("0-1-26"), "0-1-26");
+        assert_eq!(super::normalize_gtid_set(""), "");
+    }
+
+    #[test]
+    fn expression_defaults_are_not_generated_columns() {
+        // The 0.1 bug: any EXTRA containing "GENERATED" left the column out of the dump.
+        assert_eq!(
+            ColumnStorage::classify("DEFAULT_GENERATED", Some("")),
+            Ok(Stored)
+        );
+    }
+
+    #[test]
+    fn disagreeing_sources_are_an_error_not_a_guess() {
+        assert!(ColumnStorage::classify("VIRTUAL GENERATED", Some("")).is_err());
+        assert!(ColumnStorage::classify("", Some("`a` + 1")).is_err());
+    }
 }

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::catalog::{self, DatabaseInfo};
+use super::catalog::{self, ColumnInfo, ColumnStorage, DatabaseInfo};
 use super::mysql_error;
 use super::rowtext::{ColumnKind, push_row, push_value};
 use crate::chunker::{Chunk, RowChunker};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::repo::ChunkerParams;
 use crate::repo::ids::BlobId;
 use crate::repo::pack::BlobKind;
@@ -118,12 +118,22 @@ async fn dump_in_transaction(
                 "table {table} uses the {engine} engine, which the consistent snapshot does not cover"
             ));
         }
-        let columns: Vec<_> = columns_by_table
-            .remove(&table)
-            .unwrap_or_default()
+        let listed_columns = columns_by_table.remove(&table).unwrap_or_default();
+        check_columns_visible(name, &table, &create_sql, &listed_columns)?;
+        let columns: Vec<_> = listed_columns
             .into_iter()
-            .filter(|c| !c.generated)
+            .filter(|c| c.storage == ColumnStorage::Stored)
             .collect();
+        if columns.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Mysql,
+                format!(
+                    "table {} has no stored column to read (every column is generated)",
+                    qualified(name, &table)
+                ),
+            )
+            .with_hint("such a table cannot be dumped row by row; exclude its database or add a stored column"));
+        }
         let key_columns = keys_by_table.remove(&table).unwrap_or_default();
         plans.push(TablePlan {
             name: table,
@@ -148,7 +158,7 @@ async fn dump_in_transaction(
     let mut total_rows = 0;
     let mut total_bytes = 0;
     for plan in plans {
-        let (chunks, rows, bytes) = if plan.kind == TableKind::Base && !plan.columns.is_empty() {
+        let (chunks, rows, bytes) = if plan.kind == TableKind::Base {
             dump_rows(conn, name, &plan, sink, chunking, bytes_read).await?
         } else {
             (Vec::new(), 0, 0)
@@ -166,7 +176,7 @@ async fn dump_in_transaction(
             chunks,
         };
         let json = serde_json::to_vec(&tree)
-            .map_err(|e| crate::error::Error::invalid("encoding table tree").with_source(e))?;
+            .map_err(|e| Error::invalid("encoding table tree").with_source(e))?;
         let id = sink.add(BlobKind::Tree, json).await?;
         tables.push(TableRef {
             name: plan.name,
@@ -192,7 +202,7 @@ async fn dump_in_transaction(
         warnings,
     };
     let json = serde_json::to_vec(&tree)
-        .map_err(|e| crate::error::Error::invalid("encoding database tree").with_source(e))?;
+        .map_err(|e| Error::invalid("encoding database tree").with_source(e))?;
     let id = sink.add(BlobKind::Tree, json).await?;
     Ok(DumpedDatabase {
         tree: id,
@@ -200,6 +210,44 @@ async fn dump_in_transaction(
         rows: total_rows,
         bytes: total_bytes,
     })
+}
+
+/// Refuse to dump a table whose columns the account cannot all see. `information_schema.COLUMNS`
+/// lists only the columns the account has some privilege on (column-level grants), and nothing
+/// at all for a table dropped or altered since it was listed; `SHOW CREATE TABLE` shows every
+/// column. A column missing from the list would be restored as its default: silent data loss.
+fn check_columns_visible(
+    db: &str,
+    table: &str,
+    create_sql: &str,
+    listed: &[ColumnInfo],
+) -> Result<()> {
+    let defined = crate::sql::create_table_columns(create_sql);
+    let missing: Vec<&str> = defined
+        .iter()
+        .filter(|d| !listed.iter().any(|c| c.name.eq_ignore_ascii_case(d)))
+        .map(String::as_str)
+        .collect();
+    if listed.is_empty() || !missing.is_empty() {
+        let what = if listed.is_empty() {
+            "information_schema.COLUMNS lists no column".to_string()
+        } else {
+            format!(
+                "information_schema.COLUMNS does not list column(s) {}",
+                missing.join(", ")
+            )
+        };
+        return Err(Error::new(
+            ErrorKind::Mysql,
+            format!("table {}: {what}", qualified(db, table)),
+        )
+        .transient(true)
+        .with_hint(
+            "grant the backup account SELECT on the whole table (column-level privileges hide columns), \
+             or retry if the table was being altered",
+        ));
+    }
+    Ok(())
 }
 
 fn is_transactional(engine: &str) -> bool {

@@ -99,6 +99,7 @@ impl MysqlTarget {
             client_key: None,
             tls_server_name: None,
         };
+        let mut ssl_mode_given = false;
         for (key, value) in parsed.query_pairs() {
             let value = value.into_owned();
             match key.as_ref() {
@@ -108,6 +109,7 @@ impl MysqlTarget {
                 "ssl-key" | "ssl_key" => target.client_key = Some(value.into()),
                 "tls-server-name" => target.tls_server_name = Some(value),
                 "ssl-mode" | "ssl_mode" => {
+                    ssl_mode_given = true;
                     target.tls = match value.to_ascii_uppercase().as_str() {
                         "VERIFY_IDENTITY" => TlsMode::VerifyIdentity,
                         "INSECURE_DISABLED" => TlsMode::InsecureDisabled,
@@ -126,6 +128,25 @@ impl MysqlTarget {
                     );
                 }
             }
+        }
+        let tls_options: Vec<&str> = [
+            ("ssl-ca", target.ca.is_some()),
+            ("ssl-cert", target.client_cert.is_some()),
+            ("ssl-key", target.client_key.is_some()),
+            ("tls-server-name", target.tls_server_name.is_some()),
+            ("ssl-mode", ssl_mode_given),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
+        if target.socket.is_some() && !tls_options.is_empty() {
+            return Err(Error::invalid(format!(
+                "the MySQL URL gives socket= together with {}, which a Unix socket connection does not use",
+                tls_options.join(", ")
+            ))
+            .with_hint(
+                "a local socket needs no TLS: remove the TLS options, or remove socket= to connect over TCP with TLS",
+            ));
         }
         if target.client_cert.is_some() != target.client_key.is_some() {
             return Err(Error::invalid(
@@ -324,5 +345,19 @@ mod tests {
         assert!(MysqlTarget::parse("mysql://u@h/?ssl-mode=PREFERRED").is_err());
         assert!(MysqlTarget::parse("mysql://u@h/?sslca=x").is_err());
         assert!(MysqlTarget::parse("postgres://u@h/").is_err());
+    }
+
+    #[test]
+    fn socket_with_tls_options_is_refused() {
+        for options in [
+            "ssl-ca=/ca.pem",
+            "ssl-cert=/c.pem&ssl-key=/k.pem",
+            "tls-server-name=db",
+            "ssl-mode=VERIFY_IDENTITY",
+        ] {
+            let url = format!("mysql://u@localhost/?socket=/tmp/s.sock&{options}");
+            let err = MysqlTarget::parse(&url).unwrap_err().to_string();
+            assert!(err.contains("socket= together with"), "{url}: {err}");
+        }
     }
 }
