@@ -231,7 +231,7 @@ fn a_corrupted_object_is_detected_and_named() {
         "corrupt_me",
     ]));
     ok(repo.coffer(&["check", "--read-data"]));
-    let pack = walk_files(&repo.path().join("data"))
+    let pack = files_under(&repo.path().join("data"))
         .into_iter()
         .next()
         .expect("a pack");
@@ -262,17 +262,4 @@ fn a_corrupted_object_is_detected_and_named() {
         "{}",
         stdout(&check)
     );
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -58,10 +58,15 @@ pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
     bar.finish_and_clear();
     let stats = result?;
     println!(
-        "restored {} from snapshot {} into {} on {}: {} tables, {} rows, {} objects, {} of row data, {} read from storage in {} requests, {:.1}s",
+        "restored {} from snapshot {} into {}{} on {}: {} tables, {} rows, {} objects, {} of row data, {} read from storage in {} requests, {:.1}s",
         args.source.db,
         id.short(),
         plan.target_name,
+        if stats.replaced {
+            " (replacing the existing database)"
+        } else {
+            ""
+        },
         target.describe(),
         stats.tables,
         stats.rows,

@@ -449,11 +449,20 @@ impl Repository {
         })?;
         let name = paths::pack(&loc.pack);
         let start = u64::from(loc.offset);
+        let what = format!("blob {} in pack {}", id.short(), loc.pack.short());
         let sealed = self
             .storage
             .get_range(&name, start..start + u64::from(loc.length))
-            .await?;
-        let what = format!("blob {} in pack {}", id.short(), loc.pack.short());
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    Error::corrupt(format!("{what}: the pack is missing from storage"))
+                        .with_source(e)
+                        .with_hint("run `coffer check`; restore from another snapshot")
+                } else {
+                    e
+                }
+            })?;
         let plain = unpack_body(
             &self.keys,
             loc.kind.role(),

@@ -6,8 +6,10 @@
 //! views (in dependency order), triggers (after the rows, so they do not fire on them), events.
 //! Only that database's blobs are read, each by byte range.
 
+pub mod rows;
 pub mod script;
 pub mod server;
+pub mod statements;
 
 use crate::error::{Error, Result};
 use crate::repo::Repository;
@@ -15,6 +17,7 @@ use crate::repo::index::Index;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{ChunkRef, DatabaseTree, StoredObject, TableKind, TableTree};
 use crate::sql::{column_list, quote_ident, quote_str, rename_schema, strip_definer};
+use statements::{CreateKind, check_create};
 
 /// How to rewrite what is restored.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +48,8 @@ pub struct Statement {
     pub collation_connection: Option<String>,
     /// Contains `;` inside (routine bodies): a script needs another delimiter around it.
     pub compound: bool,
+    /// The stored object it creates, if it creates one.
+    pub object: Option<(crate::repo::tree::ObjectKind, String)>,
 }
 
 impl Statement {
@@ -54,6 +59,7 @@ impl Statement {
             sql_mode: None,
             collation_connection: None,
             compound: false,
+            object: None,
         }
     }
 }
@@ -79,6 +85,114 @@ const LOAD_SQL_MODE: &str = "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRIC
 
 /// Back to the loading session after an object created in its own session.
 const RESET_SESSION: &[&str] = &["SET NAMES utf8mb4", LOAD_SQL_MODE];
+
+/// How large the statements of a load may be.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadLimits {
+    /// Largest statement sent (below the target's `max_allowed_packet`).
+    pub statement: usize,
+    /// Largest single value the target can hold: its `max_allowed_packet`, which also bounds
+    /// the strings `CONCAT` builds.
+    pub value: usize,
+}
+
+/// User variables that carry large values into an INSERT.
+const VALUE_VARIABLE: &str = "@coffer_value_";
+
+/// Statements that insert one row too large for a single statement: its largest values are
+/// built in user variables from hex pieces that each fit a statement, then the row is inserted
+/// with the variables in their place, then the variables are cleared. The session's character
+/// set is binary, so a variable holds exactly the bytes of the literal it replaces; values
+/// written with `_utf8mb4` (JSON, which refuses binary strings) are converted back.
+fn large_row_statements(
+    table: &TableTree,
+    head: &str,
+    row: &[u8],
+    spans: &[std::ops::Range<usize>],
+    limits: &LoadLimits,
+) -> Result<Vec<Vec<u8>>> {
+    let mut by_size: Vec<usize> = (0..spans.len()).collect();
+    by_size.sort_by_key(|&i| std::cmp::Reverse(spans[i].len()));
+    let mut in_variable = vec![false; spans.len()];
+    let mut row_len = head.len() + row.len();
+    // Reserve room for the variable references that replace the moved values.
+    let reference_len = VALUE_VARIABLE.len() + 40;
+    for &i in &by_size {
+        if row_len <= limits.statement {
+            break;
+        }
+        in_variable[i] = true;
+        row_len = row_len - spans[i].len() + reference_len;
+    }
+    if row_len > limits.statement {
+        return Err(Error::invalid(format!(
+            "a row of table {} has too many values to fit a {}-byte statement",
+            table.name, limits.statement
+        ))
+        .with_hint("raise max_allowed_packet on the target server"));
+    }
+    // Hex doubles the bytes; leave room for the statement around the piece.
+    let piece = (limits.statement.saturating_sub(128) / 2).max(1);
+    let mut out = Vec::new();
+    let mut values: Vec<Vec<u8>> = Vec::with_capacity(spans.len());
+    for (i, span) in spans.iter().enumerate() {
+        let text = &row[span.clone()];
+        if !in_variable[i] {
+            values.push(text.to_vec());
+            continue;
+        }
+        let literal = rows::literal(text);
+        let bytes = rows::decode(literal);
+        if bytes.len() > limits.value {
+            return Err(Error::invalid(format!(
+                "column {} of a row of table {} holds {} bytes, more than the target server's max_allowed_packet ({} bytes) lets it store",
+                table.columns.get(i).map_or("?", String::as_str),
+                table.name,
+                bytes.len(),
+                limits.value
+            ))
+            .with_hint(format!(
+                "raise max_allowed_packet on the target server to at least {} (SET GLOBAL max_allowed_packet, or the server parameter on Azure) and restore again",
+                bytes.len().next_multiple_of(1024)
+            )));
+        }
+        let variable = format!("{VALUE_VARIABLE}{i}");
+        let mut first = true;
+        for part in bytes
+            .chunks(piece)
+            .chain(bytes.is_empty().then_some(&[][..]))
+        {
+            let mut statement = if first {
+                format!("SET {variable} = ").into_bytes()
+            } else {
+                format!("SET {variable} = CONCAT({variable}, ").into_bytes()
+            };
+            crate::sql::push_hex(&mut statement, part);
+            if !first {
+                statement.push(b')');
+            }
+            out.push(statement);
+            first = false;
+        }
+        let utf8mb4 = matches!(literal, rows::Literal::Quoted { utf8mb4: true, .. });
+        values.push(if utf8mb4 {
+            format!("CONVERT({variable} USING utf8mb4)").into_bytes()
+        } else {
+            variable.into_bytes()
+        });
+    }
+    let mut insert = head.as_bytes().to_vec();
+    insert.push(b'(');
+    insert.extend_from_slice(&values.join(&b","[..]));
+    insert.push(b')');
+    out.push(insert);
+    for (i, moved) in in_variable.iter().enumerate() {
+        if *moved {
+            out.push(format!("SET {VALUE_VARIABLE}{i} = NULL").into_bytes());
+        }
+    }
+    Ok(out)
+}
 
 impl RestorePlan {
     /// Load the trees of `db` from `snapshot`.
@@ -113,18 +227,87 @@ impl RestorePlan {
                 "{target_name:?} is not a valid database name (1 to 64 characters)"
             )));
         }
-        Ok(RestorePlan {
+        let plan = RestorePlan {
             source_name: db.to_string(),
             target_name,
             database,
             tables,
             skip_definer: options.skip_definer,
-        })
+        };
+        plan.check_statements().map_err(|why| {
+            Error::corrupt(format!(
+                "database {db} in snapshot {snapshot_label}: {why}; nothing was restored"
+            ))
+            .with_hint(
+                "coffer never stores such a statement: someone with the repository key wrote it. \
+                 Restore from another snapshot and find out who can write to the repository",
+            )
+        })?;
+        Ok(plan)
     }
 
-    fn rewrite(&self, sql: &str, sql_mode: Option<&str>) -> String {
+    /// Refuse any stored statement that is not the single `CREATE` its tree claims, in the
+    /// database being restored (see [`statements`]), and charset names that are not names.
+    fn check_statements(&self) -> std::result::Result<(), String> {
+        for name in [&self.database.charset, &self.database.collation] {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!(
+                    "the character set or collation {name:?} is not a name"
+                ));
+            }
+        }
+        for table in &self.tables {
+            let kind = match table.kind {
+                TableKind::Base => CreateKind::Table,
+                TableKind::Sequence => CreateKind::Sequence,
+            };
+            check_create(&table.create_sql, kind, &table.name, &self.target_name).map_err(
+                |why| {
+                    format!(
+                        "the stored definition of table {} is refused: {why}",
+                        table.name
+                    )
+                },
+            )?;
+            if table.columns.is_empty() && table.kind == TableKind::Base && !table.chunks.is_empty()
+            {
+                return Err(format!("table {} has rows but no columns", table.name));
+            }
+        }
+        let db = &self.database;
+        for object in db
+            .routines
+            .iter()
+            .chain(&db.views)
+            .chain(&db.triggers)
+            .chain(&db.events)
+        {
+            let sql = self.rewrite(
+                &object.create_sql,
+                object.sql_mode.as_deref(),
+                &self.target_name,
+            );
+            check_create(
+                &sql,
+                CreateKind::Object(object.kind),
+                &object.name,
+                &self.target_name,
+            )
+            .map_err(|why| {
+                format!(
+                    "the stored definition of {} {} is refused: {why}",
+                    object.kind.keyword().to_lowercase(),
+                    object.name
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A stored object's statement for creating it in database `into`.
+    fn rewrite(&self, sql: &str, sql_mode: Option<&str>, into: &str) -> String {
         let ansi_quotes = sql_mode.is_some_and(|m| m.to_ascii_uppercase().contains("ANSI_QUOTES"));
-        let renamed = rename_schema(sql, &self.source_name, &self.target_name, ansi_quotes);
+        let renamed = rename_schema(sql, &self.source_name, into, ansi_quotes);
         if self.skip_definer {
             strip_definer(&renamed)
         } else {
@@ -134,10 +317,16 @@ impl RestorePlan {
 
     /// `CREATE DATABASE …` for the target name.
     pub fn create_database(&self, if_not_exists: bool) -> Statement {
+        self.create_database_named(&self.target_name, if_not_exists)
+    }
+
+    /// `CREATE DATABASE …` with the snapshot's character set and collation (names checked at
+    /// load) under any name.
+    pub fn create_database_named(&self, name: &str, if_not_exists: bool) -> Statement {
         Statement::plain(format!(
             "CREATE DATABASE {}{} CHARACTER SET {} COLLATE {}",
             if if_not_exists { "IF NOT EXISTS " } else { "" },
-            quote_ident(&self.target_name),
+            quote_ident(name),
             self.database.charset,
             self.database.collation
         ))
@@ -181,12 +370,18 @@ impl RestorePlan {
 
     /// Routines, views, triggers and events, after the rows.
     pub fn object_statements(&self) -> Vec<Statement> {
+        self.object_statements_in(&self.target_name)
+    }
+
+    /// Routines, views, triggers and events, for creating them in database `into`.
+    pub fn object_statements_in(&self, into: &str) -> Vec<Statement> {
         let db = &self.database;
         let stored = |o: &StoredObject, compound: bool| Statement {
-            sql: self.rewrite(&o.create_sql, o.sql_mode.as_deref()),
+            sql: self.rewrite(&o.create_sql, o.sql_mode.as_deref(), into),
             sql_mode: o.sql_mode.clone(),
             collation_connection: o.collation_connection.clone(),
             compound,
+            object: Some((o.kind, o.name.clone())),
         };
         let mut out = Vec::new();
         out.extend(db.routines.iter().map(|o| stored(o, true)));
@@ -196,12 +391,15 @@ impl RestorePlan {
         out
     }
 
-    /// Split a chunk's rows into INSERT statements of at most about `max_len` bytes.
+    /// Turn a chunk's rows into statements of at most `limits.statement` bytes: multi-row
+    /// INSERTs, and for a row too large for one statement, its large values assembled in user
+    /// variables piece by piece first. Every row is parsed ([`rows::value_spans`]): a chunk
+    /// that is not rows of literals for this table's columns is refused as damaged.
     pub fn insert_statements(
         &self,
         table: usize,
         chunk: &[u8],
-        max_len: usize,
+        limits: &LoadLimits,
     ) -> Result<Vec<Vec<u8>>> {
         let table = self
             .tables
@@ -214,14 +412,36 @@ impl RestorePlan {
         );
         let mut out = Vec::new();
         let mut current = Vec::new();
-        for row in chunk.split(|b| *b == b'\n').filter(|r| !r.is_empty()) {
-            if row.first() != Some(&b'(') || row.last() != Some(&b')') {
-                return Err(Error::corrupt(format!(
-                    "a chunk of table {} holds a malformed row",
+        for (number, row) in chunk
+            .split(|b| *b == b'\n')
+            .filter(|r| !r.is_empty())
+            .enumerate()
+        {
+            let spans = rows::value_spans(row).map_err(|why| {
+                Error::corrupt(format!(
+                    "row {} of a chunk of table {} is damaged: {why}",
+                    number + 1,
                     table.name
+                ))
+                .with_hint("run `coffer check --read-data`; restore from another snapshot")
+            })?;
+            if spans.len() != table.columns.len() {
+                return Err(Error::corrupt(format!(
+                    "row {} of a chunk of table {} has {} values for {} columns",
+                    number + 1,
+                    table.name,
+                    spans.len(),
+                    table.columns.len()
                 )));
             }
-            if !current.is_empty() && current.len() + row.len() + 1 > max_len {
+            if head.len() + row.len() > limits.statement {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+                out.extend(large_row_statements(table, &head, row, &spans, limits)?);
+                continue;
+            }
+            if !current.is_empty() && current.len() + row.len() + 1 > limits.statement {
                 out.push(std::mem::take(&mut current));
             }
             if current.is_empty() {

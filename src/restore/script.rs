@@ -2,14 +2,30 @@
 
 use std::io::Write;
 
-use super::{LOAD_SESSION, RestorePlan};
+use super::{LOAD_SESSION, LoadLimits, RestorePlan};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;
 use crate::repo::index::Index;
 use crate::sql::quote_ident;
 
-/// Largest INSERT statement written (the client's default max_allowed_packet is 16 MiB).
-const SCRIPT_STATEMENT_LIMIT: usize = 4 << 20;
+/// Largest statement written: loads into any server whose max_allowed_packet is at least
+/// 1 MiB (defaults: MariaDB 16 MiB, MySQL 64 MiB, their clients 16 MiB); larger values are
+/// assembled from pieces of this size.
+const SCRIPT_STATEMENT_LIMIT: usize = 1 << 20;
+/// Largest value a script can carry (the protocol's limit; the loading server's
+/// max_allowed_packet may be lower, which it reports itself).
+const SCRIPT_VALUE_LIMIT: usize = 1 << 30;
+
+/// A client delimiter that does not occur anywhere in `sql`, so the client cannot end the
+/// statement early (stored statements are checked, but the delimiter must not depend on it).
+fn delimiter_for(sql: &str) -> String {
+    [";;", "$$", "//", "##"]
+        .into_iter()
+        .map(str::to_string)
+        .chain((1..).map(|n| format!("$coffer{n}$")))
+        .find(|d| !sql.contains(d.as_str()))
+        .unwrap_or_else(|| ";;".to_string())
+}
 
 /// Write the whole database as SQL to `out`. `header` lines are written as comments.
 pub async fn write_script(
@@ -36,9 +52,13 @@ pub async fn write_script(
     writeln!(out, "SET NAMES binary;").map_err(io)?;
     let mut items = plan.data_items();
     items.sort_by_key(|item| item.table);
+    let limits = LoadLimits {
+        statement: SCRIPT_STATEMENT_LIMIT,
+        value: SCRIPT_VALUE_LIMIT,
+    };
     for item in items {
         let data = repo.read_blob(index, &item.chunk.id).await?;
-        for insert in plan.insert_statements(item.table, &data, SCRIPT_STATEMENT_LIMIT)? {
+        for insert in plan.insert_statements(item.table, &data, &limits)? {
             out.write_all(&insert).map_err(io)?;
             out.write_all(b";\n").map_err(io)?;
         }
@@ -49,7 +69,13 @@ pub async fn write_script(
             writeln!(out, "{set};").map_err(io)?;
         }
         if statement.compound {
-            writeln!(out, "DELIMITER ;;\n{};;\nDELIMITER ;", statement.sql).map_err(io)?;
+            let delimiter = delimiter_for(&statement.sql);
+            writeln!(
+                out,
+                "DELIMITER {delimiter}\n{}{delimiter}\nDELIMITER ;",
+                statement.sql
+            )
+            .map_err(io)?;
         } else {
             writeln!(out, "{};", statement.sql).map_err(io)?;
         }
@@ -58,4 +84,19 @@ pub async fn write_script(
         }
     }
     out.flush().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delimiter_for;
+
+    #[test]
+    fn the_delimiter_never_occurs_in_the_statement() {
+        assert_eq!(delimiter_for("BEGIN SELECT 1; END"), ";;");
+        assert_eq!(delimiter_for("BEGIN SELECT ';;'; END"), "$$");
+        assert_eq!(
+            delimiter_for("BEGIN SELECT ';; $$ // ## $coffer1$'; END"),
+            "$coffer2$"
+        );
+    }
 }

@@ -1,19 +1,37 @@
-//! Restoring a [`RestorePlan`] into a live server, loading chunks over several connections.
+//! Restoring a [`RestorePlan`] into a live server without ever leaving the target half-done.
+//!
+//! 1. **Check**: every chunk is indexed and every pack it lives in exists, before the server is
+//!    touched (stored statements were checked when the plan was loaded).
+//! 2. **Stage**: tables and rows load into a private staging database (`coffer_restore_<hex>`)
+//!    over `jobs` connections; views, routines and triggers are then created there once and
+//!    dropped again, as a trial of their privileges, definers and references.
+//! 3. **Swap**: one `RENAME TABLE` statement (atomic) moves the target's current tables and
+//!    views aside under temporary names (`coffer_old_<hex>_<n>`, in the same database, so
+//!    their triggers stay attached) and the staged tables in. Then the target's old triggers,
+//!    routines and events are replaced by the snapshot's.
+//! 4. **Clean up**: only now are the old tables, views and the staging database dropped.
+//!
+//! A failure in steps 1 and 2 leaves the target untouched; one in step 3 is rolled back (the
+//! old objects are recreated from the definitions read just before, the renames undone). The
+//! error says what was and was not changed.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::stream::{self, StreamExt};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::Mutex;
 
-use super::{LOAD_SESSION, RestorePlan, Statement};
+use super::{LOAD_SESSION, LoadLimits, RestorePlan, Statement};
 use crate::error::{Error, ErrorKind, Result};
-use crate::repo::Repository;
 use crate::repo::index::Index;
-use crate::source::mysql::{MysqlTarget, mysql_error};
-use crate::sql::quote_ident;
+use crate::repo::tree::ObjectKind;
+use crate::repo::{Repository, paths};
+use crate::source::mysql::catalog::{self, StoredObjects};
+use crate::source::mysql::{MysqlTarget, is_mariadb, mysql_error};
+use crate::sql::{qualified, quote_ident, strip_definer};
 
 /// What a restore did.
 #[derive(Debug, Clone, Default)]
@@ -24,12 +42,14 @@ pub struct RestoreStats {
     /// Bytes read from the repository for this database.
     pub bytes_fetched: u64,
     pub objects: u64,
+    /// Whether an existing database was replaced.
+    pub replaced: bool,
 }
 
 /// Options for loading into a server.
 #[derive(Debug, Clone)]
 pub struct ServerRestoreOptions {
-    /// Drop an existing database of the target name first.
+    /// Replace an existing database of the target name (swapped in only once all is loaded).
     pub drop_existing: bool,
     /// Connections loading rows at once.
     pub jobs: usize,
@@ -44,48 +64,119 @@ pub async fn restore_to_server(
     options: &ServerRestoreOptions,
     chunks_done: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
-    let name = &plan.target_name;
+    check_plan_is_readable(&repo, &index, &plan).await?;
+    let name = plan.target_name.clone();
     let mut conn = target.connect().await?;
-    let exists: Option<String> = conn
-        .exec_first(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-            (name,),
+    let exists = database_exists(&mut conn, &name).await?;
+    if exists && !options.drop_existing {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("database {name} already exists on {}", target.describe()),
         )
-        .await
-        .map_err(|e| mysql_error(e, "checking the target database"))?;
-    if exists.is_some() {
-        if !options.drop_existing {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("database {name} already exists on {}", target.describe()),
-            )
-            .with_hint(
-                "restore under another name with --into NAME, or replace it with --drop-existing",
-            ));
-        }
-        exec(
-            &mut conn,
-            &format!("DROP DATABASE {}", quote_ident(name)),
-            "dropping the existing database",
-        )
-        .await?;
+        .with_hint(
+            "restore under another name with --into NAME, or replace it with --drop-existing",
+        ));
     }
+    let tag = random_tag()?;
+    let staging = format!("coffer_restore_{tag}");
     exec(
         &mut conn,
-        &plan.create_database(false).sql,
-        "creating the database",
+        &plan.create_database_named(&staging, false).sql,
+        "creating the staging database",
     )
     .await?;
-    prepare_session(&mut conn, name).await?;
-    let mut stats = RestoreStats {
-        tables: plan.tables.len() as u64,
-        ..Default::default()
+    let staged = stage(
+        &repo,
+        &index,
+        &plan,
+        target,
+        options,
+        &staging,
+        &chunks_done,
+    )
+    .await;
+    let result = match staged {
+        Ok(stats) => swap_in(&mut conn, &plan, &staging, &tag, exists)
+            .await
+            .map(|objects| RestoreStats {
+                objects,
+                replaced: exists,
+                ..stats
+            }),
+        Err(e) => Err(e.context(format!(
+            "restore into staging database {staging} failed; database {name} was not touched"
+        ))),
     };
+    if let Err(e) = exec(
+        &mut conn,
+        &format!("DROP DATABASE IF EXISTS {}", quote_ident(&staging)),
+        "dropping the staging database",
+    )
+    .await
+    {
+        tracing::warn!(database = %staging, "could not drop the staging database; drop it by hand: {e}");
+    }
+    result
+}
+
+/// Every chunk the plan needs is indexed and its pack is in storage: checked before the server
+/// is touched, so a repository that lost a pack fails the restore at once.
+async fn check_plan_is_readable(
+    repo: &Repository,
+    index: &Index,
+    plan: &RestorePlan,
+) -> Result<()> {
+    let mut packs = HashSet::new();
+    for table in &plan.tables {
+        for chunk in &table.chunks {
+            let location = index.get(&chunk.id).ok_or_else(|| {
+                Error::corrupt(format!(
+                    "table {}: chunk {} is not in the index; nothing was restored",
+                    table.name,
+                    chunk.id.short()
+                ))
+                .with_hint("run `coffer check`; restore from another snapshot")
+            })?;
+            packs.insert(location.pack);
+        }
+    }
+    let missing: Vec<_> = stream::iter(packs)
+        .map(|pack| async move {
+            let exists = repo.storage().exists(&paths::pack(&pack)).await;
+            (pack, exists)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (pack, exists) in missing {
+        if !exists? {
+            return Err(Error::corrupt(format!(
+                "pack {} holding rows of database {} is missing from storage; nothing was restored",
+                pack.short(),
+                plan.source_name
+            ))
+            .with_hint("run `coffer check`; restore from another snapshot"));
+        }
+    }
+    Ok(())
+}
+
+/// Load tables and rows into `staging`, then try the stored objects there.
+async fn stage(
+    repo: &Arc<Repository>,
+    index: &Arc<Index>,
+    plan: &Arc<RestorePlan>,
+    target: &MysqlTarget,
+    options: &ServerRestoreOptions,
+    staging: &str,
+    chunks_done: &Arc<AtomicU64>,
+) -> Result<RestoreStats> {
+    let mut conn = target.connect().await?;
+    prepare_session(&mut conn, staging).await?;
     for statement in plan.table_statements() {
         run_statement(&mut conn, &statement).await?;
     }
-
-    let max_len = statement_limit(&mut conn).await?;
+    let limits = load_limits(&mut conn).await?;
     let queue = Arc::new(Mutex::new(
         plan.data_items().into_iter().collect::<VecDeque<_>>(),
     ));
@@ -94,20 +185,21 @@ pub async fn restore_to_server(
     let mut loaders = tokio::task::JoinSet::new();
     for _ in 0..options.jobs.max(1) {
         let (repo, index, plan, queue) = (
-            Arc::clone(&repo),
-            Arc::clone(&index),
-            Arc::clone(&plan),
+            Arc::clone(repo),
+            Arc::clone(index),
+            Arc::clone(plan),
             Arc::clone(&queue),
         );
         let (fetched, rows, chunks_done, target) = (
             Arc::clone(&fetched),
             Arc::clone(&rows),
-            Arc::clone(&chunks_done),
+            Arc::clone(chunks_done),
             target.clone(),
         );
+        let staging = staging.to_string();
         loaders.spawn(async move {
             let mut conn = target.connect().await?;
-            prepare_session(&mut conn, &plan.target_name).await?;
+            prepare_session(&mut conn, &staging).await?;
             exec(&mut conn, "SET NAMES binary", "switching to binary input").await?;
             loop {
                 let Some(item) = queue.lock().await.pop_front() else {
@@ -119,19 +211,10 @@ pub async fn restore_to_server(
                     Ordering::Relaxed,
                 );
                 let table = &plan.tables[item.table].name;
-                for insert in plan.insert_statements(item.table, &data, max_len)? {
+                for insert in plan.insert_statements(item.table, &data, &limits)? {
                     conn.query_drop(insert).await.map_err(|e| {
-                        let hint =
-                            "check the privileges of the restoring account and max_allowed_packet";
-                        mysql_error(
-                            e,
-                            &format!(
-                                "loading rows into {}.{}",
-                                quote_ident(&plan.target_name),
-                                quote_ident(table)
-                            ),
-                        )
-                        .with_hint(hint)
+                        mysql_error(e, &format!("loading rows of table {}", quote_ident(table)))
+                            .with_hint("check the privileges of the restoring account and max_allowed_packet")
                     })?;
                 }
                 rows.fetch_add(item.chunk.rows, Ordering::Relaxed);
@@ -145,15 +228,307 @@ pub async fn restore_to_server(
             Error::new(ErrorKind::Mysql, "a restore worker stopped unexpectedly").with_source(e)
         })??;
     }
-    stats.rows = rows.load(Ordering::Relaxed);
-    stats.bytes_fetched = fetched.load(Ordering::Relaxed);
-    stats.chunks = chunks_done.load(Ordering::Relaxed);
-
-    for statement in plan.object_statements() {
+    // A trial of every view, routine and trigger in the staging database: a missing privilege,
+    // a definer the account may not use or a reference to a database that is gone shows here,
+    // while the target is still untouched. Events are left out: one due now would run.
+    let mut tried = Vec::new();
+    for statement in plan.object_statements_in(staging) {
+        let Some((kind, name)) = statement.object.clone() else {
+            continue;
+        };
+        if kind == ObjectKind::Event {
+            continue;
+        }
         run_statement(&mut conn, &statement).await?;
-        stats.objects += 1;
+        tried.push((kind, name));
     }
-    Ok(stats)
+    // Views may depend on the views before them: drop in reverse order.
+    for (kind, name) in tried.iter().rev() {
+        drop_object(&mut conn, *kind, staging, name).await?;
+    }
+    Ok(RestoreStats {
+        tables: plan.tables.len() as u64,
+        rows: rows.load(Ordering::Relaxed),
+        chunks: chunks_done.load(Ordering::Relaxed),
+        bytes_fetched: fetched.load(Ordering::Relaxed),
+        objects: 0,
+        replaced: false,
+    })
+}
+
+/// Move the staged tables into the target and create its objects; returns the number of
+/// objects created.
+async fn swap_in(
+    conn: &mut Conn,
+    plan: &RestorePlan,
+    staging: &str,
+    tag: &str,
+    target_exists: bool,
+) -> Result<u64> {
+    let target = plan.target_name.as_str();
+    if !target_exists {
+        exec(
+            conn,
+            &plan.create_database(false).sql,
+            "creating the database",
+        )
+        .await?;
+        let moved = move_staged_tables(conn, plan, staging, &[]).await;
+        let created = match moved {
+            Ok(()) => create_objects(conn, plan).await,
+            Err(e) => Err(e),
+        };
+        return match created {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let cleanup = exec(
+                    conn,
+                    &format!("DROP DATABASE {}", quote_ident(target)),
+                    "dropping the half-created database",
+                )
+                .await;
+                Err(e.context(match cleanup {
+                    Ok(()) => {
+                        format!("database {target} could not be completed and was removed again")
+                    }
+                    Err(_) => format!("database {target} could not be completed; drop it by hand"),
+                }))
+            }
+        };
+    }
+
+    // The target's current state, read just before it is changed, for a rollback.
+    let old_tables = base_tables_and_views(conn, target).await?;
+    let old_objects = catalog::stored_objects(conn, target).await?;
+    let aside: Vec<(String, String)> = old_tables
+        .iter()
+        .enumerate()
+        .map(|(n, name)| (name.clone(), format!("coffer_old_{tag}_{n}")))
+        .collect();
+    move_staged_tables(conn, plan, staging, &aside)
+        .await
+        .map_err(|e| e.context(format!("database {target} was not changed")))?;
+    match replace_objects(conn, plan, &old_objects).await {
+        Ok(created) => {
+            for (old, temporary) in &aside {
+                let is_view = old_objects.views.iter().any(|v| &v.name == old);
+                let keyword = if is_view { "VIEW" } else { "TABLE" };
+                if let Err(e) = exec(
+                    conn,
+                    &format!("DROP {keyword} {}", qualified(target, temporary)),
+                    "dropping a replaced table",
+                )
+                .await
+                {
+                    tracing::warn!(table = %temporary, "could not drop the replaced table {old}; drop it by hand: {e}");
+                }
+            }
+            Ok(created)
+        }
+        Err(e) => {
+            let undone = roll_back(conn, plan, staging, &aside, &old_objects).await;
+            Err(match undone {
+                Ok(without_definer) if without_definer.is_empty() => e.context(format!(
+                    "replacing database {target} failed and was rolled back: it is as it was"
+                )),
+                Ok(without_definer) => e.context(format!(
+                    "replacing database {target} failed and was rolled back, except that {} could only be recreated owned by the restoring account (it lacks SET_USER_ID)",
+                    without_definer.join(", ")
+                )),
+                Err(rollback) => e.context(format!(
+                    "replacing database {target} failed, and so did undoing it ({rollback}); its previous tables are kept as coffer_old_{tag}_* in {target}"
+                )),
+            })
+        }
+    }
+}
+
+/// One atomic `RENAME TABLE`: `aside` (current name, temporary name) within the target first,
+/// then every staged table into the target.
+async fn move_staged_tables(
+    conn: &mut Conn,
+    plan: &RestorePlan,
+    staging: &str,
+    aside: &[(String, String)],
+) -> Result<()> {
+    let target = &plan.target_name;
+    let mut renames: Vec<String> = aside
+        .iter()
+        .map(|(name, temporary)| {
+            format!(
+                "{} TO {}",
+                qualified(target, name),
+                qualified(target, temporary)
+            )
+        })
+        .collect();
+    renames.extend(plan.tables.iter().map(|t| {
+        format!(
+            "{} TO {}",
+            qualified(staging, &t.name),
+            qualified(target, &t.name)
+        )
+    }));
+    if renames.is_empty() {
+        return Ok(());
+    }
+    exec(
+        conn,
+        &format!("RENAME TABLE {}", renames.join(", ")),
+        "moving the restored tables into place",
+    )
+    .await
+}
+
+/// Drop the target's old triggers, routines and events, then create the snapshot's objects.
+async fn replace_objects(conn: &mut Conn, plan: &RestorePlan, old: &StoredObjects) -> Result<u64> {
+    let target = &plan.target_name;
+    for object in old.triggers.iter().chain(&old.routines).chain(&old.events) {
+        drop_object(conn, object.kind, target, &object.name).await?;
+    }
+    exec(
+        conn,
+        &format!(
+            "ALTER DATABASE {} CHARACTER SET {} COLLATE {}",
+            quote_ident(target),
+            plan.database.charset,
+            plan.database.collation
+        ),
+        "setting the database's character set",
+    )
+    .await?;
+    create_objects(conn, plan).await
+}
+
+async fn create_objects(conn: &mut Conn, plan: &RestorePlan) -> Result<u64> {
+    prepare_session(conn, &plan.target_name).await?;
+    let mut created = 0;
+    for statement in plan.object_statements() {
+        run_statement(conn, &statement).await?;
+        created += 1;
+    }
+    Ok(created)
+}
+
+/// Put the target back as it was: the snapshot's objects dropped, the renames undone, the old
+/// triggers, routines and events recreated from their definitions. An object whose definer the
+/// account may not set is recreated without it rather than lost; those are returned.
+async fn roll_back(
+    conn: &mut Conn,
+    plan: &RestorePlan,
+    staging: &str,
+    aside: &[(String, String)],
+    old: &StoredObjects,
+) -> Result<Vec<String>> {
+    let target = &plan.target_name;
+    let now = catalog::stored_objects(conn, target).await?;
+    for object in now
+        .triggers
+        .iter()
+        .chain(&now.routines)
+        .chain(&now.events)
+        .chain(&now.views)
+    {
+        if !aside.iter().any(|(_, temporary)| temporary == &object.name) {
+            drop_object(conn, object.kind, target, &object.name).await?;
+        }
+    }
+    let mut renames: Vec<String> = plan
+        .tables
+        .iter()
+        .map(|t| {
+            format!(
+                "{} TO {}",
+                qualified(target, &t.name),
+                qualified(staging, &t.name)
+            )
+        })
+        .collect();
+    renames.extend(aside.iter().map(|(name, temporary)| {
+        format!(
+            "{} TO {}",
+            qualified(target, temporary),
+            qualified(target, name)
+        )
+    }));
+    if !renames.is_empty() {
+        exec(
+            conn,
+            &format!("RENAME TABLE {}", renames.join(", ")),
+            "undoing the renames",
+        )
+        .await?;
+    }
+    prepare_session(conn, target).await?;
+    let mut without_definer = Vec::new();
+    for object in old.routines.iter().chain(&old.triggers).chain(&old.events) {
+        let mut statement = Statement {
+            sql: object.create_sql.clone(),
+            sql_mode: object.sql_mode.clone(),
+            collation_connection: object.collation_connection.clone(),
+            compound: true,
+            object: Some((object.kind, object.name.clone())),
+        };
+        if let Err(e) = run_statement(conn, &statement).await {
+            if !is_definer_error(&e) {
+                return Err(e);
+            }
+            statement.sql = strip_definer(&statement.sql);
+            run_statement(conn, &statement).await?;
+            without_definer.push(format!(
+                "{} {}",
+                object.kind.keyword().to_lowercase(),
+                object.name
+            ));
+        }
+    }
+    Ok(without_definer)
+}
+
+/// The server refused a DEFINER the account may not set (errors 1227 and 1449).
+fn is_definer_error(e: &Error) -> bool {
+    e.hint().is_some_and(|h| h.contains("--skip-definer"))
+}
+
+/// Base tables, sequences and views of `db`.
+async fn base_tables_and_views(conn: &mut Conn, db: &str) -> Result<Vec<String>> {
+    conn.exec(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
+        (db,),
+    )
+    .await
+    .map_err(|e| mysql_error(e, &format!("listing the tables of {db}")))
+}
+
+async fn database_exists(conn: &mut Conn, name: &str) -> Result<bool> {
+    let exists: Option<String> = conn
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (name,),
+        )
+        .await
+        .map_err(|e| mysql_error(e, "checking the target database"))?;
+    Ok(exists.is_some())
+}
+
+async fn drop_object(conn: &mut Conn, kind: ObjectKind, db: &str, name: &str) -> Result<()> {
+    exec(
+        conn,
+        &format!("DROP {} IF EXISTS {}", kind.keyword(), qualified(db, name)),
+        &format!(
+            "dropping {} {}",
+            kind.keyword().to_lowercase(),
+            qualified(db, name)
+        ),
+    )
+    .await
+}
+
+/// 16 random hex digits naming this restore's staging database and set-aside tables.
+fn random_tag() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    crate::crypto::fill_random(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }
 
 async fn exec(conn: &mut Conn, sql: &str, what: &str) -> Result<()> {
@@ -170,28 +545,48 @@ async fn prepare_session(conn: &mut Conn, db: &str) -> Result<()> {
     for statement in LOAD_SESSION {
         exec(conn, statement, "setting up the restore session").await?;
     }
+    // MySQL 8 (Azure) may require a primary key on every new table; a snapshot can hold
+    // tables without one. Turning the check off needs SESSION_VARIABLES_ADMIN, which Azure's
+    // admin has; without it such a table fails with the server's own error 3750.
+    if !is_mariadb(conn) && conn.server_version() >= (8, 0, 13) {
+        let _ = conn
+            .query_drop("SET SESSION sql_require_primary_key = 0")
+            .await;
+    }
     Ok(())
 }
 
-/// Largest INSERT to send: half of `max_allowed_packet`, at most 8 MiB.
-async fn statement_limit(conn: &mut Conn) -> Result<usize> {
+/// Statements at most half of `max_allowed_packet` (at most 8 MiB); values up to all of it.
+async fn load_limits(conn: &mut Conn) -> Result<LoadLimits> {
     let max: Option<u64> = conn
         .query_first("SELECT @@max_allowed_packet")
         .await
         .map_err(|e| mysql_error(e, "reading max_allowed_packet"))?;
-    Ok(usize::try_from(max.unwrap_or(4 << 20) / 2)
-        .unwrap_or(usize::MAX)
-        .clamp(64 << 10, 8 << 20))
+    let max = usize::try_from(max.unwrap_or(4 << 20)).unwrap_or(usize::MAX);
+    Ok(LoadLimits {
+        statement: (max / 2).clamp(64 << 10, 8 << 20),
+        value: max,
+    })
 }
 
 async fn run_statement(conn: &mut Conn, statement: &Statement) -> Result<()> {
     for set in RestorePlan::session_for(statement) {
         exec(conn, &set, "setting the object's session").await?;
     }
-    let head: String = statement.sql.chars().take(80).collect();
+    let what = match &statement.object {
+        Some((kind, name)) => format!(
+            "creating {} {}",
+            kind.keyword().to_lowercase(),
+            quote_ident(name)
+        ),
+        None => format!(
+            "running `{}…`",
+            statement.sql.chars().take(80).collect::<String>()
+        ),
+    };
     conn.query_drop(&statement.sql).await.map_err(|e| {
         let definer = matches!(&e, mysql_async::Error::Server(s) if s.code == 1227 || s.code == 1449);
-        let err = mysql_error(e, &format!("running `{head}…`"));
+        let err = mysql_error(e, &what);
         if definer {
             err.with_hint("the restoring account may not create objects for another DEFINER: add --skip-definer")
         } else {

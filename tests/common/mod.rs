@@ -359,6 +359,20 @@ pub fn latest_snapshot(repo: &Repo) -> String {
         .to_string()
 }
 
+/// Every file below `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// `CHECKSUM TABLE` of every base table in `db`, by table name.
 pub fn checksums(server: &MariaDb, db: &str) -> Vec<(String, String)> {
     let tables = server.sql(&format!(

@@ -1,0 +1,411 @@
+//! A restore never destroys what it was not asked to replace (issue 12): `--drop-existing`
+//! swaps the live database only once the snapshot is loaded beside it, a failure at any step
+//! leaves it as it was, rows too large for the target's max_allowed_packet go in pieces, and
+//! statements planted in a repository are refused before anything runs.
+
+mod common;
+
+use std::sync::Arc;
+
+use coffer::repo::Repository;
+use coffer::repo::ids::BlobId;
+use coffer::repo::pack::BlobKind;
+use coffer::repo::tree::{ChunkRef, DatabaseTree, TableTree};
+use coffer::repo::writer::BlobStore;
+use common::library::*;
+use common::*;
+
+/// Tables' checksums, views, triggers, routines and events of `db`: what a restore must leave
+/// exactly as it was when it fails.
+fn state(server: &MariaDb, db: &str) -> String {
+    let objects = server.sql(&format!(
+        "SELECT 'table', TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' \
+         UNION ALL SELECT 'trigger', TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{db}' \
+         UNION ALL SELECT 'routine', ROUTINE_NAME, ROUTINE_DEFINITION FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{db}' \
+         UNION ALL SELECT 'event', EVENT_NAME, EVENT_DEFINITION FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{db}' \
+         UNION ALL SELECT 'view', TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{db}' \
+         ORDER BY 1, 2"
+    ));
+    format!("{objects}{:?}", checksums(server, db))
+}
+
+/// Databases and tables a restore made for itself and must not leave behind.
+fn leftovers(server: &MariaDb) -> String {
+    server.sql(
+        "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA LIKE 'coffer\\_restore\\_%' OR TABLE_NAME LIKE 'coffer\\_old\\_%' \
+         UNION ALL SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'coffer\\_restore\\_%'",
+    )
+}
+
+/// The tests of this file look for what any restore left behind on the shared server, so they
+/// run one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn restore(repo: &Repo, server: &MariaDb, extra: &[&str]) -> std::process::Output {
+    let url = server.socket_url();
+    let mut args = vec!["restore", "--mysql", &url];
+    args.extend_from_slice(extra);
+    repo.coffer(&args)
+}
+
+#[test]
+fn drop_existing_replaces_the_live_database_only_once_everything_loaded() {
+    let _serial = one_at_a_time();
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE swap_live; USE swap_live; \
+         CREATE TABLE parent (id INT PRIMARY KEY, name VARCHAR(20)); \
+         CREATE TABLE child (id INT PRIMARY KEY, parent_id INT, FOREIGN KEY (parent_id) REFERENCES parent (id)); \
+         INSERT INTO parent VALUES (1, 'one'), (2, 'two'); INSERT INTO child VALUES (10, 1), (20, 2); \
+         CREATE VIEW v AS SELECT p.name, c.id FROM parent p JOIN child c ON c.parent_id = p.id; \
+         CREATE TRIGGER child_bi BEFORE INSERT ON child FOR EACH ROW SET NEW.id = NEW.id + 0; \
+         CREATE PROCEDURE count_children() SELECT COUNT(*) FROM child;",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "swap_live",
+    ]));
+    let snapshot_state = state(server, "swap_live");
+
+    // The customer breaks their data: rows changed, a table and a view added, the trigger gone.
+    server.sql(
+        "USE swap_live; UPDATE parent SET name = 'broken'; DELETE FROM child WHERE id = 20; \
+         CREATE TABLE scratch (x INT); CREATE VIEW v2 AS SELECT 1 AS one; DROP TRIGGER child_bi; \
+         CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY DO DELETE FROM scratch;",
+    );
+    assert_ne!(state(server, "swap_live"), snapshot_state);
+
+    let out = restore(&repo, server, &["--db", "swap_live", "--drop-existing"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(state(server, "swap_live"), snapshot_state);
+    assert_eq!(
+        leftovers(server),
+        "",
+        "the restore left its own objects behind"
+    );
+    // The foreign key moved with its tables and still holds.
+    assert!(
+        server
+            .try_sql("INSERT INTO swap_live.child VALUES (30, 99)")
+            .is_err(),
+        "the foreign key no longer holds after the swap"
+    );
+    assert_eq!(
+        server.sql("CALL swap_live.count_children()").trim(),
+        "2",
+        "the procedure works on the swapped-in tables"
+    );
+}
+
+#[test]
+fn a_restore_that_fails_while_staging_leaves_the_live_database_as_it_was() {
+    let _serial = one_at_a_time();
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE stage_other; CREATE TABLE stage_other.t (id INT PRIMARY KEY); \
+         CREATE DATABASE stage_live; USE stage_live; CREATE TABLE t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO t VALUES (1, 1), (2, 2); \
+         CREATE VIEW cross_db AS SELECT id FROM stage_other.t;",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "stage_live",
+    ]));
+    // The view's other database is gone now, and the live data moved on.
+    server.sql(
+        "DROP DATABASE stage_other; UPDATE stage_live.t SET v = 42; DROP VIEW stage_live.cross_db;",
+    );
+    let live = state(server, "stage_live");
+
+    let out = restore(&repo, server, &["--db", "stage_live", "--drop-existing"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cross_db") && err.contains("stage_live was not touched"),
+        "the failing view is named and the live database said untouched: {err}"
+    );
+    assert_eq!(
+        state(server, "stage_live"),
+        live,
+        "the live database changed"
+    );
+    assert_eq!(leftovers(server), "");
+
+    // A missing pack is found before the server is touched at all.
+    for pack in files_under(&repo.path().join("data")) {
+        std::fs::remove_file(pack).expect("remove pack");
+    }
+    let out = restore(&repo, server, &["--db", "stage_live", "--drop-existing"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("missing from storage"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(state(server, "stage_live"), live);
+}
+
+#[test]
+fn a_swap_that_fails_is_rolled_back() {
+    let _serial = one_at_a_time();
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE roll_live; USE roll_live; CREATE TABLE t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO t VALUES (1, 1); CREATE TABLE audit (id INT); \
+         CREATE TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW INSERT INTO audit VALUES (NEW.id); \
+         CREATE VIEW v AS SELECT id FROM t; \
+         CREATE EVENT cleanup ON SCHEDULE EVERY 1 DAY DO DELETE FROM audit;",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "roll_live",
+    ]));
+    server.sql(
+        "USE roll_live; DROP EVENT cleanup; UPDATE t SET v = 7; CREATE TABLE extra (x INT); INSERT INTO extra VALUES (5); \
+         SET GLOBAL log_bin_trust_function_creators = 1; \
+         CREATE USER 'restorer'@'localhost' IDENTIFIED BY 'restorer-pw'; \
+         GRANT ALL ON roll_live.* TO 'restorer'@'localhost'; \
+         GRANT ALL ON `coffer\\_restore\\_%`.* TO 'restorer'@'localhost'; \
+         GRANT SET USER ON *.* TO 'restorer'@'localhost'; \
+         REVOKE EVENT ON roll_live.* FROM 'restorer'@'localhost';",
+    );
+    let live = state(server, "roll_live");
+    // The restoring account may do everything in the staging database, but may not create the
+    // snapshot's event in the live one: the swap fails after the tables moved.
+    let url = format!(
+        "mysql://restorer@localhost/?socket={}",
+        server.socket.display()
+    );
+    let out = repo.coffer_env(
+        &[
+            "restore",
+            "--mysql",
+            &url,
+            "--db",
+            "roll_live",
+            "--drop-existing",
+            "--skip-definer",
+        ],
+        &[("COFFER_MYSQL_PASSWORD", "restorer-pw")],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("rolled back"), "{err}");
+    assert_eq!(
+        state(server, "roll_live"),
+        live,
+        "the rollback did not restore the live database"
+    );
+    assert_eq!(leftovers(server), "");
+    // The trigger is attached to the live table again and works.
+    server.sql("INSERT INTO roll_live.t VALUES (2, 2)");
+    assert_eq!(
+        server.sql("SELECT COUNT(*) FROM roll_live.audit").trim(),
+        "1"
+    );
+}
+
+#[test]
+fn rows_larger_than_the_targets_max_allowed_packet_go_in_pieces() {
+    let _serial = one_at_a_time();
+    let source = MariaDb::shared();
+    source.sql(
+        "CREATE DATABASE big_rows; USE big_rows; \
+         CREATE TABLE t (id INT PRIMARY KEY, blob_value LONGBLOB, text_value LONGTEXT, json_value JSON, small INT); \
+         INSERT INTO t VALUES (1, RANDOM_BYTES(1024), 'small', '{}', 1); \
+         INSERT INTO t SELECT 2, REPEAT(UNHEX('00FF27'), 200000), REPEAT('é\\'x', 100000), \
+           CONCAT('{\"k\": \"', REPEAT('v', 400000), '\"}'), 2; \
+         CREATE TABLE too_big (id INT PRIMARY KEY, b LONGBLOB); \
+         INSERT INTO too_big VALUES (1, REPEAT('z', 2 * 1024 * 1024));",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &source.socket_url(),
+        "--include",
+        "big_rows",
+    ]));
+
+    // A target whose max_allowed_packet (1 MiB) is below the row's 1.4 MB of hex.
+    let target = MariaDb::start(None);
+    target.sql("SET GLOBAL max_allowed_packet = 1048576");
+    let out = restore(&repo, &target, &["--db", "big_rows"]);
+    assert!(
+        !out.status.success(),
+        "a 2 MiB value cannot fit a 1 MiB max_allowed_packet"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("too_big") && err.contains("max_allowed_packet") && err.contains("raise"),
+        "the table and the setting to change are named: {err}"
+    );
+    assert_eq!(leftovers(&target), "");
+    assert_eq!(target.sql("SHOW DATABASES LIKE 'big_rows'"), "");
+
+    // With the oversized table gone from the comparison: once the limit allows each value,
+    // pieces carry every row exactly.
+    target.sql("SET GLOBAL max_allowed_packet = 4194304");
+    let out = restore(&repo, &target, &["--db", "big_rows"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        checksums(source, "big_rows"),
+        checksums(&target, "big_rows")
+    );
+}
+
+/// A change to a database's trees, its tables' trees and the data chunks given to its first
+/// table.
+type Forgery = Box<dyn FnOnce(&mut DatabaseTree, &mut Vec<TableTree>, &mut Vec<Vec<u8>>)>;
+
+/// Write a new snapshot whose trees `forge` changed, with the repository key, as someone who
+/// can write to the repository could.
+async fn forge_snapshot(
+    repo: &Arc<Repository>,
+    from_snapshot: &str,
+    db: &str,
+    forge: impl FnOnce(&mut DatabaseTree, &mut Vec<TableTree>, &mut Vec<Vec<u8>>),
+) {
+    let (_, mut snapshot) = repo.find_snapshot(from_snapshot).await.expect("snapshot");
+    let index = repo.load_index().await.expect("index");
+    let entry = snapshot
+        .databases
+        .iter_mut()
+        .find(|d| d.name == db)
+        .expect("database in snapshot");
+    let mut database: DatabaseTree = repo.read_tree(&index, &entry.tree).await.expect("tree");
+    let mut tables = Vec::new();
+    for table in &database.tables {
+        tables.push(
+            repo.read_tree::<TableTree>(&index, &table.tree)
+                .await
+                .expect("table"),
+        );
+    }
+    let mut chunks = Vec::new();
+    forge(&mut database, &mut tables, &mut chunks);
+    let store = BlobStore::new(repo.clone(), &index, 1);
+    let mut sink = store.sink();
+    let mut chunk_ids: Vec<BlobId> = Vec::new();
+    for chunk in chunks {
+        chunk_ids.push(sink.add(BlobKind::Data, chunk).await.expect("chunk"));
+    }
+    if let Some(id) = chunk_ids.first() {
+        tables[0].chunks = vec![ChunkRef {
+            id: *id,
+            rows: 1,
+            first_key: None,
+        }];
+    }
+    for (table, reference) in tables.iter().zip(database.tables.iter_mut()) {
+        let json = serde_json::to_vec(table).expect("json");
+        reference.tree = sink.add(BlobKind::Tree, json).await.expect("tree");
+    }
+    entry.tree = sink
+        .add(BlobKind::Tree, serde_json::to_vec(&database).expect("json"))
+        .await
+        .expect("tree");
+    sink.finish().await.expect("finish");
+    store.finish_run().await.expect("index");
+    snapshot.time = jiff::Timestamp::now();
+    repo.save_snapshot(&snapshot).await.expect("snapshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_planted_in_the_repository_are_refused() {
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE victim; CREATE TABLE victim.keep (id INT PRIMARY KEY); INSERT INTO victim.keep VALUES (1); \
+         CREATE DATABASE forged; USE forged; CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1); \
+         CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.id = NEW.id;",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "forged",
+    ]));
+    let storage =
+        coffer::storage::open_location(&repo.path().display().to_string(), &Default::default())
+            .expect("storage")
+            .storage;
+    let opened = Arc::new(Repository::open(storage, &provider()).await.expect("open"));
+    let victim = state(server, "victim");
+    let original = latest_snapshot(&repo);
+
+    let forgeries: Vec<(&str, Forgery)> = vec![
+        (
+            "more than one statement",
+            Box::new(|_, tables, _| {
+                tables[0].create_sql.push_str("; DROP DATABASE victim");
+            }),
+        ),
+        (
+            "in database \"victim\"",
+            Box::new(|db, _, _| {
+                db.triggers[0].create_sql = "CREATE TRIGGER t_bi BEFORE INSERT ON victim.keep FOR EACH ROW DELETE FROM victim.keep".into();
+            }),
+        ),
+        (
+            "not a name",
+            Box::new(|db, _, _| {
+                db.charset = "utf8mb4; DROP DATABASE victim; --".into();
+            }),
+        ),
+        (
+            "is damaged",
+            Box::new(|_, _, chunks| {
+                chunks.push(b"(1);DROP DATABASE victim;(1)\n".to_vec());
+            }),
+        ),
+    ];
+    for (expected, forge) in forgeries {
+        forge_snapshot(&opened, &original, "forged", forge).await;
+        for command in [
+            vec![
+                "restore",
+                "--mysql",
+                &server.socket_url(),
+                "--db",
+                "forged",
+                "--into",
+                "forged_r",
+            ],
+            vec!["dump", "--db", "forged"],
+        ] {
+            let out = repo.coffer(&command);
+            assert!(!out.status.success(), "{expected}: {command:?} succeeded");
+            assert!(
+                stderr(&out).contains(expected),
+                "{command:?}: expected {expected:?} in {}",
+                stderr(&out)
+            );
+        }
+        assert_eq!(
+            state(server, "victim"),
+            victim,
+            "{expected}: the victim changed"
+        );
+        assert_eq!(server.sql("SHOW DATABASES LIKE 'forged\\_r'"), "");
+    }
+}
