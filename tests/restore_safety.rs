@@ -409,3 +409,20 @@ async fn statements_planted_in_the_repository_are_refused() {
         assert_eq!(server.sql("SHOW DATABASES LIKE 'forged\\_r'"), "");
     }
 }
+
+#[tokio::test]
+async fn the_server_refuses_a_second_statement_in_one_query() {
+    use mysql_async::prelude::Queryable;
+    let server = MariaDb::shared();
+    server.sql("CREATE DATABASE multi; CREATE TABLE multi.keep (id INT);");
+    let mut conn = socket_target(server).connect().await.expect("connect");
+    let result = conn
+        .query_drop("CREATE TABLE multi.planted (id INT); DROP TABLE multi.keep")
+        .await;
+    assert!(result.is_err(), "two statements in one query were run");
+    assert_eq!(
+        server.sql("SHOW TABLES FROM multi"),
+        "keep\n",
+        "neither statement may have run"
+    );
+}
