@@ -298,6 +298,17 @@ mod tests {
                    `é` json,\n  `created` timestamp NULL DEFAULT CURRENT_TIMESTAMP,\n  PRIMARY KEY (`id`),\n  \
                    KEY `k` (`a``b`)\n) ENGINE=InnoDB";
         assert_eq!(create_table_columns(sql), ["id", "a`b", "é", "created"]);
+        // MySQL 8.0.30+ with a generated invisible primary key, as the manual prints it
+        // (create-table-gipks.html).
+        let gipk = "CREATE TABLE `auto_1` (\n  `my_row_id` bigint unsigned NOT NULL AUTO_INCREMENT /*!80023 INVISIBLE */,\n  \
+                    `c1` varchar(50) DEFAULT NULL,\n  `c2` int DEFAULT NULL,\n  PRIMARY KEY (`my_row_id`)\n) \
+                    ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci";
+        assert_eq!(create_table_columns(gipk), ["my_row_id", "c1", "c2"]);
+        // Partitioning in a version comment after the table options.
+        let partitioned = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `date` date NOT NULL\n) ENGINE=InnoDB \
+                           DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci\n/*!50100 PARTITION BY RANGE (year(`date`))\n\
+                           (PARTITION p0 VALUES LESS THAN (2010) ENGINE = InnoDB,\n PARTITION p1 VALUES LESS THAN MAXVALUE ENGINE = InnoDB) */";
+        assert_eq!(create_table_columns(partitioned), ["id", "date"]);
     }
 
     #[test]
