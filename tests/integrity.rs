@@ -46,6 +46,18 @@ fn a_table_with_hidden_columns_fails_its_database_instead_of_losing_them() {
     );
     let listing = ok(repo.coffer(&["ls", "latest"]));
     assert!(listing.contains("FAILED"), "{listing}");
+
+    // A table whose columns information_schema does not list at all is not stored empty.
+    server.sql(
+        "CREATE DATABASE nocols; CREATE TABLE nocols.t (id INT PRIMARY KEY); INSERT INTO nocols.t VALUES (1); \
+         GRANT TRIGGER ON nocols.t TO 'colonly'@'localhost';",
+    );
+    let out = repo.coffer_env(
+        &["backup", "--mysql", &url, "--include", "nocols"],
+        &[("COFFER_MYSQL_PASSWORD", "col-pw")],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lists no column"), "{}", stderr(&out));
 }
 
 #[test]
@@ -245,4 +257,26 @@ fn a_damaged_snapshot_or_index_is_named_and_check_goes_on() {
         report.contains(&damaged_name) && report.contains("checked 2 snapshots"),
         "check names the damaged snapshot and checks the other: {report}"
     );
+
+    // A damaged index file: check names it and still checks every snapshot.
+    let index_file = files_under(&repo.path().join("index"))
+        .into_iter()
+        .next()
+        .expect("an index file");
+    let mut bytes = std::fs::read(&index_file).expect("read");
+    bytes[30] ^= 0x01;
+    std::fs::write(&index_file, &bytes).expect("write");
+    let check = repo.coffer(&["check"]);
+    let report = stdout(&check);
+    assert!(
+        report.contains("index file:") && report.contains("checked 2 snapshots"),
+        "{report}"
+    );
+
+    // An object name coffer never writes is an error, not a crash.
+    std::fs::write(repo.path().join("snapshots/odd"), b"x").expect("write");
+    for args in [vec!["snapshots"], vec!["ls", "latest"], vec!["check"]] {
+        let out = repo.coffer(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+    }
 }

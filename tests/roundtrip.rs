@@ -72,6 +72,7 @@ CREATE TRIGGER parent_bi2 BEFORE INSERT ON parent FOR EACH ROW SET NEW.name = CO
 CREATE TRIGGER parent_bi BEFORE INSERT ON parent FOR EACH ROW PRECEDES parent_bi2 BEGIN SET NEW.name = UPPER(NEW.name); END//
 DELIMITER ;
 SET sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES';
+SET time_zone = '+05:00';
 CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE DO DELETE FROM "fid"."nopk" WHERE a IS NULL;
 SET sql_mode = '';
 "#;
@@ -281,6 +282,11 @@ fn every_object_and_value_round_trips_through_restore_and_dump() {
     assert!(body.contains("FROM `fid_restored`.`values`"), "{body}");
     let event = show_create(server, "EVENT", "fid_restored", "nightly", 3);
     assert!(event.contains("`fid_restored`.\"nopk\""), "{event}");
+    // The event keeps its time zone, so its schedule is not shifted by the restore session's.
+    assert_eq!(
+        show_create(server, "EVENT", "fid_restored", "nightly", 2),
+        "+05:00"
+    );
 
     // Restoring over an existing database is refused unless asked for.
     let refused = repo.coffer(&[

@@ -49,6 +49,9 @@ pub struct StoredObject {
     pub character_set_client: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collation_connection: Option<String>,
+    /// For events: the time zone their schedule is read in (`SHOW CREATE EVENT`'s `time_zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

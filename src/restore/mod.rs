@@ -48,6 +48,8 @@ pub struct Statement {
     pub collation_connection: Option<String>,
     /// Contains `;` inside (routine bodies): a script needs another delimiter around it.
     pub compound: bool,
+    /// For events: the time zone their schedule was written in.
+    pub time_zone: Option<String>,
     /// The stored object it creates, if it creates one.
     pub object: Option<(crate::repo::tree::ObjectKind, String)>,
 }
@@ -59,6 +61,7 @@ impl Statement {
             sql_mode: None,
             collation_connection: None,
             compound: false,
+            time_zone: None,
             object: None,
         }
     }
@@ -78,13 +81,16 @@ pub const LOAD_SESSION: &[&str] = &[
     "SET SESSION FOREIGN_KEY_CHECKS = 0",
     "SET SESSION UNIQUE_CHECKS = 0",
     LOAD_SQL_MODE,
-    "SET SESSION time_zone = '+00:00'",
+    LOAD_TIME_ZONE,
 ];
+
+/// Rows hold timestamps as UTC, as they were dumped.
+const LOAD_TIME_ZONE: &str = "SET SESSION time_zone = '+00:00'";
 
 const LOAD_SQL_MODE: &str = "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES'";
 
 /// Back to the loading session after an object created in its own session.
-const RESET_SESSION: &[&str] = &["SET NAMES utf8mb4", LOAD_SQL_MODE];
+const RESET_SESSION: &[&str] = &["SET NAMES utf8mb4", LOAD_SQL_MODE, LOAD_TIME_ZONE];
 
 /// How large the statements of a load may be.
 #[derive(Debug, Clone, Copy)]
@@ -381,6 +387,7 @@ impl RestorePlan {
             sql_mode: o.sql_mode.clone(),
             collation_connection: o.collation_connection.clone(),
             compound,
+            time_zone: o.time_zone.clone(),
             object: Some((o.kind, o.name.clone())),
         };
         let mut out = Vec::new();
@@ -459,7 +466,10 @@ impl RestorePlan {
 
     /// `SET` statements that undo [`RestorePlan::session_for`] after the statement ran.
     pub fn session_reset_after(statement: &Statement) -> &'static [&'static str] {
-        if statement.sql_mode.is_some() || statement.collation_connection.is_some() {
+        if statement.sql_mode.is_some()
+            || statement.collation_connection.is_some()
+            || statement.time_zone.is_some()
+        {
             RESET_SESSION
         } else {
             &[]
@@ -477,6 +487,9 @@ impl RestorePlan {
                 "SET SESSION collation_connection = {}",
                 quote_str(collation)
             ));
+        }
+        if let Some(zone) = &statement.time_zone {
+            out.push(format!("SET SESSION time_zone = {}", quote_str(zone)));
         }
         out
     }

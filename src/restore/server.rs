@@ -467,6 +467,7 @@ async fn roll_back(
             sql_mode: object.sql_mode.clone(),
             collation_connection: object.collation_connection.clone(),
             compound: true,
+            time_zone: object.time_zone.clone(),
             object: Some((object.kind, object.name.clone())),
         };
         if let Err(e) = run_statement(conn, &statement).await {

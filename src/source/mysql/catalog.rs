@@ -217,6 +217,7 @@ async fn show_create(
         sql_mode: text(&row, "sql_mode"),
         character_set_client: text(&row, "character_set_client"),
         collation_connection: text(&row, "collation_connection"),
+        time_zone: text(&row, "time_zone"),
     })
 }
 
