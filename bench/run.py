@@ -215,10 +215,12 @@ class Bench:
         small_repo = self.work / "repo-one"
         self.coffer_init(small_repo)
         subprocess.run([str(self.coffer), "backup", "--mysql", self.mysql_url(), "--include", mid], env=self.coffer_env(small_repo), check=True, capture_output=True)
-        coffer_restore = lambda repo, into: timed(
-            [str(self.coffer), "restore", "--mysql", self.mysql_url(), "--db", mid, "--into", into, "--drop-existing", "--jobs", str(a.jobs)],
+        coffer_restore = lambda repo, into, binary=self.coffer: timed(
+            [str(binary), "restore", "--mysql", self.mysql_url(), "--db", mid, "--into", into, "--drop-existing", "--jobs", str(a.jobs)],
             env=self.coffer_env(repo))
         restore["coffer_full_repo"] = median(lambda: coffer_restore(repo, "r_coffer"))
+        if a.baseline:
+            restore["coffer_baseline_full_repo"] = median(lambda: coffer_restore(repo, "r_coffer_base", a.baseline))
         restore["coffer_one_db_repo"] = median(lambda: coffer_restore(small_repo, "r_coffer_small"))
         restore["myloader"] = median(lambda: timed(["myloader", f"--socket={self.socket}", "--user=root", "-d", str(self.work / "mydumper-r1"),
                                                     "-s", mid, "-B", "r_myloader", "-o", "-t", str(a.jobs)]))
@@ -272,7 +274,9 @@ def report(r):
                   f"{s['sum_of_mydumper_compressed_dumps'] / 2**20:.1f} MiB of compressed mydumper dumps (ratio {s['ratio']})"]
     x = r["restore_one"]
     lines += ["", f"4. restore of {x['database']}             wall s   x coffer"]
-    for name in ["coffer_full_repo", "coffer_one_db_repo", "myloader", "mysql_client"]:
+    for name in ["coffer_full_repo", "coffer_baseline_full_repo", "coffer_one_db_repo", "myloader", "mysql_client"]:
+        if name not in x:
+            continue
         lines.append(f"   {name:<26} {x[name]['wall_s']:>7.2f}   {x[name]['wall_s'] / x['coffer_full_repo']['wall_s']:>8.2f}")
     lines.append(f"   full repository vs one-database repository: {x['independence_ratio']}x")
     if "metadata_scale" in r:
@@ -292,6 +296,8 @@ def main():
     ap.add_argument("--churn", type=float, default=2.0)
     ap.add_argument("--quick", action="store_true", help="skip the 10x metadata-scale run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    ap.add_argument("--baseline", help="another coffer binary (e.g. the previous release) whose one-study restore is timed "
+                    "on the same data in the same run, for before/after figures")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     bench = Bench(args)

@@ -71,14 +71,7 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
             HumanBytes(table.bytes).to_string()
         );
     }
-    for o in plan
-        .database
-        .views
-        .iter()
-        .chain(&plan.database.routines)
-        .chain(&plan.database.triggers)
-        .chain(&plan.database.events)
-    {
+    for o in plan.database.objects() {
         println!("{:<9} {}", o.kind.keyword().to_lowercase(), o.name);
     }
     for w in &plan.database.warnings {

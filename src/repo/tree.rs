@@ -26,6 +26,17 @@ pub struct DatabaseTree {
     pub warnings: Vec<String>,
 }
 
+impl DatabaseTree {
+    /// Every stored object: routines, views, triggers, events.
+    pub fn objects(&self) -> impl Iterator<Item = &StoredObject> {
+        self.routines
+            .iter()
+            .chain(&self.views)
+            .chain(&self.triggers)
+            .chain(&self.events)
+    }
+}
+
 /// A table as listed in its database tree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableRef {

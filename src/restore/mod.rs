@@ -280,14 +280,7 @@ impl RestorePlan {
                 return Err(format!("table {} has rows but no columns", table.name));
             }
         }
-        let db = &self.database;
-        for object in db
-            .routines
-            .iter()
-            .chain(&db.views)
-            .chain(&db.triggers)
-            .chain(&db.events)
-        {
+        for object in self.database.objects() {
             let sql = self.rewrite(
                 &object.create_sql,
                 object.sql_mode.as_deref(),

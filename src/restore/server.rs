@@ -84,7 +84,13 @@ pub async fn restore_to_server(
         &plan.create_database_named(&staging, false).sql,
         "creating the staging database",
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        e.with_hint(
+            "the restoring account needs to create and drop the staging databases coffer_restore_% \
+             (CREATE and DROP on them, or globally)",
+        )
+    })?;
     let staged = stage(
         &repo,
         &index,
@@ -300,6 +306,7 @@ async fn swap_in(
     // The target's current state, read just before it is changed, for a rollback.
     let old_tables = base_tables_and_views(conn, target).await?;
     let old_objects = catalog::stored_objects(conn, target).await?;
+    let old_charset = database_charset(conn, target).await?;
     let aside: Vec<(String, String)> = old_tables
         .iter()
         .enumerate()
@@ -326,7 +333,7 @@ async fn swap_in(
             Ok(created)
         }
         Err(e) => {
-            let undone = roll_back(conn, plan, staging, &aside, &old_objects).await;
+            let undone = roll_back(conn, plan, staging, &aside, &old_objects, &old_charset).await;
             Err(match undone {
                 Ok(without_definer) if without_definer.is_empty() => e.context(format!(
                     "replacing database {target} failed and was rolled back: it is as it was"
@@ -419,8 +426,20 @@ async fn roll_back(
     staging: &str,
     aside: &[(String, String)],
     old: &StoredObjects,
+    (charset, collation): &(String, String),
 ) -> Result<Vec<String>> {
     let target = &plan.target_name;
+    exec(
+        conn,
+        &format!(
+            "ALTER DATABASE {} CHARACTER SET {} COLLATE {}",
+            quote_ident(target),
+            quote_ident(charset),
+            quote_ident(collation)
+        ),
+        "restoring the database's character set",
+    )
+    .await?;
     let now = catalog::stored_objects(conn, target).await?;
     for object in now
         .triggers
@@ -499,6 +518,18 @@ async fn base_tables_and_views(conn: &mut Conn, db: &str) -> Result<Vec<String>>
     )
     .await
     .map_err(|e| mysql_error(e, &format!("listing the tables of {db}")))
+}
+
+/// The default character set and collation of `db`.
+async fn database_charset(conn: &mut Conn, db: &str) -> Result<(String, String)> {
+    let row: Option<(String, String)> = conn
+        .exec_first(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (db,),
+        )
+        .await
+        .map_err(|e| mysql_error(e, &format!("reading the character set of {db}")))?;
+    row.ok_or_else(|| Error::not_found(format!("database {db} disappeared during the restore")))
 }
 
 async fn database_exists(conn: &mut Conn, name: &str) -> Result<bool> {
