@@ -46,8 +46,6 @@ pub struct Statement {
     /// For stored programs and views: the `sql_mode` and collation they were created with.
     pub sql_mode: Option<String>,
     pub collation_connection: Option<String>,
-    /// Contains `;` inside (routine bodies): a script needs another delimiter around it.
-    pub compound: bool,
     /// For events: the time zone their schedule was written in.
     pub time_zone: Option<String>,
     /// The stored object it creates, if it creates one.
@@ -55,12 +53,28 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// The statement creating `object`, with the session it was created in.
+    pub fn for_object(object: &StoredObject, sql: String) -> Self {
+        Statement {
+            sql,
+            sql_mode: object.sql_mode.clone(),
+            collation_connection: object.collation_connection.clone(),
+            time_zone: object.time_zone.clone(),
+            object: Some((object.kind, object.name.clone())),
+        }
+    }
+
+    /// A stored program (routine, trigger, event), whose body may contain `;`: a script needs
+    /// another delimiter around it.
+    pub fn is_compound(&self) -> bool {
+        matches!(&self.object, Some((kind, _)) if *kind != crate::repo::tree::ObjectKind::View)
+    }
+
     fn plain(sql: String) -> Self {
         Statement {
             sql,
             sql_mode: None,
             collation_connection: None,
-            compound: false,
             time_zone: None,
             object: None,
         }
@@ -124,7 +138,9 @@ fn large_row_statements(
     // Reserve room for the variable references that replace the moved values.
     let reference_len = VALUE_VARIABLE.len() + 40;
     for &i in &by_size {
-        if row_len <= limits.statement {
+        // Values no longer than their reference gain nothing in a variable (and NULL must stay
+        // NULL, not become the string 'NULL'); sorted by size, so none after this one would.
+        if row_len <= limits.statement || spans[i].len() <= reference_len {
             break;
         }
         in_variable[i] = true;
@@ -374,21 +390,13 @@ impl RestorePlan {
 
     /// Routines, views, triggers and events, for creating them in database `into`.
     pub fn object_statements_in(&self, into: &str) -> Vec<Statement> {
-        let db = &self.database;
-        let stored = |o: &StoredObject, compound: bool| Statement {
-            sql: self.rewrite(&o.create_sql, o.sql_mode.as_deref(), into),
-            sql_mode: o.sql_mode.clone(),
-            collation_connection: o.collation_connection.clone(),
-            compound,
-            time_zone: o.time_zone.clone(),
-            object: Some((o.kind, o.name.clone())),
-        };
-        let mut out = Vec::new();
-        out.extend(db.routines.iter().map(|o| stored(o, true)));
-        out.extend(db.views.iter().map(|o| stored(o, false)));
-        out.extend(db.triggers.iter().map(|o| stored(o, true)));
-        out.extend(db.events.iter().map(|o| stored(o, true)));
-        out
+        self.database
+            .objects()
+            .map(|o| {
+                let sql = self.rewrite(&o.create_sql, o.sql_mode.as_deref(), into);
+                Statement::for_object(o, sql)
+            })
+            .collect()
     }
 
     /// Turn a chunk's rows into statements of at most `limits.statement` bytes: multi-row
@@ -485,5 +493,56 @@ impl RestorePlan {
             out.push(format!("SET SESSION time_zone = {}", quote_str(zone)));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(columns: usize) -> TableTree {
+        TableTree {
+            version: 1,
+            name: "t".into(),
+            kind: TableKind::Base,
+            create_sql: "CREATE TABLE `t` (`c0` int)".into(),
+            columns: (0..columns).map(|i| format!("c{i}")).collect(),
+            key_columns: Vec::new(),
+            sequence_next: None,
+            chunks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_large_row_goes_in_pieces_and_short_values_stay_literals() {
+        let big = "ab".repeat(3000);
+        let row = format!("(NULL,1,'{big}',_utf8mb4'{big}',NULL)");
+        let spans = rows::value_spans(row.as_bytes()).expect("row");
+        let limits = LoadLimits {
+            statement: 2048,
+            value: 1 << 20,
+        };
+        let head = "INSERT INTO `t` (`c0`,`c1`,`c2`,`c3`,`c4`) VALUES ";
+        let statements =
+            large_row_statements(&table(5), head, row.as_bytes(), &spans, &limits).expect("fits");
+        assert!(statements.iter().all(|s| s.len() <= limits.statement));
+        let insert = statements
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .find(|s| s.starts_with("INSERT"))
+            .expect("an insert");
+        assert_eq!(
+            insert,
+            format!(
+                "{head}(NULL,1,{VALUE_VARIABLE}2,CONVERT({VALUE_VARIABLE}3 USING utf8mb4),NULL)"
+            )
+        );
+        let too_small = LoadLimits {
+            statement: 2048,
+            value: 100,
+        };
+        let err = large_row_statements(&table(5), head, row.as_bytes(), &spans, &too_small)
+            .expect_err("a value above max_allowed_packet");
+        assert!(err.to_string().contains("column c"), "{err}");
     }
 }

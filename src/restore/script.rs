@@ -68,7 +68,7 @@ pub async fn write_script(
         for set in RestorePlan::session_for(&statement) {
             writeln!(out, "{set};").map_err(io)?;
         }
-        if statement.compound {
+        if statement.is_compound() {
             let delimiter = delimiter_for(&statement.sql);
             writeln!(
                 out,

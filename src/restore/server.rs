@@ -146,7 +146,7 @@ async fn check_plan_is_readable(
             packs.insert(location.pack);
         }
     }
-    let missing: Vec<_> = stream::iter(packs)
+    let existence: Vec<_> = stream::iter(packs)
         .map(|pack| async move {
             let exists = repo.storage().exists(&paths::pack(&pack)).await;
             (pack, exists)
@@ -154,7 +154,7 @@ async fn check_plan_is_readable(
         .buffer_unordered(16)
         .collect()
         .await;
-    for (pack, exists) in missing {
+    for (pack, exists) in existence {
         if !exists? {
             return Err(Error::corrupt(format!(
                 "pack {} holding rows of database {} is missing from storage; nothing was restored",
@@ -481,16 +481,12 @@ async fn roll_back(
     prepare_session(conn, target).await?;
     let mut without_definer = Vec::new();
     for object in old.routines.iter().chain(&old.triggers).chain(&old.events) {
-        let mut statement = Statement {
-            sql: object.create_sql.clone(),
-            sql_mode: object.sql_mode.clone(),
-            collation_connection: object.collation_connection.clone(),
-            compound: true,
-            time_zone: object.time_zone.clone(),
-            object: Some((object.kind, object.name.clone())),
-        };
+        let mut statement = Statement::for_object(object, object.create_sql.clone());
         if let Err(e) = run_statement(conn, &statement).await {
-            if !is_definer_error(&e) {
+            let refused = std::error::Error::source(&e)
+                .and_then(|source| source.downcast_ref::<mysql_async::Error>())
+                .is_some_and(definer_refused);
+            if !refused {
                 return Err(e);
             }
             statement.sql = strip_definer(&statement.sql);
@@ -506,8 +502,8 @@ async fn roll_back(
 }
 
 /// The server refused a DEFINER the account may not set (errors 1227 and 1449).
-fn is_definer_error(e: &Error) -> bool {
-    e.hint().is_some_and(|h| h.contains("--skip-definer"))
+fn definer_refused(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1227 || s.code == 1449)
 }
 
 /// Base tables, sequences and views of `db`.
@@ -617,7 +613,7 @@ async fn run_statement(conn: &mut Conn, statement: &Statement) -> Result<()> {
         ),
     };
     conn.query_drop(&statement.sql).await.map_err(|e| {
-        let definer = matches!(&e, mysql_async::Error::Server(s) if s.code == 1227 || s.code == 1449);
+        let definer = definer_refused(&e);
         let err = mysql_error(e, &what);
         if definer {
             err.with_hint("the restoring account may not create objects for another DEFINER: add --skip-definer")
