@@ -426,3 +426,57 @@ async fn the_server_refuses_a_second_statement_in_one_query() {
         "neither statement may have run"
     );
 }
+
+/// Connections loading one table at once can deadlock on its secondary indexes (CI saw it on
+/// MariaDB 10.11); the loser's statement was rolled back on its own and is run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_loses_a_lock_conflict_is_run_again() {
+    use mysql_async::prelude::Queryable;
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE lock_conflict; CREATE TABLE lock_conflict.t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO lock_conflict.t VALUES (1, 0);",
+    );
+    let target = socket_target(server);
+    let mut holder = target.connect().await.expect("connect");
+    let mut loser = target.connect().await.expect("connect");
+    loser
+        .query_drop("SET SESSION innodb_lock_wait_timeout = 1")
+        .await
+        .expect("timeout");
+    holder
+        .query_drop("START TRANSACTION")
+        .await
+        .expect("begin");
+    holder
+        .query_drop("SELECT * FROM lock_conflict.t WHERE id = 1 FOR UPDATE")
+        .await
+        .expect("lock");
+
+    // Without a retry the statement fails with the server's lock wait timeout.
+    let plain = loser
+        .query_drop("UPDATE lock_conflict.t SET v = 1 WHERE id = 1")
+        .await;
+    assert!(
+        matches!(&plain, Err(mysql_async::Error::Server(e)) if e.code == 1205),
+        "{plain:?}"
+    );
+
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        holder.query_drop("COMMIT").await.expect("commit");
+        holder
+    });
+    coffer::source::mysql::query_retrying_lock_conflicts(
+        &mut loser,
+        b"UPDATE lock_conflict.t SET v = 2 WHERE id = 1",
+        || "updating".to_string(),
+    )
+    .await
+    .expect("the retried statement succeeds once the lock is released");
+    drop(release.await.expect("holder"));
+    assert_eq!(
+        server.sql("SELECT v FROM lock_conflict.t WHERE id = 1").trim(),
+        "2"
+    );
+}

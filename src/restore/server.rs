@@ -30,7 +30,7 @@ use crate::repo::index::Index;
 use crate::repo::tree::ObjectKind;
 use crate::repo::{Repository, paths};
 use crate::source::mysql::catalog::{self, StoredObjects};
-use crate::source::mysql::{MysqlTarget, is_mariadb, mysql_error};
+use crate::source::mysql::{MysqlTarget, is_mariadb, mysql_error, query_retrying_lock_conflicts};
 use crate::sql::{qualified, quote_ident, strip_definer};
 
 /// What a restore did.
@@ -218,9 +218,14 @@ async fn stage(
                 );
                 let table = &plan.tables[item.table].name;
                 for insert in plan.insert_statements(item.table, &data, &limits)? {
-                    conn.query_drop(insert).await.map_err(|e| {
-                        mysql_error(e, &format!("loading rows of table {}", quote_ident(table)))
-                            .with_hint("check the privileges of the restoring account and max_allowed_packet")
+                    query_retrying_lock_conflicts(&mut conn, &insert, || {
+                        format!("loading rows of table {}", quote_ident(table))
+                    })
+                    .await
+                    .map_err(|e| {
+                        e.with_hint(
+                            "check the privileges of the restoring account and max_allowed_packet",
+                        )
                     })?;
                 }
                 rows.fetch_add(item.chunk.rows, Ordering::Relaxed);

@@ -297,6 +297,42 @@ const TRANSIENT_SERVER_CODES: &[u16] = &[
     4031, // disconnected for inactivity (MySQL)
 ];
 
+/// Server errors that roll back only the failed statement's own transaction: a deadlock
+/// (1213) or a lock wait timeout (1205).
+const LOCK_CONFLICT_CODES: &[u16] = &[1205, 1213];
+
+/// Attempts for one autocommit statement that keeps losing lock conflicts.
+const LOCK_CONFLICT_ATTEMPTS: u32 = 8;
+
+/// Run one autocommit statement, retrying it when InnoDB picks it as a deadlock victim or its
+/// lock wait times out. Safe only outside an explicit transaction: then the server rolled back
+/// exactly that statement, and running it again is what it would have done. Connections loading
+/// the same table at once meet such conflicts on its secondary indexes in the normal course.
+pub async fn query_retrying_lock_conflicts(
+    conn: &mut Conn,
+    sql: &[u8],
+    context: impl Fn() -> String,
+) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        match conn.query_drop(sql).await {
+            Ok(()) => return Ok(()),
+            Err(mysql_async::Error::Server(s))
+                if LOCK_CONFLICT_CODES.contains(&s.code) && attempt < LOCK_CONFLICT_ATTEMPTS =>
+            {
+                tracing::debug!(code = s.code, attempt, "{}: lock conflict, trying again", context());
+                // 50 ms doubling, with jitter so that the two losers do not meet again.
+                let mut jitter = [0u8; 1];
+                crate::crypto::fill_random(&mut jitter)?;
+                let millis = (25u64 << attempt) + u64::from(jitter[0] % 64);
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(mysql_error(e, &context())),
+        }
+    }
+}
+
 /// Convert a driver error, with context, classifying what a retry may fix.
 pub fn mysql_error(e: mysql_async::Error, context: &str) -> Error {
     let transient = match &e {
