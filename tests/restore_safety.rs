@@ -444,10 +444,7 @@ async fn a_statement_that_loses_a_lock_conflict_is_run_again() {
         .query_drop("SET SESSION innodb_lock_wait_timeout = 1")
         .await
         .expect("timeout");
-    holder
-        .query_drop("START TRANSACTION")
-        .await
-        .expect("begin");
+    holder.query_drop("START TRANSACTION").await.expect("begin");
     holder
         .query_drop("SELECT * FROM lock_conflict.t WHERE id = 1 FOR UPDATE")
         .await
@@ -476,7 +473,9 @@ async fn a_statement_that_loses_a_lock_conflict_is_run_again() {
     .expect("the retried statement succeeds once the lock is released");
     drop(release.await.expect("holder"));
     assert_eq!(
-        server.sql("SELECT v FROM lock_conflict.t WHERE id = 1").trim(),
+        server
+            .sql("SELECT v FROM lock_conflict.t WHERE id = 1")
+            .trim(),
         "2"
     );
 }

@@ -320,7 +320,12 @@ pub async fn query_retrying_lock_conflicts(
             Err(mysql_async::Error::Server(s))
                 if LOCK_CONFLICT_CODES.contains(&s.code) && attempt < LOCK_CONFLICT_ATTEMPTS =>
             {
-                tracing::debug!(code = s.code, attempt, "{}: lock conflict, trying again", context());
+                tracing::debug!(
+                    code = s.code,
+                    attempt,
+                    "{}: lock conflict, trying again",
+                    context()
+                );
                 // 50 ms doubling, with jitter so that the two losers do not meet again.
                 let mut jitter = [0u8; 1];
                 crate::crypto::fill_random(&mut jitter)?;
