@@ -17,6 +17,7 @@ pub mod restore;
 pub mod source;
 pub mod sql;
 pub mod storage;
+pub mod timespec;
 
 pub use error::{Error, ErrorKind, Result};
 

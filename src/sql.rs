@@ -110,6 +110,72 @@ pub fn create_table_columns(create_sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// A `SHOW CREATE TABLE` statement without its `FOREIGN KEY` constraints, and those
+/// constraint definitions (each `CONSTRAINT \`name\` FOREIGN KEY …`, ready for `ALTER TABLE …
+/// ADD`). The server prints every definition on its own line starting with two spaces, so the
+/// constraints are whole lines; the comma before a removed last definition goes with it.
+pub fn split_foreign_keys(create_sql: &str) -> (String, Vec<String>) {
+    let lines: Vec<&str> = create_sql.lines().collect();
+    // The definitions end at the first line that starts with `)`; table options follow.
+    let end = lines
+        .iter()
+        .skip(1)
+        .position(|l| l.starts_with(')'))
+        .map_or(lines.len(), |p| p + 1);
+    let is_foreign_key = |line: &str| {
+        line.starts_with("  CONSTRAINT ") && line.contains(" FOREIGN KEY (")
+            || line.starts_with("  FOREIGN KEY (")
+    };
+    let mut kept: Vec<String> = Vec::with_capacity(lines.len());
+    let mut foreign_keys = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 && i < end && is_foreign_key(line) {
+            foreign_keys.push(line.trim().trim_end_matches(',').to_string());
+        } else {
+            kept.push((*line).to_string());
+        }
+    }
+    if !foreign_keys.is_empty() {
+        // The last definition kept before the closing line must not end with a comma.
+        let close = end - foreign_keys.len();
+        if close >= 2
+            && let Some(last) = kept.get_mut(close - 1)
+            && let Some(stripped) = last.strip_suffix(',')
+        {
+            *last = stripped.to_string();
+        }
+    }
+    (kept.join("\n"), foreign_keys)
+}
+
+/// A `CREATE TABLE` statement creating the table under `new_name` instead: the first name
+/// after `CREATE TABLE` (as `SHOW CREATE TABLE` prints it, backtick-quoted) is replaced.
+pub fn rename_created_table(create_sql: &str, new_name: &str) -> Option<String> {
+    let start = create_sql.find('`')?;
+    let head = &create_sql[..start];
+    if !head.starts_with("CREATE ") || !head.bytes().all(|b| b.is_ascii_alphabetic() || b == b' ') {
+        return None;
+    }
+    let bytes = create_sql.as_bytes();
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == b'`' {
+            if bytes.get(i + 1) == Some(&b'`') {
+                i += 2;
+                continue;
+            }
+            return Some(format!(
+                "{}{}{}",
+                &create_sql[..start],
+                quote_ident(new_name),
+                &create_sql[i + 1..]
+            ));
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Replace references to schema `from` by `to` in a stored `CREATE` statement or program body.
 ///
 /// A small lexer walks the text, skipping string literals and comments, and rewrites every
@@ -339,5 +405,33 @@ mod tests {
             rename_schema("SELECT 'it''s a.b', `a``x`.t", "a`x", "b", false),
             "SELECT 'it''s a.b', `b`.t"
         );
+    }
+
+    #[test]
+    fn foreign_keys_come_out_of_a_create_table_as_whole_definitions() {
+        let sql = "CREATE TABLE `c` (\n  `id` int NOT NULL,\n  `pid` int DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  KEY `fk_c` (`pid`),\n  CONSTRAINT `fk_c` FOREIGN KEY (`pid`) REFERENCES `p` (`id`) ON DELETE CASCADE,\n  CONSTRAINT `c_chk_1` CHECK ((`pid` > 0)),\n  CONSTRAINT `fk 2` FOREIGN KEY (`pid`) REFERENCES `q` (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+        let (table, keys) = split_foreign_keys(sql);
+        assert_eq!(
+            table,
+            "CREATE TABLE `c` (\n  `id` int NOT NULL,\n  `pid` int DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  KEY `fk_c` (`pid`),\n  CONSTRAINT `c_chk_1` CHECK ((`pid` > 0))\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        );
+        assert_eq!(
+            keys,
+            [
+                "CONSTRAINT `fk_c` FOREIGN KEY (`pid`) REFERENCES `p` (`id`) ON DELETE CASCADE",
+                "CONSTRAINT `fk 2` FOREIGN KEY (`pid`) REFERENCES `q` (`id`)"
+            ]
+        );
+        let plain = "CREATE TABLE `t` (\n  `id` int\n) ENGINE=InnoDB";
+        assert_eq!(split_foreign_keys(plain), (plain.to_string(), Vec::new()));
+    }
+
+    #[test]
+    fn a_created_table_is_renamed_and_nothing_else() {
+        assert_eq!(
+            rename_created_table("CREATE TABLE `a``b` (\n  `a``b` int\n)", "new").as_deref(),
+            Some("CREATE TABLE `new` (\n  `a``b` int\n)")
+        );
+        assert_eq!(rename_created_table("SELECT `x`", "new"), None);
     }
 }

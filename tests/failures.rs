@@ -167,7 +167,7 @@ fn bad_input_gets_a_clear_error_and_leaves_the_repository_untouched() {
 
     let missing = repo.coffer(&["restore", "--mysql", &server.socket_url(), "--db", "nope"]);
     assert!(
-        stderr(&missing).contains("database nope is not in snapshot")
+        stderr(&missing).contains("database nope is not in any snapshot")
             && stderr(&missing).contains("coffer ls"),
         "{}",
         stderr(&missing)

@@ -7,24 +7,40 @@ use indicatif::HumanBytes;
 use coffer::Result;
 use coffer::restore::{RestoreOptions, RestorePlan};
 
-use super::{RepoArg, print_json};
+use coffer::repo::select::ChosenSnapshot;
+
+use super::{RepoArg, SnapshotArgs, print_json};
 
 #[derive(clap::Args)]
 pub struct LsArgs {
     #[command(flatten)]
     repo: RepoArg,
-    /// Snapshot id (prefix) or `latest`.
-    snapshot: String,
+    #[command(flatten)]
+    choice: SnapshotArgs,
+    /// Snapshot id (prefix) or `latest` (the same as --snapshot).
+    #[arg(value_name = "SNAPSHOT", conflicts_with_all = ["snapshot", "at"])]
+    positional_snapshot: Option<String>,
+    /// Database to list the tables of (the same as --db).
+    #[arg(value_name = "DATABASE", conflicts_with = "db")]
+    positional_database: Option<String>,
     /// Database to list the tables of.
-    database: Option<String>,
+    #[arg(long)]
+    db: Option<String>,
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(args: LsArgs) -> Result<ExitCode> {
     let repo = args.repo.open().await?;
-    let (id, snap) = repo.find_snapshot(&args.snapshot).await?;
-    let Some(db) = args.database else {
+    let database = args.db.or(args.positional_database);
+    let mut choice = args.choice;
+    if let Some(snapshot) = args.positional_snapshot {
+        choice.snapshot = Some(snapshot);
+    }
+    let ChosenSnapshot {
+        id, snapshot: snap, ..
+    } = choice.choose(&repo, database.as_deref()).await?;
+    let Some(db) = database else {
         if args.json {
             print_json(&snap.databases)?;
             return Ok(ExitCode::SUCCESS);

@@ -25,6 +25,7 @@ use coffer::crypto::keys::PassphraseProvider;
 use coffer::repo::Repository;
 use coffer::repo::ids::SnapshotId;
 use coffer::repo::index::Index;
+use coffer::repo::select::{ChosenSnapshot, SnapshotSelector};
 use coffer::repo::snapshot::Snapshot;
 use coffer::restore::{RestoreOptions, RestorePlan};
 use coffer::source::mysql::MysqlTarget;
@@ -156,19 +157,58 @@ impl MysqlArg {
     }
 }
 
-/// Which database of which snapshot, and how to rewrite it (restore and dump).
+/// Which snapshot to read: `--snapshot` or `--at` (restore, dump, ls, history).
+#[derive(clap::Args, Clone, Default)]
+pub struct SnapshotArgs {
+    /// Snapshot id (prefix) or `latest` (the default: the newest holding the database).
+    #[arg(long, conflicts_with = "at")]
+    pub snapshot: Option<String>,
+    /// The newest snapshot taken at or before this time: "2026-11-20 14:00" (UTC unless a zone
+    /// is given: "+01:00", "Europe/Berlin"), a date (its 00:00), or a duration back from now
+    /// (3d, 12h).
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+impl SnapshotArgs {
+    /// Choose the snapshot, among those holding `database` when one is named, and say on
+    /// stderr which one it is and why.
+    pub async fn choose(
+        &self,
+        repo: &Repository,
+        database: Option<&str>,
+    ) -> Result<ChosenSnapshot> {
+        let selector = SnapshotSelector::from_args(
+            self.snapshot.as_deref(),
+            self.at.as_deref(),
+            jiff::Timestamp::now(),
+        )?;
+        let chosen = repo.select_snapshot(&selector, database).await?;
+        eprintln!("using {}", chosen.reason);
+        Ok(chosen)
+    }
+}
+
+/// Which database (and tables) of which snapshot, and how to rewrite it (restore and dump).
 #[derive(clap::Args, Clone)]
 pub struct DatabaseArgs {
-    /// Snapshot id (prefix) or `latest`.
-    #[arg(long, default_value = "latest")]
-    pub snapshot: String,
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
     /// Database to restore.
     #[arg(long)]
     pub db: String,
-    /// Create it under this name instead (schema references in views, routines, triggers and
-    /// events are rewritten).
+    /// Only these tables, with their rows and triggers (repeat for several); other tables of
+    /// the database are not touched.
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
+    /// Create the database (or the tables) in this database instead (schema references in
+    /// views, routines, triggers and events are rewritten).
     #[arg(long)]
     pub into: Option<String>,
+    /// Create the one --table under this name (a copy beside the live table: without the
+    /// triggers, whose names the live table keeps).
+    #[arg(long, requires = "tables")]
+    pub into_table: Option<String>,
     /// Create views, routines, triggers and events without their DEFINER (owned by the
     /// restoring account), for accounts without SUPER/SET_USER_ID.
     #[arg(long)]
@@ -183,11 +223,12 @@ impl DatabaseArgs {
         }
     }
 
-    /// Find the snapshot and load the database's plan from it.
+    /// Choose the snapshot and load the database's plan from it, narrowed to `--table`s.
     pub async fn load_plan(&self, repo: &Repository) -> Result<LoadedPlan> {
-        let (id, snapshot) = repo.find_snapshot(&self.snapshot).await?;
+        let ChosenSnapshot { id, snapshot, .. } =
+            self.snapshot.choose(repo, Some(&self.db)).await?;
         let index = repo.load_index().await?;
-        let plan = RestorePlan::load(
+        let mut plan = RestorePlan::load(
             repo,
             &index,
             &snapshot,
@@ -196,6 +237,9 @@ impl DatabaseArgs {
             &self.options(),
         )
         .await?;
+        if !self.tables.is_empty() {
+            plan.select_tables(&self.tables, self.into_table.as_deref())?;
+        }
         Ok(LoadedPlan {
             id,
             snapshot,

@@ -8,6 +8,7 @@
 pub mod ids;
 pub mod index;
 pub mod pack;
+pub mod select;
 pub mod snapshot;
 pub mod tree;
 pub mod writer;

@@ -10,13 +10,17 @@ pub mod rows;
 pub mod script;
 pub mod server;
 pub mod statements;
+pub mod tables;
 
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::index::Index;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{ChunkRef, DatabaseTree, StoredObject, TableKind, TableTree};
-use crate::sql::{column_list, quote_ident, quote_str, rename_schema, strip_definer};
+use crate::sql::{
+    column_list, quote_ident, quote_str, rename_created_table, rename_schema, split_foreign_keys,
+    strip_definer,
+};
 use statements::{CreateKind, check_create};
 
 /// How to rewrite what is restored.
@@ -35,8 +39,23 @@ pub struct RestorePlan {
     pub source_name: String,
     pub target_name: String,
     pub database: DatabaseTree,
+    /// The tables restored: all of the database's, or those [`RestorePlan::select_tables`] chose.
     pub tables: Vec<TableTree>,
+    /// The name each of `tables` is created under (`--into-table` renames one).
+    pub table_targets: Vec<String>,
+    pub scope: RestoreScope,
     skip_definer: bool,
+    snapshot_label: String,
+}
+
+/// What a plan restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreScope {
+    /// The whole database: tables, rows, views, routines, triggers, events.
+    Database,
+    /// Some tables with their rows, foreign keys and triggers; a `renamed` table gets neither
+    /// foreign keys nor triggers, whose names its original keeps in the database.
+    Tables { renamed: bool },
 }
 
 /// A statement and the session it needs.
@@ -253,8 +272,11 @@ impl RestorePlan {
             source_name: db.to_string(),
             target_name,
             database,
+            table_targets: tables.iter().map(|t| t.name.clone()).collect(),
             tables,
+            scope: RestoreScope::Database,
             skip_definer: options.skip_definer,
+            snapshot_label: snapshot_label.to_string(),
         };
         plan.check_statements().map_err(|why| {
             Error::corrupt(format!(
@@ -319,6 +341,71 @@ impl RestorePlan {
         Ok(())
     }
 
+    /// Narrow the plan to the tables `names` (in that order), the first created as `rename`
+    /// when given (only with a single table). A name the snapshot does not hold is an error
+    /// that lists the tables it does.
+    pub fn select_tables(&mut self, names: &[String], rename: Option<&str>) -> Result<()> {
+        if rename.is_some() && names.len() != 1 {
+            return Err(Error::invalid("--into-table renames a single table")
+                .with_hint("give exactly one --table with --into-table"));
+        }
+        if let Some(new) = rename
+            && (new.is_empty() || new.chars().count() > 64)
+        {
+            return Err(Error::invalid(format!(
+                "{new:?} is not a valid table name (1 to 64 characters)"
+            )));
+        }
+        let mut chosen = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(table) = self.tables.iter().find(|t| &t.name == name) else {
+                let mut held: Vec<&str> = self.tables.iter().map(|t| t.name.as_str()).collect();
+                held.sort_unstable();
+                let similar = held.iter().find(|h| h.eq_ignore_ascii_case(name));
+                let listed = if held.len() > 20 {
+                    format!("{}, … ({} in all)", held[..20].join(", "), held.len())
+                } else {
+                    held.join(", ")
+                };
+                return Err(Error::not_found(format!(
+                    "table {name} is not in database {} of snapshot {}",
+                    self.source_name, self.snapshot_label
+                ))
+                .with_hint(match similar {
+                    Some(s) => format!("did you mean {s}? Table names are compared exactly"),
+                    None if held.is_empty() => "the database held no tables then".to_string(),
+                    None => format!("it holds: {listed}"),
+                }));
+            };
+            if !chosen.iter().any(|t: &TableTree| &t.name == name) {
+                chosen.push(table.clone());
+            }
+        }
+        self.table_targets = chosen
+            .iter()
+            .map(|t| rename.map_or_else(|| t.name.clone(), str::to_string))
+            .collect();
+        self.tables = chosen;
+        self.scope = RestoreScope::Tables {
+            renamed: rename.is_some_and(|r| r != names[0]),
+        };
+        Ok(())
+    }
+
+    /// The stored objects this plan creates: all of them for a database; for tables, their
+    /// triggers (none for a renamed table).
+    fn objects_in_scope(&self) -> impl Iterator<Item = &StoredObject> {
+        self.database.objects().filter(move |o| match self.scope {
+            RestoreScope::Database => true,
+            RestoreScope::Tables { renamed: true } => false,
+            RestoreScope::Tables { renamed: false } => {
+                o.kind == crate::repo::tree::ObjectKind::Trigger
+                    && statements::trigger_table(&o.create_sql)
+                        .is_some_and(|t| self.tables.iter().any(|table| table.name == t))
+            }
+        })
+    }
+
     /// A stored object's statement for creating it in database `into`.
     fn rewrite(&self, sql: &str, sql_mode: Option<&str>, into: &str) -> String {
         let ansi_quotes = sql_mode.is_some_and(|m| m.to_ascii_uppercase().contains("ANSI_QUOTES"));
@@ -350,19 +437,32 @@ impl RestorePlan {
     /// Tables and sequences, before any row.
     pub fn table_statements(&self) -> Vec<Statement> {
         let mut out = Vec::new();
-        for table in &self.tables {
-            out.push(Statement::plain(table.create_sql.clone()));
+        for (table, name) in self.tables.iter().zip(&self.table_targets) {
+            out.push(Statement::plain(self.create_table_sql(table, name)));
             if let (TableKind::Sequence, Some(next)) = (table.kind, &table.sequence_next)
                 && !next.is_empty()
                 && next.chars().all(|c| c.is_ascii_digit() || c == '-')
             {
                 out.push(Statement::plain(format!(
                     "SELECT SETVAL({}, {next}, 0)",
-                    quote_ident(&table.name)
+                    quote_ident(name)
                 )));
             }
         }
         out
+    }
+
+    /// A table's stored `CREATE` statement, creating it as `name` (a renamed copy without
+    /// foreign keys).
+    pub fn create_table_sql(&self, table: &TableTree, name: &str) -> String {
+        if table.name == name {
+            return table.create_sql.clone();
+        }
+        // Checked at load to be a CREATE of the table's name, so the first quoted name is it.
+        let renamed = rename_created_table(&table.create_sql, name)
+            .unwrap_or_else(|| table.create_sql.clone());
+        // A renamed copy sits beside its original, whose foreign key names it would repeat.
+        split_foreign_keys(&renamed).0
     }
 
     /// Every data chunk, largest tables first so parallel loading ends together.
@@ -390,8 +490,7 @@ impl RestorePlan {
 
     /// Routines, views, triggers and events, for creating them in database `into`.
     pub fn object_statements_in(&self, into: &str) -> Vec<Statement> {
-        self.database
-            .objects()
+        self.objects_in_scope()
             .map(|o| {
                 let sql = self.rewrite(&o.create_sql, o.sql_mode.as_deref(), into);
                 Statement::for_object(o, sql)
@@ -409,13 +508,13 @@ impl RestorePlan {
         chunk: &[u8],
         limits: &LoadLimits,
     ) -> Result<Vec<Vec<u8>>> {
-        let table = self
-            .tables
-            .get(table)
-            .ok_or_else(|| Error::corrupt("data item names a missing table"))?;
+        let (Some(table), Some(name)) = (self.tables.get(table), self.table_targets.get(table))
+        else {
+            return Err(Error::corrupt("data item names a missing table"));
+        };
         let head = format!(
             "INSERT INTO {} ({}) VALUES ",
-            quote_ident(&table.name),
+            quote_ident(name),
             column_list(&table.columns)
         );
         let mut out = Vec::new();

@@ -78,19 +78,7 @@ pub async fn restore_to_server(
         ));
     }
     let tag = random_tag()?;
-    let staging = format!("coffer_restore_{tag}");
-    exec(
-        &mut conn,
-        &plan.create_database_named(&staging, false).sql,
-        "creating the staging database",
-    )
-    .await
-    .map_err(|e| {
-        e.with_hint(
-            "the restoring account needs to create and drop the staging databases coffer_restore_% \
-             (CREATE and DROP on them, or globally)",
-        )
-    })?;
+    let staging = create_staging(&mut conn, &plan, &tag).await?;
     let staged = stage(
         &repo,
         &index,
@@ -113,21 +101,48 @@ pub async fn restore_to_server(
             "restore into staging database {staging} failed; database {name} was not touched"
         ))),
     };
+    drop_staging(&mut conn, &staging).await;
+    result
+}
+
+/// Create the private staging database `coffer_restore_<tag>` with the snapshot's character set.
+pub(super) async fn create_staging(
+    conn: &mut Conn,
+    plan: &RestorePlan,
+    tag: &str,
+) -> Result<String> {
+    let staging = format!("coffer_restore_{tag}");
+    exec(
+        conn,
+        &plan.create_database_named(&staging, false).sql,
+        "creating the staging database",
+    )
+    .await
+    .map_err(|e| {
+        e.with_hint(
+            "the restoring account needs to create and drop the staging databases coffer_restore_% \
+             (CREATE and DROP on them, or globally)",
+        )
+    })?;
+    Ok(staging)
+}
+
+/// Drop the staging database; a failure is only reported, the restore's outcome stands.
+pub(super) async fn drop_staging(conn: &mut Conn, staging: &str) {
     if let Err(e) = exec(
-        &mut conn,
-        &format!("DROP DATABASE IF EXISTS {}", quote_ident(&staging)),
+        conn,
+        &format!("DROP DATABASE IF EXISTS {}", quote_ident(staging)),
         "dropping the staging database",
     )
     .await
     {
         tracing::warn!(database = %staging, "could not drop the staging database; drop it by hand: {e}");
     }
-    result
 }
 
 /// Every chunk the plan needs is indexed and its pack is in storage: checked before the server
 /// is touched, so a repository that lost a pack fails the restore at once.
-async fn check_plan_is_readable(
+pub(super) async fn check_plan_is_readable(
     repo: &Repository,
     index: &Index,
     plan: &RestorePlan,
@@ -182,14 +197,65 @@ async fn stage(
     for statement in plan.table_statements() {
         run_statement(&mut conn, &statement).await?;
     }
+    let (rows, fetched) = load_rows(
+        repo,
+        index,
+        plan,
+        target,
+        staging,
+        options.jobs,
+        chunks_done,
+    )
+    .await?;
+    // A trial of every view, routine and trigger in the staging database: a missing privilege,
+    // a definer the account may not use or a reference to a database that is gone shows here,
+    // while the target is still untouched. Events are left out: one due now would run.
+    let mut tried = Vec::new();
+    for statement in plan.object_statements_in(staging) {
+        let Some((kind, name)) = statement.object.clone() else {
+            continue;
+        };
+        if kind == ObjectKind::Event {
+            continue;
+        }
+        run_statement(&mut conn, &statement).await?;
+        tried.push((kind, name));
+    }
+    // Views may depend on the views before them: drop in reverse order.
+    for (kind, name) in tried.iter().rev() {
+        drop_object(&mut conn, *kind, staging, name).await?;
+    }
+    Ok(RestoreStats {
+        tables: plan.tables.len() as u64,
+        rows,
+        chunks: chunks_done.load(Ordering::Relaxed),
+        bytes_fetched: fetched,
+        objects: 0,
+        replaced: false,
+    })
+}
+
+/// Load every data chunk of `plan` into the tables already created in `database`, over `jobs`
+/// connections; returns the rows loaded and the bytes of blobs fetched.
+pub(super) async fn load_rows(
+    repo: &Arc<Repository>,
+    index: &Arc<Index>,
+    plan: &Arc<RestorePlan>,
+    target: &MysqlTarget,
+    database: &str,
+    jobs: usize,
+    chunks_done: &Arc<AtomicU64>,
+) -> Result<(u64, u64)> {
+    let mut conn = target.connect().await?;
     let limits = load_limits(&mut conn).await?;
+    drop(conn);
     let queue = Arc::new(Mutex::new(
         plan.data_items().into_iter().collect::<VecDeque<_>>(),
     ));
     let fetched = Arc::new(AtomicU64::new(0));
     let rows = Arc::new(AtomicU64::new(0));
     let mut loaders = tokio::task::JoinSet::new();
-    for _ in 0..options.jobs.max(1) {
+    for _ in 0..jobs.max(1) {
         let (repo, index, plan, queue) = (
             Arc::clone(repo),
             Arc::clone(index),
@@ -202,10 +268,10 @@ async fn stage(
             Arc::clone(chunks_done),
             target.clone(),
         );
-        let staging = staging.to_string();
+        let database = database.to_string();
         loaders.spawn(async move {
             let mut conn = target.connect().await?;
-            prepare_session(&mut conn, &staging).await?;
+            prepare_session(&mut conn, &database).await?;
             exec(&mut conn, "SET NAMES binary", "switching to binary input").await?;
             loop {
                 let Some(item) = queue.lock().await.pop_front() else {
@@ -239,32 +305,10 @@ async fn stage(
             Error::new(ErrorKind::Mysql, "a restore worker stopped unexpectedly").with_source(e)
         })??;
     }
-    // A trial of every view, routine and trigger in the staging database: a missing privilege,
-    // a definer the account may not use or a reference to a database that is gone shows here,
-    // while the target is still untouched. Events are left out: one due now would run.
-    let mut tried = Vec::new();
-    for statement in plan.object_statements_in(staging) {
-        let Some((kind, name)) = statement.object.clone() else {
-            continue;
-        };
-        if kind == ObjectKind::Event {
-            continue;
-        }
-        run_statement(&mut conn, &statement).await?;
-        tried.push((kind, name));
-    }
-    // Views may depend on the views before them: drop in reverse order.
-    for (kind, name) in tried.iter().rev() {
-        drop_object(&mut conn, *kind, staging, name).await?;
-    }
-    Ok(RestoreStats {
-        tables: plan.tables.len() as u64,
-        rows: rows.load(Ordering::Relaxed),
-        chunks: chunks_done.load(Ordering::Relaxed),
-        bytes_fetched: fetched.load(Ordering::Relaxed),
-        objects: 0,
-        replaced: false,
-    })
+    Ok((
+        rows.load(Ordering::Relaxed),
+        fetched.load(Ordering::Relaxed),
+    ))
 }
 
 /// Move the staged tables into the target and create its objects; returns the number of
@@ -512,7 +556,7 @@ fn definer_refused(e: &mysql_async::Error) -> bool {
 }
 
 /// Base tables, sequences and views of `db`.
-async fn base_tables_and_views(conn: &mut Conn, db: &str) -> Result<Vec<String>> {
+pub(super) async fn base_tables_and_views(conn: &mut Conn, db: &str) -> Result<Vec<String>> {
     conn.exec(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
         (db,),
@@ -533,7 +577,7 @@ async fn database_charset(conn: &mut Conn, db: &str) -> Result<(String, String)>
     row.ok_or_else(|| Error::not_found(format!("database {db} disappeared during the restore")))
 }
 
-async fn database_exists(conn: &mut Conn, name: &str) -> Result<bool> {
+pub(super) async fn database_exists(conn: &mut Conn, name: &str) -> Result<bool> {
     let exists: Option<String> = conn
         .exec_first(
             "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
@@ -544,7 +588,12 @@ async fn database_exists(conn: &mut Conn, name: &str) -> Result<bool> {
     Ok(exists.is_some())
 }
 
-async fn drop_object(conn: &mut Conn, kind: ObjectKind, db: &str, name: &str) -> Result<()> {
+pub(super) async fn drop_object(
+    conn: &mut Conn,
+    kind: ObjectKind,
+    db: &str,
+    name: &str,
+) -> Result<()> {
     exec(
         conn,
         &format!("DROP {} IF EXISTS {}", kind.keyword(), qualified(db, name)),
@@ -558,17 +607,17 @@ async fn drop_object(conn: &mut Conn, kind: ObjectKind, db: &str, name: &str) ->
 }
 
 /// 16 random hex digits naming this restore's staging database and set-aside tables.
-fn random_tag() -> Result<String> {
+pub(super) fn random_tag() -> Result<String> {
     let mut bytes = [0u8; 8];
     crate::crypto::fill_random(&mut bytes)?;
     Ok(hex::encode(bytes))
 }
 
-async fn exec(conn: &mut Conn, sql: &str, what: &str) -> Result<()> {
+pub(super) async fn exec(conn: &mut Conn, sql: &str, what: &str) -> Result<()> {
     conn.query_drop(sql).await.map_err(|e| mysql_error(e, what))
 }
 
-async fn prepare_session(conn: &mut Conn, db: &str) -> Result<()> {
+pub(super) async fn prepare_session(conn: &mut Conn, db: &str) -> Result<()> {
     exec(
         conn,
         &format!("USE {}", quote_ident(db)),
@@ -590,7 +639,7 @@ async fn prepare_session(conn: &mut Conn, db: &str) -> Result<()> {
 }
 
 /// Statements at most half of `max_allowed_packet` (at most 8 MiB); values up to all of it.
-async fn load_limits(conn: &mut Conn) -> Result<LoadLimits> {
+pub(super) async fn load_limits(conn: &mut Conn) -> Result<LoadLimits> {
     let max: Option<u64> = conn
         .query_first("SELECT @@max_allowed_packet")
         .await
@@ -602,7 +651,7 @@ async fn load_limits(conn: &mut Conn) -> Result<LoadLimits> {
     })
 }
 
-async fn run_statement(conn: &mut Conn, statement: &Statement) -> Result<()> {
+pub(super) async fn run_statement(conn: &mut Conn, statement: &Statement) -> Result<()> {
     for set in RestorePlan::session_for(statement) {
         exec(conn, &set, "setting the object's session").await?;
     }

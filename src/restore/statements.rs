@@ -71,6 +71,22 @@ pub fn check_create(sql: &str, kind: CreateKind, name: &str, database: &str) -> 
     }
 }
 
+/// The table a `CREATE TRIGGER` statement attaches its trigger to (`None` if it is not one).
+pub fn trigger_table(sql: &str) -> Option<String> {
+    let tokens = tokenize(sql).ok()?;
+    let keyword = tokens
+        .iter()
+        .take(40)
+        .position(|t| is_word(Some(t), "TRIGGER"))?;
+    let mut i = keyword + 1;
+    if is_word(tokens.get(i), "IF") {
+        i += 3;
+    }
+    let (_, _, after) = qualified_name(&tokens, i)?;
+    let on = (after..tokens.len().min(after + 8)).find(|&j| is_word(tokens.get(j), "ON"))?;
+    qualified_name(&tokens, on + 1).map(|(_, table, _)| table)
+}
+
 fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
     let bytes = sql.as_bytes();
     let mut tokens = Vec::new();
@@ -562,5 +578,18 @@ mod tests {
                 "accepted: {sql}"
             );
         }
+    }
+
+    #[test]
+    fn a_trigger_names_its_table() {
+        assert_eq!(
+            trigger_table("CREATE DEFINER=`me`@`localhost` TRIGGER `ins_sum` BEFORE INSERT ON `account` FOR EACH ROW SET @sum = @sum + NEW.amount").as_deref(),
+            Some("account")
+        );
+        assert_eq!(
+            trigger_table("CREATE TRIGGER IF NOT EXISTS tr AFTER UPDATE ON `live`.`t``x` FOR EACH ROW SET @a = 1").as_deref(),
+            Some("t`x")
+        );
+        assert_eq!(trigger_table("CREATE VIEW `v` AS SELECT 1"), None);
     }
 }

@@ -213,6 +213,35 @@ impl MariaDb {
             .unwrap_or_else(|e| panic!("SQL failed: {e}\n{sql}"))
     }
 
+    /// Load a script with the stock client, in `database` when given (as `mariadb DB < file`).
+    pub fn load_script(&self, script: &[u8], database: Option<&str>) -> Result<(), String> {
+        use std::io::Write;
+        let mut args = vec![
+            "--no-defaults".to_string(),
+            format!("--socket={}", self.socket.display()),
+            "-uroot".to_string(),
+        ];
+        args.extend(database.map(str::to_string));
+        let mut client = Command::new("mariadb")
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        client
+            .stdin
+            .take()
+            .ok_or("no stdin")?
+            .write_all(script)
+            .map_err(|e| e.to_string())?;
+        let out = client.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// Root over the Unix socket (no TLS needed on a local socket).
     pub fn socket_url(&self) -> String {
         format!("mysql://root@localhost/?socket={}", self.socket.display())

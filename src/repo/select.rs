@@ -1,0 +1,143 @@
+//! Choosing the snapshot a command reads: by id, the newest, or the newest taken at or before a
+//! point in time, in each case only among snapshots that hold the database asked for.
+
+use jiff::Timestamp;
+
+use super::Repository;
+use super::ids::SnapshotId;
+use super::snapshot::Snapshot;
+use crate::error::{Error, Result};
+
+/// Which snapshot a command reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotSelector {
+    /// The newest (holding the database, when one is named).
+    Latest,
+    /// An id or a unique prefix of one.
+    Id(String),
+    /// The newest taken at or before this time (holding the database, when one is named).
+    At(Timestamp),
+}
+
+impl SnapshotSelector {
+    /// From `--snapshot ID|latest` and `--at TIME|DURATION` (at most one of them is given).
+    pub fn from_args(snapshot: Option<&str>, at: Option<&str>, now: Timestamp) -> Result<Self> {
+        match (snapshot, at) {
+            (Some(_), Some(_)) => Err(Error::invalid("--snapshot and --at both choose a snapshot")
+                .with_hint("give one of them")),
+            (None, Some(at)) => Ok(Self::At(crate::timespec::parse_point_in_time(at, now)?)),
+            (Some(id), None) if id != "latest" => Ok(Self::Id(id.to_string())),
+            _ => Ok(Self::Latest),
+        }
+    }
+}
+
+/// The snapshot chosen, and in words why it is the one (printed for the operator).
+#[derive(Debug)]
+pub struct ChosenSnapshot {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub reason: String,
+}
+
+impl Repository {
+    /// The snapshot `selector` names. With `database`, `latest` and `--at` consider only
+    /// snapshots in which that database was backed up (not failed), so a database that failed
+    /// last night is restored from the night before, and the reason says so.
+    pub async fn select_snapshot(
+        &self,
+        selector: &SnapshotSelector,
+        database: Option<&str>,
+    ) -> Result<ChosenSnapshot> {
+        let holds =
+            |s: &Snapshot| database.is_none_or(|db| s.databases.iter().any(|d| d.name == db));
+        let holding = database.map_or(String::new(), |db| format!(" holding database {db}"));
+        match selector {
+            SnapshotSelector::Id(spec) => {
+                let (id, snapshot) = self.find_snapshot(spec).await?;
+                Ok(ChosenSnapshot {
+                    reason: format!("snapshot {} taken {}, as given", id.short(), snapshot.time),
+                    id,
+                    snapshot,
+                })
+            }
+            SnapshotSelector::Latest => {
+                let all = self.snapshots().await?;
+                let newest = all.last().map(|(id, s)| (id.short(), s.time));
+                let newest_snapshot = all.last().map(|(id, s)| (id.short(), s.clone()));
+                let Some((id, snapshot)) = all.into_iter().rev().find(|(_, s)| holds(s)) else {
+                    return Err(match newest {
+                        None => Error::not_found(format!(
+                            "{} has no snapshots yet",
+                            self.storage().location()
+                        ))
+                        .with_hint("run `coffer backup` first"),
+                        Some(_) => not_held(&newest_snapshot, database.unwrap_or_default()),
+                    });
+                };
+                let skipped = newest
+                    .filter(|(newest_id, _)| *newest_id != id.short())
+                    .map(|(newest_id, time)| {
+                        format!(" (the newer snapshot {newest_id} of {time} does not hold it)")
+                    })
+                    .unwrap_or_default();
+                Ok(ChosenSnapshot {
+                    reason: format!(
+                        "snapshot {} taken {}, the newest{holding}{skipped}",
+                        id.short(),
+                        snapshot.time
+                    ),
+                    id,
+                    snapshot,
+                })
+            }
+            SnapshotSelector::At(at) => {
+                let all = self.snapshots().await?;
+                let oldest_holding = all.iter().find(|(_, s)| holds(s)).map(|(_, s)| s.time);
+                let Some((id, snapshot)) = all
+                    .into_iter()
+                    .rev()
+                    .find(|(_, s)| s.time <= *at && holds(s))
+                else {
+                    let hint = match oldest_holding {
+                        Some(time) => format!("the oldest snapshot{holding} was taken {time}"),
+                        None => "`coffer snapshots` lists the snapshots".to_string(),
+                    };
+                    return Err(Error::not_found(format!(
+                        "no snapshot{holding} was taken at or before {at}"
+                    ))
+                    .with_hint(hint));
+                };
+                Ok(ChosenSnapshot {
+                    reason: format!(
+                        "snapshot {} taken {}, the newest{holding} at or before {at}",
+                        id.short(),
+                        snapshot.time
+                    ),
+                    id,
+                    snapshot,
+                })
+            }
+        }
+    }
+}
+
+/// No snapshot holds `database`: say why the newest does not (it failed there, with the error,
+/// or it was never backed up).
+fn not_held(newest: &Option<(String, Snapshot)>, database: &str) -> Error {
+    let failed = newest.as_ref().and_then(|(id, s)| {
+        s.failed
+            .iter()
+            .find(|f| f.name == database)
+            .map(|f| (id, f))
+    });
+    match failed {
+        Some((id, f)) => Error::not_found(format!(
+            "database {database} failed in snapshot {id} and no snapshot holds it: {}",
+            f.error
+        ))
+        .with_hint("fix the cause and run `coffer backup` again"),
+        None => Error::not_found(format!("database {database} is not in any snapshot"))
+            .with_hint("`coffer ls` lists the databases of the newest snapshot"),
+    }
+}
