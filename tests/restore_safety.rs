@@ -479,3 +479,62 @@ async fn a_statement_that_loses_a_lock_conflict_is_run_again() {
         "2"
     );
 }
+
+/// Table and row restores stage in the same private database and leave nothing behind,
+/// whether they succeed or fail; a failure after the move takes the moved tables out again.
+#[test]
+fn table_and_row_restores_leave_nothing_behind() {
+    let _serial = one_at_a_time();
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE scoped; USE scoped; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10)); \
+         INSERT INTO t VALUES (1, 'a'), (2, 'b'); \
+         CREATE TABLE u (id INT PRIMARY KEY); \
+         CREATE TRIGGER u_bi BEFORE INSERT ON u FOR EACH ROW SET NEW.id = NEW.id;",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "scoped",
+    ]));
+    server.sql("DELETE FROM scoped.t WHERE id = 1;");
+    ok(restore(
+        &repo,
+        server,
+        &["--db", "scoped", "--table", "t", "--into", "scoped_copy"],
+    ));
+    ok(restore(
+        &repo,
+        server,
+        &["--db", "scoped", "--table", "t", "--where", "id = 1"],
+    ));
+    let bad = restore(
+        &repo,
+        server,
+        &["--db", "scoped", "--table", "t", "--where", "nope = 1"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(leftovers(server), "");
+
+    // A trigger name already taken in the target database fails the restore after the move:
+    // the table moved in is taken out again and the database is as it was.
+    server.sql("CREATE DATABASE scoped_taken; CREATE TABLE scoped_taken.other (id INT); \
+                CREATE TRIGGER scoped_taken.u_bi BEFORE INSERT ON scoped_taken.other FOR EACH ROW SET NEW.id = NEW.id;");
+    let before = state(server, "scoped_taken");
+    let taken = restore(
+        &repo,
+        server,
+        &["--db", "scoped", "--table", "u", "--into", "scoped_taken"],
+    );
+    assert_eq!(taken.status.code(), Some(1), "{}", stderr(&taken));
+    assert!(
+        stderr(&taken).contains("is as it was"),
+        "{}",
+        stderr(&taken)
+    );
+    assert_eq!(state(server, "scoped_taken"), before);
+    assert_eq!(leftovers(server), "");
+}

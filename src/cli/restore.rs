@@ -9,10 +9,15 @@ use indicatif::HumanBytes;
 
 use coffer::Result;
 use coffer::restore::RestoreScope;
+use coffer::restore::matching::{OnConflict, RowsDestination, RowsRequest, restore_rows};
 use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
 use coffer::restore::tables::restore_tables;
 
-use super::{DatabaseArgs, MysqlArg, RepoArg, progress_bar, spawn_ticker};
+use coffer::repo::Repository;
+use coffer::source::mysql::MysqlTarget;
+use coffer::storage::metered::Traffic;
+
+use super::{DatabaseArgs, LoadedPlan, MysqlArg, RepoArg, print_json, progress_bar, spawn_ticker};
 
 #[derive(clap::Args)]
 pub struct RestoreArgs {
@@ -29,6 +34,40 @@ pub struct RestoreArgs {
     /// Connections loading rows at once.
     #[arg(long, short = 'j', default_value_t = 4)]
     jobs: usize,
+    /// Only the rows of the one --table for which this SQL condition is true, as the server
+    /// evaluates it on the table as it was (collations, dates, NULL and functions included).
+    #[arg(long = "where", value_name = "EXPR", requires = "tables")]
+    where_: Option<String>,
+    /// With --where: what to do with a matching row whose key the live table already holds.
+    #[arg(long, value_enum, default_value_t = ConflictArg::Fail, requires = "where_")]
+    on_conflict: ConflictArg,
+    /// With --where: write the matching rows as INSERT statements to this file (`-` for stdout)
+    /// instead of into the live table. The table is named unqualified unless --into is given.
+    #[arg(long, value_name = "FILE", requires = "where_")]
+    to_sql: Option<std::path::PathBuf>,
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ConflictArg {
+    /// Overwrite the live row with the snapshot's.
+    Replace,
+    /// Keep the live row.
+    Skip,
+    /// Write nothing if any matching row's key is taken.
+    Fail,
+}
+
+impl From<ConflictArg> for OnConflict {
+    fn from(arg: ConflictArg) -> Self {
+        match arg {
+            ConflictArg::Replace => OnConflict::Replace,
+            ConflictArg::Skip => OnConflict::Skip,
+            ConflictArg::Fail => OnConflict::Fail,
+        }
+    }
 }
 
 pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
@@ -44,6 +83,9 @@ pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
         ));
     }
     let loaded = args.source.load_plan(&repo).await?;
+    if let Some(expression) = &args.where_ {
+        return run_rows(&args, expression, loaded, &target, &repo, &traffic).await;
+    }
     let (id, index, plan) = (loaded.id, Arc::new(loaded.index), Arc::new(loaded.plan));
     let total = plan.data_items().len() as u64;
     let done = Arc::new(AtomicU64::new(0));
@@ -127,6 +169,129 @@ pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
         println!(
             "the renamed copy has no triggers or foreign keys: their names belong to the original table"
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--where`: the matching rows into the live table, or as SQL.
+async fn run_rows(
+    args: &RestoreArgs,
+    expression: &str,
+    loaded: LoadedPlan,
+    target: &MysqlTarget,
+    repo: &Arc<Repository>,
+    traffic: &Traffic,
+) -> Result<ExitCode> {
+    let LoadedPlan {
+        id, index, plan, ..
+    } = loaded;
+    let started = std::time::Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut file_out;
+    let mut stdout_out;
+    let destination = match &args.to_sql {
+        None => RowsDestination::LiveTable(args.on_conflict.into()),
+        Some(path) => {
+            let out: &mut dyn std::io::Write = if path.as_os_str() == "-" {
+                stdout_out = std::io::BufWriter::new(std::io::stdout().lock());
+                &mut stdout_out
+            } else {
+                file_out = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| {
+                    coffer::Error::invalid(format!("creating {}", path.display())).with_source(e)
+                })?);
+                &mut file_out
+            };
+            RowsDestination::Sql {
+                out,
+                database: args.source.into.clone(),
+            }
+        }
+    };
+    let to_sql = args.to_sql.is_some();
+    let sql_on_stdout = args.to_sql.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let outcome = restore_rows(
+        Arc::clone(repo),
+        Arc::new(index),
+        &plan,
+        target,
+        RowsRequest {
+            expression,
+            destination,
+            jobs: args.jobs,
+        },
+        done,
+    )
+    .await?;
+    let bytes_read = traffic.bytes_read.load(Ordering::Relaxed);
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Summary<'a> {
+            snapshot: String,
+            database: &'a str,
+            table: &'a str,
+            target_database: &'a str,
+            target_table: &'a str,
+            #[serde(rename = "where")]
+            expression: &'a str,
+            #[serde(flatten)]
+            outcome: &'a coffer::restore::matching::RowsOutcome,
+            bytes_read_from_storage: u64,
+            seconds: f64,
+        }
+        let summary = Summary {
+            snapshot: id.to_string(),
+            database: &args.source.db,
+            table: &plan.tables[0].name,
+            target_database: &plan.target_name,
+            target_table: &plan.table_targets[0],
+            expression,
+            outcome: &outcome,
+            bytes_read_from_storage: bytes_read,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if sql_on_stdout {
+            // stdout holds the SQL; the summary goes to stderr.
+            let text = serde_json::to_string_pretty(&summary)
+                .map_err(|e| coffer::Error::invalid("encoding the JSON output").with_source(e))?;
+            eprintln!("{text}");
+        } else {
+            print_json(&summary)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("{}", outcome.chunk_choice);
+    let summary = if to_sql {
+        format!(
+            "wrote {} matching rows of {}.{} from snapshot {} as SQL",
+            outcome.matched,
+            args.source.db,
+            plan.tables[0].name,
+            id.short()
+        )
+    } else {
+        format!(
+            "restored rows of {}.{} from snapshot {} into {}.{} on {}: {} matched, {} inserted, {} replaced, {} skipped",
+            args.source.db,
+            plan.tables[0].name,
+            id.short(),
+            plan.target_name,
+            plan.table_targets[0],
+            target.describe(),
+            outcome.matched,
+            outcome.inserted,
+            outcome.replaced,
+            outcome.skipped
+        )
+    };
+    let line = format!(
+        "{summary}; {} read from storage, {:.1}s",
+        HumanBytes(bytes_read),
+        started.elapsed().as_secs_f64()
+    );
+    if sql_on_stdout {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,8 @@
 //! views (in dependency order), triggers (after the rows, so they do not fire on them), events.
 //! Only that database's blobs are read, each by byte range.
 
+pub mod matching;
+pub mod pin;
 pub mod rows;
 pub mod script;
 pub mod server;
@@ -34,7 +36,7 @@ pub struct RestoreOptions {
 }
 
 /// A database loaded from a snapshot, ready to be turned into statements.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RestorePlan {
     pub source_name: String,
     pub target_name: String,
@@ -89,7 +91,7 @@ impl Statement {
         matches!(&self.object, Some((kind, _)) if *kind != crate::repo::tree::ObjectKind::View)
     }
 
-    fn plain(sql: String) -> Self {
+    pub(crate) fn plain(sql: String) -> Self {
         Statement {
             sql,
             sql_mode: None,
@@ -508,13 +510,27 @@ impl RestorePlan {
         chunk: &[u8],
         limits: &LoadLimits,
     ) -> Result<Vec<Vec<u8>>> {
+        self.insert_statements_into(table, chunk, limits, None)
+    }
+
+    /// [`RestorePlan::insert_statements`] naming the table qualified with `database` when given.
+    pub fn insert_statements_into(
+        &self,
+        table: usize,
+        chunk: &[u8],
+        limits: &LoadLimits,
+        database: Option<&str>,
+    ) -> Result<Vec<Vec<u8>>> {
         let (Some(table), Some(name)) = (self.tables.get(table), self.table_targets.get(table))
         else {
             return Err(Error::corrupt("data item names a missing table"));
         };
         let head = format!(
             "INSERT INTO {} ({}) VALUES ",
-            quote_ident(name),
+            match database {
+                Some(db) => crate::sql::qualified(db, name),
+                None => quote_ident(name),
+            },
             column_list(&table.columns)
         );
         let mut out = Vec::new();

@@ -11,10 +11,10 @@ use crate::sql::quote_ident;
 /// Largest statement written: loads into any server whose max_allowed_packet is at least
 /// 1 MiB (defaults: MariaDB 16 MiB, MySQL 64 MiB, their clients 16 MiB); larger values are
 /// assembled from pieces of this size.
-const SCRIPT_STATEMENT_LIMIT: usize = 1 << 20;
+pub(super) const SCRIPT_STATEMENT_LIMIT: usize = 1 << 20;
 /// Largest value a script can carry (the protocol's limit; the loading server's
 /// max_allowed_packet may be lower, which it reports itself).
-const SCRIPT_VALUE_LIMIT: usize = 1 << 30;
+pub(super) const SCRIPT_VALUE_LIMIT: usize = 1 << 30;
 
 /// A client delimiter that does not occur anywhere in `sql`, so the client cannot end the
 /// statement early (stored statements are checked, but the delimiter must not depend on it).

@@ -97,7 +97,11 @@ pub async fn restore_tables(
 
 /// Which of `names` exist in `database` as tables or views (compared by the server, so its
 /// `lower_case_table_names` decides).
-async fn existing_tables(conn: &mut Conn, database: &str, names: &[String]) -> Result<Vec<String>> {
+pub(super) async fn existing_tables(
+    conn: &mut Conn,
+    database: &str,
+    names: &[String],
+) -> Result<Vec<String>> {
     let mut taken = Vec::new();
     for name in names {
         let found: Option<String> = conn

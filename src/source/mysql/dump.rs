@@ -348,3 +348,66 @@ async fn store_chunk(
         first_key,
     })
 }
+
+/// The rows of `db`.`table` (the columns given, ordered by `order_by`) in coffer's row text,
+/// exactly as a dump writes them: for handing selected rows back as SQL. The connection's
+/// session time zone must be UTC, as during a dump.
+pub async fn rows_as_text(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    columns: &[String],
+    order_by: &[String],
+) -> Result<Vec<Vec<u8>>> {
+    let listed = catalog::columns_by_table(conn, db).await?;
+    let info = listed.get(table).ok_or_else(|| {
+        Error::not_found(format!("table {} has no columns", qualified(db, table)))
+    })?;
+    let kinds = columns
+        .iter()
+        .map(|name| {
+            info.iter()
+                .find(|c| &c.name == name)
+                .map(|c| ColumnKind::from_data_type(&c.data_type))
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "column {name} is missing from {}",
+                        qualified(db, table)
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let order = if order_by.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", column_list(order_by))
+    };
+    conn.query_drop("SET character_set_results = NULL")
+        .await
+        .map_err(|e| mysql_error(e, "switching to binary results"))?;
+    let select = format!(
+        "SELECT {} FROM {}{order}",
+        column_list(columns),
+        qualified(db, table)
+    );
+    let context = || format!("reading rows of {}", qualified(db, table));
+    let mut result = conn
+        .exec_iter(select, ())
+        .await
+        .map_err(|e| mysql_error(e, &context()))?;
+    let mut rows = Vec::new();
+    while let Some(row) = result
+        .next()
+        .await
+        .map_err(|e| mysql_error(e, &context()))?
+    {
+        let mut text = Vec::new();
+        push_row(&mut text, &kinds, &row.unwrap_raw());
+        rows.push(text);
+    }
+    drop(result);
+    conn.query_drop("SET character_set_results = utf8mb4")
+        .await
+        .map_err(|e| mysql_error(e, "switching back to text results"))?;
+    Ok(rows)
+}
