@@ -11,6 +11,7 @@ use indicatif::{HumanBytes, ProgressBar};
 use coffer::backup::{BackupObserver, BackupOptions, DatabaseOutcome, LiveCounters, run_backup};
 use coffer::{Error, Result};
 
+use super::audit::{AuditTrail, Audited, check_reason};
 use super::{MysqlArg, RepoArg, progress_bar};
 
 #[derive(clap::Args)]
@@ -31,6 +32,9 @@ pub struct BackupArgs {
     /// Label for the snapshot (repeatable).
     #[arg(long)]
     tag: Vec<String>,
+    /// Why this backup is taken (kept in the audit log).
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 fn compile_globs(globs: &[String]) -> Result<Vec<glob::Pattern>> {
@@ -52,7 +56,12 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         tags: args.tag,
         ..Default::default()
     };
+    check_reason(&args.reason)?;
     let repo = args.repo.open().await?;
+    let trail = AuditTrail::start(&repo, "backup", args.reason.clone(), |r| {
+        r.server = Some(target.describe());
+    })
+    .await?;
 
     let counters = Arc::new(LiveCounters::default());
     let bar = progress_bar(
@@ -76,10 +85,26 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
             }
         })
     };
-    let result = run_backup(repo, &target, &options, observer, counters).await;
+    let result = run_backup(Arc::clone(&repo), &target, &options, observer, counters).await;
     ticker.abort();
     bar.finish_and_clear();
-    let report = result?;
+    let report = trail
+        .finish(result.map(|report| {
+            let s = &report.snapshot;
+            let audited = Audited {
+                snapshot: Some(report.snapshot_id.to_string()),
+                target_database: None,
+                counts: [
+                    ("databases".to_string(), s.databases.len() as u64),
+                    ("databases_failed".to_string(), s.failed.len() as u64),
+                    ("tables".to_string(), s.stats.tables),
+                    ("rows".to_string(), s.stats.rows),
+                ]
+                .into(),
+            };
+            (report, audited)
+        }))
+        .await?;
     let s = &report.snapshot;
     println!(
         "snapshot {} saved: {} databases, {} tables, {} rows, {} read, {} stored new ({} new blobs), {:.1}s",

@@ -2,6 +2,7 @@
 //! library), and what the commands share: repository and server arguments, secrets from the
 //! environment or a prompt, progress bars and JSON output. Only this layer prints.
 
+pub mod audit;
 pub mod backup;
 pub mod check;
 pub mod dump;
@@ -60,6 +61,8 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Verify that the repository is complete and undamaged.
     Check(check::CheckArgs),
+    /// The audit log: every backup, restore and dump, who ran it, when and why.
+    Audit(audit::AuditArgs),
 }
 
 /// Exit code of a backup that stored a snapshot in which some databases failed.
@@ -76,6 +79,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Restore(args) => restore::run(args, matches).await,
         Command::Dump(args) => dump::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
     }
 }
 

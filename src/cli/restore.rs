@@ -17,6 +17,7 @@ use coffer::repo::Repository;
 use coffer::source::mysql::MysqlTarget;
 use coffer::storage::metered::Traffic;
 
+use super::audit::{AuditTrail, Audited, check_reason};
 use super::{DatabaseArgs, LoadedPlan, MysqlArg, RepoArg, print_json, progress_bar, spawn_ticker};
 
 #[derive(clap::Args)]
@@ -48,6 +49,9 @@ pub struct RestoreArgs {
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Why this restore is done (a ticket number), kept in the audit log.
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,7 +76,28 @@ impl From<ConflictArg> for OnConflict {
 
 pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
     let target = args.mysql.target(matches)?;
+    check_reason(&args.reason)?;
     let (repo, traffic) = args.repo.open_metered().await?;
+    let trail = AuditTrail::start(&repo, "restore", args.reason.clone(), |r| {
+        r.database = Some(args.source.db.clone());
+        r.tables = args.source.tables.clone();
+        r.where_ = args.where_.clone();
+        r.server = Some(target.describe());
+        if args.to_sql.is_none() {
+            r.target_database = Some(args.source.into.clone().unwrap_or(args.source.db.clone()));
+        }
+    })
+    .await?;
+    let result = restore(&args, &target, &repo, &traffic).await;
+    trail.finish(result).await
+}
+
+async fn restore(
+    args: &RestoreArgs,
+    target: &MysqlTarget,
+    repo: &Arc<Repository>,
+    traffic: &Traffic,
+) -> Result<(ExitCode, Audited)> {
     if args.drop_existing && !args.source.tables.is_empty() {
         return Err(coffer::Error::invalid(
             "--drop-existing with --table: replacing a live table is not supported yet",
@@ -82,9 +107,9 @@ pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
              or put back only rows with --where",
         ));
     }
-    let loaded = args.source.load_plan(&repo).await?;
+    let loaded = args.source.load_plan(repo).await?;
     if let Some(expression) = &args.where_ {
-        return run_rows(&args, expression, loaded, &target, &repo, &traffic).await;
+        return run_rows(args, expression, loaded, target, repo, traffic).await;
     }
     let (id, index, plan) = (loaded.id, Arc::new(loaded.index), Arc::new(loaded.plan));
     let total = plan.data_items().len() as u64;
@@ -98,10 +123,10 @@ pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
     let result = match plan.scope {
         RestoreScope::Database => {
             restore_to_server(
-                Arc::clone(&repo),
+                Arc::clone(repo),
                 index,
                 Arc::clone(&plan),
-                &target,
+                target,
                 &ServerRestoreOptions {
                     drop_existing: args.drop_existing,
                     jobs: args.jobs,
@@ -112,10 +137,10 @@ pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
         }
         RestoreScope::Tables { .. } => {
             restore_tables(
-                Arc::clone(&repo),
+                Arc::clone(repo),
                 index,
                 Arc::clone(&plan),
-                &target,
+                target,
                 args.jobs,
                 done,
             )
@@ -170,7 +195,17 @@ pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
             "the renamed copy has no triggers or foreign keys: their names belong to the original table"
         );
     }
-    Ok(ExitCode::SUCCESS)
+    let audited = Audited {
+        snapshot: Some(id.to_string()),
+        target_database: Some(plan.target_name.clone()),
+        counts: [
+            ("tables".to_string(), stats.tables),
+            ("rows".to_string(), stats.rows),
+            ("objects".to_string(), stats.objects),
+        ]
+        .into(),
+    };
+    Ok((ExitCode::SUCCESS, audited))
 }
 
 /// `--where`: the matching rows into the live table, or as SQL.
@@ -181,7 +216,7 @@ async fn run_rows(
     target: &MysqlTarget,
     repo: &Arc<Repository>,
     traffic: &Traffic,
-) -> Result<ExitCode> {
+) -> Result<(ExitCode, Audited)> {
     let LoadedPlan {
         id, index, plan, ..
     } = loaded;
@@ -257,7 +292,10 @@ async fn run_rows(
         } else {
             print_json(&summary)?;
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok((
+            ExitCode::SUCCESS,
+            rows_audited(&id, &plan, &outcome, to_sql),
+        ));
     }
     eprintln!("{}", outcome.chunk_choice);
     let summary = if to_sql {
@@ -293,5 +331,27 @@ async fn run_rows(
     } else {
         println!("{line}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok((
+        ExitCode::SUCCESS,
+        rows_audited(&id, &plan, &outcome, to_sql),
+    ))
+}
+
+fn rows_audited(
+    id: &coffer::repo::ids::SnapshotId,
+    plan: &coffer::restore::RestorePlan,
+    outcome: &coffer::restore::matching::RowsOutcome,
+    to_sql: bool,
+) -> Audited {
+    Audited {
+        snapshot: Some(id.to_string()),
+        target_database: (!to_sql).then(|| plan.target_name.clone()),
+        counts: [
+            ("matched".to_string(), outcome.matched),
+            ("inserted".to_string(), outcome.inserted),
+            ("replaced".to_string(), outcome.replaced),
+            ("skipped".to_string(), outcome.skipped),
+        ]
+        .into(),
+    }
 }

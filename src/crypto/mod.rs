@@ -52,6 +52,7 @@ pub enum Role {
     PackHeader,
     Index,
     Snapshot,
+    Audit,
 }
 
 impl Role {
@@ -63,6 +64,7 @@ impl Role {
             Role::PackHeader => b"coffer.v1.pack-header",
             Role::Index => b"coffer.v1.index",
             Role::Snapshot => b"coffer.v1.snapshot",
+            Role::Audit => b"coffer.v1.audit",
         }
     }
 }

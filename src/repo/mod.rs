@@ -5,6 +5,7 @@
 //! keeps a repository consistent after a crash at any point is: packs, then the index files that
 //! name them, then the snapshot that refers to their blobs (see docs/FORMAT.md).
 
+pub mod audit;
 pub mod ids;
 pub mod index;
 pub mod pack;
@@ -105,6 +106,7 @@ pub mod paths {
     pub const DATA: &str = "data/";
     pub const INDEX: &str = "index/";
     pub const SNAPSHOTS: &str = "snapshots/";
+    pub const AUDIT: &str = "audit/";
 
     /// `data/<first two hex digits>/<pack id>`: fans packs out over 256 folders.
     pub fn pack(id: &super::PackId) -> String {
