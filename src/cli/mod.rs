@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backup;
 pub mod check;
 pub mod dump;
+pub mod history;
 pub mod init;
 pub mod ls;
 pub mod restore;
@@ -61,7 +62,9 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Verify that the repository is complete and undamaged.
     Check(check::CheckArgs),
-    /// The audit log: every backup, restore and dump, who ran it, when and why.
+    /// How the rows of a table matching a condition looked in each snapshot.
+    History(history::HistoryArgs),
+    /// The audit log: every backup, restore, dump and history, who ran it, when and why.
     Audit(audit::AuditArgs),
 }
 
@@ -79,6 +82,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Restore(args) => restore::run(args, matches).await,
         Command::Dump(args) => dump::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::History(args) => history::run(args, matches).await,
         Command::Audit(args) => audit::run(args).await,
     }
 }

@@ -6,6 +6,7 @@
 //! views (in dependency order), triggers (after the rows, so they do not fire on them), events.
 //! Only that database's blobs are read, each by byte range.
 
+pub mod history;
 pub mod matching;
 pub mod pin;
 pub mod rows;
@@ -289,6 +290,36 @@ impl RestorePlan {
                  Restore from another snapshot and find out who can write to the repository",
             )
         })?;
+        Ok(plan)
+    }
+
+    /// A plan of the single table `table` of `database`, created under `created_as` (for
+    /// reading rows back without restoring: `history`). Stored statements are checked as in
+    /// [`RestorePlan::load`].
+    pub fn for_table(
+        database: DatabaseTree,
+        table: TableTree,
+        created_as: &str,
+        snapshot_label: &str,
+    ) -> Result<Self> {
+        let mut plan = RestorePlan {
+            source_name: database.name.clone(),
+            target_name: database.name.clone(),
+            table_targets: vec![table.name.clone()],
+            tables: vec![table],
+            database,
+            scope: RestoreScope::Database,
+            skip_definer: true,
+            snapshot_label: snapshot_label.to_string(),
+        };
+        plan.check_statements().map_err(|why| {
+            Error::corrupt(format!(
+                "database {} in snapshot {snapshot_label}: {why}",
+                plan.source_name
+            ))
+        })?;
+        let name = plan.tables[0].name.clone();
+        plan.select_tables(&[name], Some(created_as))?;
         Ok(plan)
     }
 

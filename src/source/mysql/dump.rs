@@ -349,7 +349,8 @@ async fn store_chunk(
     })
 }
 
-/// The rows of `db`.`table` (the columns given, ordered by `order_by`) in coffer's row text,
+/// The rows of `db`.`table` (the columns given, ordered by `order_by`) in coffer's row text
+/// (one `(…)` per row, without the newline),
 /// exactly as a dump writes them: for handing selected rows back as SQL. The connection's
 /// session time zone must be UTC, as during a dump.
 pub async fn rows_as_text(
@@ -403,6 +404,9 @@ pub async fn rows_as_text(
     {
         let mut text = Vec::new();
         push_row(&mut text, &kinds, &row.unwrap_raw());
+        if text.last() == Some(&b'\n') {
+            text.pop();
+        }
         rows.push(text);
     }
     drop(result);
