@@ -7,9 +7,9 @@ Starts a private MariaDB, generates an EDC estate (bench/generate.py), then meas
      (every table selected and discarded over the same number of connections);
   2. a second backup after a few percent of the studies changed a little;
   3. repository size after K snapshots with churn vs the sum of K compressed mydumper dumps;
-  4. restore of one mid-size study (median of 5 runs each): coffer vs myloader vs `mariadb < dump.sql`,
-     and coffer from a repository holding only that study vs the full repository (independence of
-     repository size);
+  4. restore of one mid-size study and of the largest study (median of 5 runs each): coffer vs
+     myloader vs `mariadb < dump.sql`, and coffer from a repository holding only the mid-size study
+     vs the full repository (independence of repository size);
   5. peak memory and per-table cost of a backup of 10x as many (small) databases.
 Prints a table of ratios and writes everything to a JSON file. Machines are noisy: compare the
 ratios, not the seconds.
@@ -207,31 +207,14 @@ class Bench:
             "ratio": round(dir_size(repo) / mydumper_total, 3),
         }
 
-        log("4. restore of one mid-size study")
         sizes = self.sql(f"SELECT TABLE_SCHEMA, SUM(DATA_LENGTH) s FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE '{prefix}%' "
                          "GROUP BY TABLE_SCHEMA ORDER BY s").strip().split("\n")
         mid = sizes[len(sizes) // 2 + len(sizes) // 4].split("\t")[0] if len(sizes) > 4 else dbs[0]
-        restore = {"database": mid}
-        small_repo = self.work / "repo-one"
-        self.coffer_init(small_repo)
-        subprocess.run([str(self.coffer), "backup", "--mysql", self.mysql_url(), "--include", mid], env=self.coffer_env(small_repo), check=True, capture_output=True)
-        coffer_restore = lambda repo, into, binary=self.coffer: timed(
-            [str(binary), "restore", "--mysql", self.mysql_url(), "--db", mid, "--into", into, "--drop-existing", "--jobs", str(a.jobs)],
-            env=self.coffer_env(repo))
-        restore["coffer_full_repo"] = median(lambda: coffer_restore(repo, "r_coffer"))
-        if a.baseline:
-            restore["coffer_baseline_full_repo"] = median(lambda: coffer_restore(repo, "r_coffer_base", a.baseline))
-        restore["coffer_one_db_repo"] = median(lambda: coffer_restore(small_repo, "r_coffer_small"))
-        restore["myloader"] = median(lambda: timed(["myloader", f"--socket={self.socket}", "--user=root", "-d", str(self.work / "mydumper-r1"),
-                                                    "-s", mid, "-B", "r_myloader", "-o", "-t", str(a.jobs)]))
-
-        def mysql_client():
-            self.sql("DROP DATABASE IF EXISTS r_mysql; CREATE DATABASE r_mysql")
-            return timed(f"mariadb --no-defaults --socket={self.socket} -uroot r_mysql < {dumps / (mid + '.sql')}", shell=True)
-
-        restore["mysql_client"] = median(mysql_client)
-        restore["independence_ratio"] = round(restore["coffer_full_repo"]["wall_s"] / restore["coffer_one_db_repo"]["wall_s"], 2)
-        self.results["restore_one"] = restore
+        largest = sizes[-1].split("\t")[0]
+        log(f"4. restore of one mid-size study ({mid})")
+        self.results["restore_one"] = self.restore_study(repo, dumps, mid, one_db_repo=True)
+        log(f"4b. restore of the largest study ({largest})")
+        self.results["restore_largest"] = self.restore_study(repo, dumps, largest, one_db_repo=False)
 
         if not a.quick:
             log("5. metadata scale: 10x the databases, small")
@@ -245,6 +228,42 @@ class Bench:
             self.results["metadata_scale"] = {"coffer": r, "mydumper": self.mydumper(self.work / "mydumper-tiny", "tiny_", True)}
             self.results["metadata_scale"]["mydumper"]["ms_per_table"] = round(1000 * self.results["metadata_scale"]["mydumper"]["wall_s"] / tables, 2)
         return self.results
+
+
+    def restore_study(self, repo, dumps, db, one_db_repo):
+        """One study restored by coffer (and the --baseline binary), myloader and the mariadb client, median of 5."""
+        a = self.args
+        restore = {"database": db}
+        def coffer_restore(repo, into, binary=self.coffer):
+            # Into a database that does not exist, as for myloader and the client below.
+            self.sql(f"DROP DATABASE IF EXISTS {into}")
+            return timed([str(binary), "restore", "--mysql", self.mysql_url(), "--db", db, "--into", into, "--jobs", str(a.jobs)],
+                         env=self.coffer_env(repo))
+
+        restore["coffer_full_repo"] = median(lambda: coffer_restore(repo, "r_coffer"))
+        if a.baseline and one_db_repo:
+            restore["coffer_baseline_full_repo"] = median(lambda: coffer_restore(repo, "r_coffer_base", a.baseline))
+        if one_db_repo:
+            small_repo = self.work / f"repo-{db}"
+            self.coffer_init(small_repo)
+            subprocess.run([str(self.coffer), "backup", "--mysql", self.mysql_url(), "--include", db], env=self.coffer_env(small_repo),
+                           check=True, capture_output=True)
+            restore["coffer_one_db_repo"] = median(lambda: coffer_restore(small_repo, "r_coffer_small"))
+            restore["independence_ratio"] = round(restore["coffer_full_repo"]["wall_s"] / restore["coffer_one_db_repo"]["wall_s"], 2)
+
+        def myloader():
+            self.sql("DROP DATABASE IF EXISTS r_myloader")
+            return timed(["myloader", f"--socket={self.socket}", "--user=root", "-d", str(self.work / "mydumper-r1"),
+                          "-s", db, "-B", "r_myloader", "-o", "-t", str(a.jobs)])
+
+        restore["myloader"] = median(myloader)
+
+        def mysql_client():
+            self.sql("DROP DATABASE IF EXISTS r_mysql; CREATE DATABASE r_mysql")
+            return timed(f"mariadb --no-defaults --socket={self.socket} -uroot r_mysql < {dumps / (db + '.sql')}", shell=True)
+
+        restore["mysql_client"] = median(mysql_client)
+        return restore
 
 
 def machine():
@@ -272,13 +291,17 @@ def report(r):
     s = r["after_snapshots"]
     lines += ["", f"3. after {s['snapshots']} snapshots: coffer repository {s['coffer_repo_bytes'] / 2**20:.1f} MiB vs "
                   f"{s['sum_of_mydumper_compressed_dumps'] / 2**20:.1f} MiB of compressed mydumper dumps (ratio {s['ratio']})"]
-    x = r["restore_one"]
-    lines += ["", f"4. restore of {x['database']}             wall s   x coffer"]
-    for name in ["coffer_full_repo", "coffer_baseline_full_repo", "coffer_one_db_repo", "myloader", "mysql_client"]:
-        if name not in x:
+    for key, what in [("restore_one", "restore of"), ("restore_largest", "restore of the largest,")]:
+        if key not in r:
             continue
-        lines.append(f"   {name:<26} {x[name]['wall_s']:>7.2f}   {x[name]['wall_s'] / x['coffer_full_repo']['wall_s']:>8.2f}")
-    lines.append(f"   full repository vs one-database repository: {x['independence_ratio']}x")
+        x = r[key]
+        lines += ["", f"4. {what} {x['database']}             wall s   x coffer"]
+        for name in ["coffer_full_repo", "coffer_baseline_full_repo", "coffer_one_db_repo", "myloader", "mysql_client"]:
+            if name not in x:
+                continue
+            lines.append(f"   {name:<26} {x[name]['wall_s']:>7.2f}   {x[name]['wall_s'] / x['coffer_full_repo']['wall_s']:>8.2f}")
+        if "independence_ratio" in x:
+            lines.append(f"   full repository vs one-database repository: {x['independence_ratio']}x")
     if "metadata_scale" in r:
         m = r["metadata_scale"]
         lines += ["", f"5. {r['estate']['databases'] * 10} small databases: coffer {m['coffer']['wall_s']:.1f} s, peak {m['coffer']['peak_mib']:.0f} MiB, "

@@ -428,9 +428,9 @@ async fn the_server_refuses_a_second_statement_in_one_query() {
 }
 
 /// Connections loading one table at once can deadlock on its secondary indexes (CI saw it on
-/// MariaDB 10.11); the loser's statement was rolled back on its own and is run again.
+/// MariaDB 10.11); the loser's transaction is rolled back and run again as a whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_that_loses_a_lock_conflict_is_run_again() {
+async fn a_transaction_that_loses_a_lock_conflict_is_run_again() {
     use mysql_async::prelude::Queryable;
     let server = MariaDb::shared();
     server.sql(
@@ -464,19 +464,24 @@ async fn a_statement_that_loses_a_lock_conflict_is_run_again() {
         holder.query_drop("COMMIT").await.expect("commit");
         holder
     });
-    coffer::source::mysql::query_retrying_lock_conflicts(
+    coffer::source::mysql::transaction_retrying_lock_conflicts(
         &mut loser,
-        b"UPDATE lock_conflict.t SET v = 2 WHERE id = 1",
+        &[
+            "INSERT INTO lock_conflict.t VALUES (2, 2)",
+            "UPDATE lock_conflict.t SET v = 2 WHERE id = 1",
+        ],
         || "updating".to_string(),
     )
     .await
     .expect("the retried statement succeeds once the lock is released");
     drop(release.await.expect("holder"));
+    // The whole transaction ran once: the insert before the conflicting update was rolled
+    // back with it and not repeated.
     assert_eq!(
         server
-            .sql("SELECT v FROM lock_conflict.t WHERE id = 1")
+            .sql("SELECT GROUP_CONCAT(v ORDER BY id) FROM lock_conflict.t")
             .trim(),
-        "2"
+        "2,2"
     );
 }
 

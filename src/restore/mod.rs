@@ -516,6 +516,27 @@ impl RestorePlan {
         items
     }
 
+    /// [`RestorePlan::data_items`] in the order `stripes` loaders should take them: each table's
+    /// chunks dealt out from `stripes` evenly spaced points of its key range, so that loaders
+    /// working on one table at once append to different parts of its B-tree instead of all
+    /// contending for its last page.
+    pub fn data_items_striped(&self, stripes: usize) -> Vec<DataItem> {
+        let stripes = stripes.max(1);
+        let mut out = Vec::new();
+        for item_group in self.data_items().chunk_by(|a, b| a.table == b.table) {
+            let n = item_group.len();
+            let per = n.div_ceil(stripes);
+            for offset in 0..per {
+                for stripe in 0..stripes {
+                    if let Some(item) = item_group.get(stripe * per + offset) {
+                        out.push(item.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Routines, views, triggers and events, after the rows.
     pub fn object_statements(&self) -> Vec<Statement> {
         self.object_statements_in(&self.target_name)
@@ -645,6 +666,48 @@ impl RestorePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loaders_start_on_evenly_spaced_chunks_of_a_table() {
+        let mut t = table(1);
+        t.chunks = (0..8)
+            .map(|i| ChunkRef {
+                id: crate::repo::ids::BlobId([i; 32]),
+                rows: 1,
+                first_key: None,
+            })
+            .collect();
+        let plan = RestorePlan {
+            source_name: "d".into(),
+            target_name: "d".into(),
+            database: DatabaseTree {
+                version: 1,
+                name: "d".into(),
+                charset: "utf8mb4".into(),
+                collation: "utf8mb4_bin".into(),
+                tables: Vec::new(),
+                views: Vec::new(),
+                routines: Vec::new(),
+                triggers: Vec::new(),
+                events: Vec::new(),
+                warnings: Vec::new(),
+            },
+            table_targets: vec!["t".into()],
+            tables: vec![t],
+            scope: RestoreScope::Database,
+            skip_definer: false,
+            snapshot_label: "s".into(),
+        };
+        let order = |stripes| {
+            plan.data_items_striped(stripes)
+                .iter()
+                .map(|i| i.chunk.id.0[0])
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(4), [0, 2, 4, 6, 1, 3, 5, 7]);
+        assert_eq!(order(3), [0, 3, 6, 1, 4, 7, 2, 5]);
+        assert_eq!(order(1), [0, 1, 2, 3, 4, 5, 6, 7]);
+    }
 
     fn table(columns: usize) -> TableTree {
         TableTree {

@@ -297,29 +297,48 @@ const TRANSIENT_SERVER_CODES: &[u16] = &[
     4031, // disconnected for inactivity (MySQL)
 ];
 
-/// Server errors that roll back only the failed statement's own transaction: a deadlock
-/// (1213) or a lock wait timeout (1205).
+/// Lock conflicts after which the same transaction may succeed: a deadlock (1213) or a lock
+/// wait timeout (1205).
 const LOCK_CONFLICT_CODES: &[u16] = &[1205, 1213];
 
-/// Attempts for one autocommit statement that keeps losing lock conflicts.
+/// Attempts for one transaction that keeps losing lock conflicts.
 const LOCK_CONFLICT_ATTEMPTS: u32 = 8;
 
-/// Run one autocommit statement, retrying it when InnoDB picks it as a deadlock victim or its
-/// lock wait times out. Safe only outside an explicit transaction: then the server rolled back
-/// exactly that statement, and running it again is what it would have done. Connections loading
-/// the same table at once meet such conflicts on its secondary indexes in the normal course.
-pub async fn query_retrying_lock_conflicts(
+/// Run `statements` as one transaction (a single statement on its own, autocommitted; several
+/// between `START TRANSACTION` and `COMMIT`), running it again when InnoDB picks it as a
+/// deadlock victim or a lock wait times out. Connections loading the same table at once meet
+/// such conflicts on its secondary indexes in the normal course. After a conflict the
+/// transaction is rolled back explicitly (a lock wait timeout rolls back only the statement by
+/// default), so every attempt starts from nothing.
+pub async fn transaction_retrying_lock_conflicts<S: AsRef<[u8]>>(
     conn: &mut Conn,
-    sql: &[u8],
+    statements: &[S],
     context: impl Fn() -> String,
 ) -> Result<()> {
     let mut attempt = 1;
     loop {
-        match conn.query_drop(sql).await {
+        let single = statements.len() == 1;
+        let outcome = async {
+            if !single {
+                conn.query_drop("START TRANSACTION").await?;
+            }
+            for statement in statements {
+                conn.query_drop(statement.as_ref()).await?;
+            }
+            if !single {
+                conn.query_drop("COMMIT").await?;
+            }
+            Ok::<_, mysql_async::Error>(())
+        }
+        .await;
+        match outcome {
             Ok(()) => return Ok(()),
             Err(mysql_async::Error::Server(s))
                 if LOCK_CONFLICT_CODES.contains(&s.code) && attempt < LOCK_CONFLICT_ATTEMPTS =>
             {
+                conn.query_drop("ROLLBACK")
+                    .await
+                    .map_err(|e| mysql_error(e, &context()))?;
                 tracing::debug!(
                     code = s.code,
                     attempt,
@@ -333,7 +352,11 @@ pub async fn query_retrying_lock_conflicts(
                 tokio::time::sleep(Duration::from_millis(millis)).await;
                 attempt += 1;
             }
-            Err(e) => return Err(mysql_error(e, &context())),
+            Err(e) => {
+                // Leave no half transaction behind on a connection that may be used again.
+                let _ = conn.query_drop("ROLLBACK").await;
+                return Err(mysql_error(e, &context()));
+            }
         }
     }
 }
