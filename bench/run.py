@@ -253,8 +253,10 @@ class Bench:
 
         def myloader():
             self.sql("DROP DATABASE IF EXISTS r_myloader")
+            # -e: write the binary log like every other tool here (myloader skips it by default,
+            # which a server with replicas or point-in-time recovery cannot accept).
             return timed(["myloader", f"--socket={self.socket}", "--user=root", "-d", str(self.work / "mydumper-r1"),
-                          "-s", db, "-B", "r_myloader", "-o", "-t", str(a.jobs)])
+                          "-s", db, "-B", "r_myloader", "-o", "-e", "-t", str(a.jobs)])
 
         restore["myloader"] = median(myloader)
 

@@ -543,3 +543,157 @@ fn table_and_row_restores_leave_nothing_behind() {
     assert_eq!(state(server, "scoped_taken"), before);
     assert_eq!(leftovers(server), "");
 }
+
+/// `--table T --drop-existing` replaces a live parent and a live child table: rows, triggers
+/// and foreign keys as in the snapshot, the other tables' foreign keys still pointing at the
+/// (new) parent and enforced, nothing left behind.
+#[test]
+fn drop_existing_replaces_live_tables_and_keeps_the_references_to_them() {
+    let _serial = one_at_a_time();
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE repl; USE repl; \
+         CREATE TABLE patients (id INT PRIMARY KEY, name VARCHAR(20)); \
+         INSERT INTO patients SELECT seq, CONCAT('p', seq) FROM seq_1_to_50; \
+         CREATE TABLE visits (id INT PRIMARY KEY, patient_id INT NOT NULL, KEY (patient_id), \
+           CONSTRAINT visits_patient FOREIGN KEY (patient_id) REFERENCES patients (id)); \
+         INSERT INTO visits SELECT seq, 1 + seq % 50 FROM seq_1_to_200; \
+         CREATE TABLE log (n INT AUTO_INCREMENT PRIMARY KEY, what VARCHAR(20)); \
+         CREATE TRIGGER visits_ai AFTER INSERT ON visits FOR EACH ROW INSERT INTO log (what) VALUES ('visit');",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "repl",
+    ]));
+    let then = checksums(server, "repl");
+    server.sql(
+        "USE repl; DELETE FROM visits WHERE id > 100; UPDATE patients SET name = 'broken'; \
+         DROP TRIGGER visits_ai; CREATE TRIGGER visits_bi BEFORE INSERT ON visits FOR EACH ROW SET NEW.id = NEW.id;",
+    );
+    let log_before = checksums(server, "repl")
+        .into_iter()
+        .find(|(t, _)| t == "log")
+        .expect("log");
+
+    let refused = restore(&repo, server, &["--db", "repl", "--table", "patients"]);
+    assert!(
+        stderr(&refused).contains("--drop-existing"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // The parent: the child's foreign key follows to the restored table and is enforced.
+    let out = ok(restore(
+        &repo,
+        server,
+        &["--db", "repl", "--table", "patients", "--drop-existing"],
+    ));
+    assert!(out.contains("replacing the existing tables"), "{out}");
+    let sums = checksums(server, "repl");
+    assert_eq!(
+        sums.iter().find(|(t, _)| t == "patients"),
+        then.iter().find(|(t, _)| t == "patients")
+    );
+    assert_eq!(
+        server.sql("SELECT REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = 'repl'").trim(),
+        "patients"
+    );
+    let orphan = server.try_sql("INSERT INTO repl.visits VALUES (9999, 9999)");
+    assert!(orphan.is_err_and(|e| e.contains("foreign key constraint fails")));
+    assert_eq!(leftovers(server), "");
+
+    // The child: its rows, its foreign key and its trigger as in the snapshot, the live
+    // trigger gone; the other tables untouched.
+    ok(restore(
+        &repo,
+        server,
+        &["--db", "repl", "--table", "visits", "--drop-existing"],
+    ));
+    let sums = checksums(server, "repl");
+    assert_eq!(
+        sums.iter().find(|(t, _)| t == "visits"),
+        then.iter().find(|(t, _)| t == "visits")
+    );
+    assert_eq!(sums.iter().find(|(t, _)| t == "log"), Some(&log_before));
+    assert_eq!(
+        server.sql("SELECT GROUP_CONCAT(TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'repl'").trim(),
+        "visits_ai"
+    );
+    assert_eq!(
+        server.sql("SELECT CONCAT(TABLE_NAME, '>', REFERENCED_TABLE_NAME) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = 'repl'").trim(),
+        "visits>patients"
+    );
+    assert_eq!(leftovers(server), "");
+}
+
+/// A replacement that fails after the swap (a trigger name taken by another table) is undone
+/// step by step: the live tables, their triggers, their foreign keys and the foreign keys that
+/// reference them are as they were.
+#[test]
+fn a_table_replacement_that_fails_after_the_swap_is_undone() {
+    let _serial = one_at_a_time();
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE repl_fail; USE repl_fail; \
+         CREATE TABLE patients (id INT PRIMARY KEY); INSERT INTO patients VALUES (1), (2); \
+         CREATE TABLE visits (id INT PRIMARY KEY, patient_id INT, KEY (patient_id), \
+           CONSTRAINT v_p FOREIGN KEY (patient_id) REFERENCES patients (id)); \
+         INSERT INTO visits VALUES (1, 1), (2, 2); \
+         CREATE TABLE notes (id INT PRIMARY KEY, patient_id INT, KEY (patient_id), \
+           CONSTRAINT n_p FOREIGN KEY (patient_id) REFERENCES patients (id)); \
+         CREATE TRIGGER patients_bi BEFORE INSERT ON patients FOR EACH ROW SET NEW.id = NEW.id;",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "repl_fail",
+    ]));
+    // Live: the patients trigger is now another table's, so the snapshot's cannot be created.
+    server.sql(
+        "USE repl_fail; DROP TRIGGER patients_bi; INSERT INTO patients VALUES (3); \
+         CREATE TRIGGER patients_bi BEFORE INSERT ON notes FOR EACH ROW SET NEW.id = NEW.id; \
+         CREATE TRIGGER patients_au AFTER UPDATE ON patients FOR EACH ROW SET @x = 1;",
+    );
+    let before = state(server, "repl_fail");
+    let references = || {
+        server.sql(
+            "SELECT CONCAT(TABLE_NAME, '>', REFERENCED_TABLE_NAME) FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = 'repl_fail' ORDER BY 1",
+        )
+    };
+    let references_before = references();
+    let failed = restore(
+        &repo,
+        server,
+        &[
+            "--db",
+            "repl_fail",
+            "--table",
+            "patients",
+            "--drop-existing",
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("is as it was"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(
+        stderr(&failed).contains("creating trigger `patients_bi`"),
+        "{}",
+        stderr(&failed)
+    );
+    assert_eq!(state(server, "repl_fail"), before);
+    assert_eq!(references(), references_before);
+    let orphan = server.try_sql("INSERT INTO repl_fail.visits VALUES (9, 9)");
+    assert!(orphan.is_err_and(|e| e.contains("foreign key constraint fails")));
+    assert_eq!(leftovers(server), "");
+}

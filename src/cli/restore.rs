@@ -28,9 +28,10 @@ pub struct RestoreArgs {
     mysql: MysqlArg,
     #[command(flatten)]
     source: DatabaseArgs,
-    /// Replace the target database if it exists (otherwise restore refuses). The snapshot is
-    /// loaded beside it first; the live database is swapped only once everything loaded.
-    #[arg(long)]
+    /// Replace the target database, or with --table the target tables, if they exist
+    /// (otherwise restore refuses). The snapshot is loaded beside them first; the live ones are
+    /// swapped only once everything loaded.
+    #[arg(long, conflicts_with = "where_")]
     drop_existing: bool,
     /// Connections loading rows at once.
     #[arg(long, short = 'j', default_value_t = 4)]
@@ -98,15 +99,6 @@ async fn restore(
     repo: &Arc<Repository>,
     traffic: &Traffic,
 ) -> Result<(ExitCode, Audited)> {
-    if args.drop_existing && !args.source.tables.is_empty() {
-        return Err(coffer::Error::invalid(
-            "--drop-existing with --table: replacing a live table is not supported yet",
-        )
-        .with_hint(
-            "restore it beside the live one with --into-table NEW (or into another database with --into) and swap by hand; \
-             or put back only rows with --where",
-        ));
-    }
     let loaded = args.source.load_plan(repo).await?;
     if let Some(expression) = &args.where_ {
         return run_rows(args, expression, loaded, target, repo, traffic).await;
@@ -141,7 +133,10 @@ async fn restore(
                 index,
                 Arc::clone(&plan),
                 target,
-                args.jobs,
+                &ServerRestoreOptions {
+                    drop_existing: args.drop_existing,
+                    jobs: args.jobs,
+                },
                 done,
             )
             .await
@@ -176,10 +171,10 @@ async fn restore(
         "restored {what} from snapshot {} into {}{} on {}: {} tables, {} rows, {} objects, {} of row data, {} read from storage in {} requests, {:.1}s",
         id.short(),
         plan.target_name,
-        if stats.replaced {
-            " (replacing the existing database)"
-        } else {
-            ""
+        match (stats.replaced, plan.scope) {
+            (false, _) => "",
+            (true, RestoreScope::Database) => " (replacing the existing database)",
+            (true, RestoreScope::Tables { .. }) => " (replacing the existing tables)",
         },
         target.describe(),
         stats.tables,

@@ -11,9 +11,12 @@
 //! columns, keys and rows but neither foreign keys nor triggers, whose names belong to the
 //! original.
 //!
-//! A target table that exists is refused before anything is written: replacing a live table
-//! would also re-point the foreign keys of the tables that reference it, which this release
-//! does not do (restore it beside the live one with `--into-table` and swap by hand).
+//! A target table that exists is refused before anything is written, unless `--drop-existing`:
+//! then the same `RENAME TABLE` sets it aside (`coffer_old_<hex>_<n>`, same database), its
+//! triggers and foreign keys are dropped (their names are unique per database), the foreign
+//! keys of other tables, which followed it to its set-aside name, are pointed at the restored
+//! table, and only when all of that and the new table's keys and triggers are in place is it
+//! dropped. A failure on the way undoes each step in reverse.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,11 +28,13 @@ use super::server::{
     RestoreStats, check_plan_is_readable, create_staging, database_exists, drop_object,
     drop_staging, exec, load_rows, prepare_session, random_tag, run_statement,
 };
+use super::statements::trigger_table;
 use super::{RestorePlan, RestoreScope, Statement};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;
 use crate::repo::index::Index;
 use crate::repo::tree::ObjectKind;
+use crate::source::mysql::catalog;
 use crate::source::mysql::{MysqlTarget, mysql_error};
 use crate::sql::{qualified, quote_ident, split_foreign_keys};
 
@@ -40,16 +45,28 @@ pub async fn restore_tables(
     index: Arc<Index>,
     plan: Arc<RestorePlan>,
     target: &MysqlTarget,
-    jobs: usize,
+    options: &super::server::ServerRestoreOptions,
     chunks_done: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
+    let jobs = options.jobs;
+    if options.drop_existing && matches!(plan.scope, RestoreScope::Tables { renamed: true }) {
+        return Err(Error::invalid(
+            "--drop-existing with --into-table: a renamed copy never replaces a table",
+        )
+        .with_hint(
+            "leave out --into-table to replace the live table, or --drop-existing to make a copy",
+        ));
+    }
     check_plan_is_readable(&repo, &index, &plan).await?;
     let database = plan.target_name.clone();
     let mut conn = target.connect().await?;
     let database_existed = database_exists(&mut conn, &database).await?;
+    let mut replaced = Vec::new();
     if database_existed {
         let taken = existing_tables(&mut conn, &database, &plan.table_targets).await?;
-        if !taken.is_empty() {
+        if !taken.is_empty() && options.drop_existing {
+            replaced = read_replaced(&mut conn, &database, &taken).await?;
+        } else if !taken.is_empty() {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!(
@@ -62,12 +79,15 @@ pub async fn restore_tables(
                 ),
             )
             .with_hint(
-                "restore beside it with --into-table NEW (one table) or into another database with --into DB, \
-                 then compare or swap by hand; or drop the live table first",
+                "replace it with --drop-existing (swapped in only once the snapshot's table is loaded), \
+                 or restore beside it with --into-table NEW (one table) or into another database with --into DB",
             ));
         }
     }
     let tag = random_tag()?;
+    for (n, table) in replaced.iter_mut().enumerate() {
+        table.aside = format!("coffer_old_{tag}_{n}");
+    }
     let staging = create_staging(&mut conn, &plan, &tag).await?;
     let result = async {
         let (rows, fetched) = stage_tables(&repo, &index, &plan, target, &staging, jobs, &chunks_done)
@@ -80,14 +100,15 @@ pub async fn restore_tables(
         if !database_existed {
             exec(&mut conn, &plan.create_database(false).sql, "creating the database").await?;
         }
-        let objects = move_into_place(&mut conn, &plan, &staging, database_existed).await?;
+        let objects =
+            move_into_place(&mut conn, &plan, &staging, database_existed, &replaced).await?;
         Ok::<_, Error>(RestoreStats {
             tables: plan.tables.len() as u64,
             rows,
             chunks: chunks_done.load(Ordering::Relaxed),
             bytes_fetched: fetched,
             objects,
-            replaced: false,
+            replaced: !replaced.is_empty(),
         })
     }
     .await;
@@ -155,27 +176,90 @@ async fn stage_tables(
     Ok(loaded)
 }
 
-/// Move the staged tables into the target (one `RENAME TABLE`), add their foreign keys and
-/// create their triggers; on failure, take back exactly what was added.
+/// A live table that a restored one replaces, as it was just before the swap.
+pub(super) struct Replaced {
+    /// Its name on the server.
+    name: String,
+    /// Where it is set aside during the swap (`coffer_old_<tag>_<n>`, same database).
+    aside: String,
+    /// Its own foreign keys (re-added if the swap is undone).
+    foreign_keys: Vec<String>,
+    /// Its triggers (recreated if the swap is undone).
+    triggers: Vec<crate::repo::tree::StoredObject>,
+}
+
+/// The live tables `taken` as they are now: their foreign keys and triggers. A view is refused.
+async fn read_replaced(conn: &mut Conn, database: &str, taken: &[String]) -> Result<Vec<Replaced>> {
+    let objects = catalog::stored_objects(conn, database).await?;
+    let mut replaced = Vec::with_capacity(taken.len());
+    for name in taken {
+        if objects.views.iter().any(|v| &v.name == name) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{name} in database {database} is a view, which a table restore does not replace; nothing was written"),
+            )
+            .with_hint("drop the view first, or restore the table under another name with --into-table"));
+        }
+        let row: Option<(String, String)> = conn
+            .query_first(format!("SHOW CREATE TABLE {}", qualified(database, name)))
+            .await
+            .map_err(|e| mysql_error(e, &format!("reading the definition of {database}.{name}")))?;
+        let create = row.map(|(_, sql)| sql).unwrap_or_default();
+        replaced.push(Replaced {
+            name: name.clone(),
+            aside: String::new(),
+            foreign_keys: split_foreign_keys(&create).1,
+            triggers: objects
+                .triggers
+                .iter()
+                .filter(|t| trigger_table(&t.create_sql).as_deref() == Some(name.as_str()))
+                .cloned()
+                .collect(),
+        });
+    }
+    Ok(replaced)
+}
+
+/// A foreign key of another table that pointed at a replaced table and was pointed at its
+/// replacement.
+struct Repointed {
+    schema: String,
+    table: String,
+    constraint: String,
+    /// The definition as it was after the swap (referencing the set-aside table).
+    to_aside: String,
+}
+
+/// Move the staged tables into the target (one `RENAME TABLE`, which also sets replaced tables
+/// aside), then finish: the replaced tables' triggers and foreign keys dropped, the foreign keys
+/// of other tables that referenced them pointed at the new tables, the new tables' foreign keys
+/// added and their triggers created, the replaced tables dropped. A failure before the last
+/// step undoes what was done, in reverse order.
 async fn move_into_place(
     conn: &mut Conn,
     plan: &RestorePlan,
     staging: &str,
     database_existed: bool,
+    replaced: &[Replaced],
 ) -> Result<u64> {
     let database = &plan.target_name;
-    let renames: Vec<String> = plan
-        .tables
+    let mut renames: Vec<String> = replaced
         .iter()
-        .zip(&plan.table_targets)
-        .map(|(_, name)| {
+        .map(|r| {
             format!(
                 "{} TO {}",
-                qualified(staging, name),
-                qualified(database, name)
+                qualified(database, &r.name),
+                qualified(database, &r.aside)
             )
         })
         .collect();
+    renames.extend(plan.table_targets.iter().map(|name| {
+        format!(
+            "{} TO {}",
+            qualified(staging, name),
+            qualified(database, name)
+        )
+    }));
     exec(
         conn,
         &format!("RENAME TABLE {}", renames.join(", ")),
@@ -183,67 +267,226 @@ async fn move_into_place(
     )
     .await
     .map_err(|e| e.context(format!("database {database} was not changed")))?;
-    let mut created = Vec::new();
-    let finished = async {
-        prepare_session(conn, database).await?;
-        // A renamed copy sits beside its original, whose constraint names it would repeat.
-        let renamed = matches!(plan.scope, RestoreScope::Tables { renamed: true });
-        for (table, name) in plan
-            .tables
-            .iter()
-            .zip(&plan.table_targets)
-            .filter(|_| !renamed)
-        {
-            let (_, foreign_keys) = split_foreign_keys(&plan.create_table_sql(table, name));
-            if foreign_keys.is_empty() {
-                continue;
-            }
-            let adds: Vec<String> = foreign_keys.iter().map(|k| format!("ADD {k}")).collect();
-            exec(
-                conn,
-                &format!("ALTER TABLE {} {}", quote_ident(name), adds.join(", ")),
-                &format!("adding the foreign keys of table {name}"),
-            )
-            .await?;
-        }
-        for statement in plan.object_statements() {
-            run_statement(conn, &statement).await?;
-            if let Some(object) = statement.object {
-                created.push(object);
-            }
-        }
-        Ok::<_, Error>(())
-    }
-    .await;
+    let mut undo = Undo::default();
+    let finished = finish_move(conn, plan, replaced, &mut undo).await;
     match finished {
-        Ok(()) => Ok(created.len() as u64),
+        Ok(()) => {
+            for r in replaced {
+                if let Err(e) = exec(
+                    conn,
+                    &format!("DROP TABLE {}", qualified(database, &r.aside)),
+                    "dropping a replaced table",
+                )
+                .await
+                {
+                    tracing::warn!(table = %r.aside, "could not drop the replaced table {}; drop it by hand: {e}", r.name);
+                }
+            }
+            Ok(undo.created.len() as u64)
+        }
         Err(e) => {
-            let undone = take_back(conn, plan, staging, &created, database_existed).await;
+            let undone = take_back(conn, plan, staging, &undo, replaced, database_existed).await;
             Err(e.context(match undone {
                 Ok(()) if database_existed => format!(
                     "the restored tables could not be completed and were removed again; database {database} is as it was"
                 ),
                 Ok(()) => format!("database {database} could not be completed and was removed again"),
                 Err(cleanup) => format!(
-                    "the restored tables could not be completed, and removing them failed too ({cleanup}): drop {} in {database} by hand",
-                    plan.table_targets.join(", ")
+                    "the restored tables could not be completed, and undoing it failed too ({cleanup}): \
+                     the restored tables are {} in {database}{}",
+                    plan.table_targets.join(", "),
+                    if replaced.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", the replaced ones were set aside as {}",
+                            replaced.iter().map(|r| r.aside.as_str()).collect::<Vec<_>>().join(", ")
+                        )
+                    }
                 ),
             }))
         }
     }
 }
 
-/// Remove what [`move_into_place`] added: triggers created, tables moved in (back into the
-/// staging database, dropped with it), the database if this restore created it.
+/// What [`finish_move`] did, for [`take_back`].
+#[derive(Default)]
+struct Undo {
+    /// Replaced tables (by index) whose triggers were dropped.
+    dropped_triggers: Vec<usize>,
+    /// Replaced tables (by index) whose own foreign keys were dropped.
+    dropped_foreign_keys: Vec<usize>,
+    repointed: Vec<Repointed>,
+    created: Vec<(ObjectKind, String)>,
+}
+
+async fn finish_move(
+    conn: &mut Conn,
+    plan: &RestorePlan,
+    replaced: &[Replaced],
+    undo: &mut Undo,
+) -> Result<()> {
+    let database = &plan.target_name;
+    prepare_session(conn, database).await?;
+    // Trigger and constraint names are unique per database: the set-aside tables give theirs up.
+    for (i, r) in replaced.iter().enumerate() {
+        for trigger in &r.triggers {
+            drop_object(conn, ObjectKind::Trigger, database, &trigger.name).await?;
+        }
+        undo.dropped_triggers.push(i);
+        let drops: Vec<String> = r
+            .foreign_keys
+            .iter()
+            .filter_map(|k| constraint_name(k))
+            .map(|name| format!("DROP FOREIGN KEY {}", quote_ident(&name)))
+            .collect();
+        if !drops.is_empty() {
+            exec(
+                conn,
+                &format!("ALTER TABLE {} {}", quote_ident(&r.aside), drops.join(", ")),
+                &format!("dropping the foreign keys of the replaced table {}", r.name),
+            )
+            .await?;
+        }
+        undo.dropped_foreign_keys.push(i);
+    }
+    // Foreign keys of other tables followed the replaced tables to their set-aside names.
+    for r in replaced {
+        for (schema, table, constraint) in referencing(conn, database, &r.aside).await? {
+            let definition = foreign_key_definition(conn, &schema, &table, &constraint).await?;
+            let to_new = definition.replace(&quote_ident(&r.aside), &quote_ident(&r.name));
+            let child = qualified(&schema, &table);
+            exec(
+                conn,
+                &format!(
+                    "ALTER TABLE {child} DROP FOREIGN KEY {}",
+                    quote_ident(&constraint)
+                ),
+                &format!("re-pointing foreign key {constraint} of {schema}.{table}"),
+            )
+            .await?;
+            let repointed = Repointed {
+                schema,
+                table,
+                constraint,
+                to_aside: definition,
+            };
+            let added = exec(
+                conn,
+                &format!("ALTER TABLE {child} ADD {to_new}"),
+                &format!(
+                    "re-pointing foreign key {} of {}.{}",
+                    repointed.constraint, repointed.schema, repointed.table
+                ),
+            )
+            .await;
+            undo.repointed.push(repointed);
+            added?;
+        }
+    }
+    // A renamed copy sits beside its original, whose constraint names it would repeat.
+    let renamed = matches!(plan.scope, RestoreScope::Tables { renamed: true });
+    for (table, name) in plan
+        .tables
+        .iter()
+        .zip(&plan.table_targets)
+        .filter(|_| !renamed)
+    {
+        let (_, foreign_keys) = split_foreign_keys(&plan.create_table_sql(table, name));
+        if foreign_keys.is_empty() {
+            continue;
+        }
+        let adds: Vec<String> = foreign_keys.iter().map(|k| format!("ADD {k}")).collect();
+        exec(
+            conn,
+            &format!("ALTER TABLE {} {}", quote_ident(name), adds.join(", ")),
+            &format!("adding the foreign keys of table {name}"),
+        )
+        .await?;
+    }
+    for statement in plan.object_statements() {
+        run_statement(conn, &statement).await?;
+        if let Some(object) = statement.object {
+            undo.created.push(object);
+        }
+    }
+    Ok(())
+}
+
+/// Foreign keys (schema, table, constraint) that reference `database`.`table`.
+async fn referencing(
+    conn: &mut Conn,
+    database: &str,
+    table: &str,
+) -> Result<Vec<(String, String, String)>> {
+    conn.exec(
+        "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+         WHERE UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? ORDER BY 1, 2, 3",
+        (database, table),
+    )
+    .await
+    .map_err(|e| mysql_error(e, &format!("listing the foreign keys that reference {database}.{table}")))
+}
+
+/// The `CONSTRAINT … FOREIGN KEY …` definition of `constraint` in `schema`.`table`.
+async fn foreign_key_definition(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+    constraint: &str,
+) -> Result<String> {
+    let row: Option<(String, String)> = conn
+        .query_first(format!("SHOW CREATE TABLE {}", qualified(schema, table)))
+        .await
+        .map_err(|e| mysql_error(e, &format!("reading the definition of {schema}.{table}")))?;
+    let create = row.map(|(_, sql)| sql).unwrap_or_default();
+    split_foreign_keys(&create)
+        .1
+        .into_iter()
+        .find(|k| constraint_name(k).as_deref() == Some(constraint))
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "foreign key {constraint} of {schema}.{table} is not in its SHOW CREATE TABLE"
+            ))
+        })
+}
+
+/// The name in a `CONSTRAINT \`name\` FOREIGN KEY …` definition.
+fn constraint_name(definition: &str) -> Option<String> {
+    let rest = definition.strip_prefix("CONSTRAINT `")?;
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    let mut name = String::new();
+    while i < bytes.len() {
+        if bytes[i] == b'`' {
+            if bytes.get(i + 1) == Some(&b'`') {
+                name.push('`');
+                i += 2;
+                continue;
+            }
+            return Some(name);
+        }
+        let ch = rest[i..].chars().next()?;
+        name.push(ch);
+        i += ch.len_utf8();
+    }
+    None
+}
+
+/// Undo what [`finish_move`] did, in reverse: the new triggers dropped, re-pointed foreign keys
+/// pointed back at the set-aside tables, the new tables moved back into the staging database
+/// (dropped with it) and the set-aside ones back under their names, their foreign keys and
+/// triggers recreated; or the database dropped if this restore created it.
 async fn take_back(
     conn: &mut Conn,
     plan: &RestorePlan,
     staging: &str,
-    created: &[(ObjectKind, String)],
+    undo: &Undo,
+    replaced: &[Replaced],
     database_existed: bool,
 ) -> Result<()> {
     let database = &plan.target_name;
-    for (kind, name) in created.iter().rev() {
+    for (kind, name) in undo.created.iter().rev() {
         drop_object(conn, *kind, database, name).await?;
     }
     if !database_existed {
@@ -254,7 +497,26 @@ async fn take_back(
         )
         .await;
     }
-    let renames: Vec<String> = plan
+    for r in undo.repointed.iter().rev() {
+        let child = qualified(&r.schema, &r.table);
+        // The new definition may not have been added; dropping it is then a no-op error.
+        let _ = conn
+            .query_drop(format!(
+                "ALTER TABLE {child} DROP FOREIGN KEY {}",
+                quote_ident(&r.constraint)
+            ))
+            .await;
+        exec(
+            conn,
+            &format!("ALTER TABLE {child} ADD {}", r.to_aside),
+            &format!(
+                "restoring foreign key {} of {}.{}",
+                r.constraint, r.schema, r.table
+            ),
+        )
+        .await?;
+    }
+    let mut renames: Vec<String> = plan
         .table_targets
         .iter()
         .map(|name| {
@@ -265,10 +527,41 @@ async fn take_back(
             )
         })
         .collect();
+    renames.extend(replaced.iter().map(|r| {
+        format!(
+            "{} TO {}",
+            qualified(database, &r.aside),
+            qualified(database, &r.name)
+        )
+    }));
     exec(
         conn,
         &format!("RENAME TABLE {}", renames.join(", ")),
         "moving the restored tables out again",
     )
-    .await
+    .await?;
+    prepare_session(conn, database).await?;
+    for &i in undo.dropped_foreign_keys.iter().rev() {
+        let r = &replaced[i];
+        if r.foreign_keys.is_empty() {
+            continue;
+        }
+        let adds: Vec<String> = r.foreign_keys.iter().map(|k| format!("ADD {k}")).collect();
+        exec(
+            conn,
+            &format!("ALTER TABLE {} {}", quote_ident(&r.name), adds.join(", ")),
+            &format!("restoring the foreign keys of table {}", r.name),
+        )
+        .await?;
+    }
+    for &i in undo.dropped_triggers.iter().rev() {
+        for trigger in &replaced[i].triggers {
+            run_statement(
+                conn,
+                &Statement::for_object(trigger, trigger.create_sql.clone()),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
