@@ -87,26 +87,7 @@ pub fn quote_str(s: &str) -> String {
 pub fn create_table_columns(create_sql: &str) -> Vec<String> {
     create_sql
         .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("  `")?;
-            let bytes = rest.as_bytes();
-            let mut name = String::new();
-            let mut i = 0;
-            while i < bytes.len() {
-                if bytes[i] == b'`' {
-                    if bytes.get(i + 1) == Some(&b'`') {
-                        name.push('`');
-                        i += 2;
-                        continue;
-                    }
-                    return Some(name);
-                }
-                let ch = rest[i..].chars().next()?;
-                name.push(ch);
-                i += ch.len_utf8();
-            }
-            None
-        })
+        .filter_map(|line| leading_quoted_name(line.strip_prefix("  ")?))
         .collect()
 }
 
@@ -172,6 +153,25 @@ pub fn rename_created_table(create_sql: &str, new_name: &str) -> Option<String> 
             ));
         }
         i += 1;
+    }
+    None
+}
+
+/// The backtick-quoted identifier `text` starts with, unquoted (doubled backticks undone).
+pub fn leading_quoted_name(text: &str) -> Option<String> {
+    let rest = text.strip_prefix('`')?;
+    let mut name = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '`' {
+            if chars.peek() == Some(&'`') {
+                chars.next();
+                name.push('`');
+                continue;
+            }
+            return Some(name);
+        }
+        name.push(c);
     }
     None
 }

@@ -112,6 +112,10 @@ async fn restore(
     );
     let ticker = spawn_ticker(bar.clone(), Arc::clone(&done));
     let started = std::time::Instant::now();
+    let options = ServerRestoreOptions {
+        drop_existing: args.drop_existing,
+        jobs: args.jobs,
+    };
     let result = match plan.scope {
         RestoreScope::Database => {
             restore_to_server(
@@ -119,10 +123,7 @@ async fn restore(
                 index,
                 Arc::clone(&plan),
                 target,
-                &ServerRestoreOptions {
-                    drop_existing: args.drop_existing,
-                    jobs: args.jobs,
-                },
+                &options,
                 done,
             )
             .await
@@ -133,10 +134,7 @@ async fn restore(
                 index,
                 Arc::clone(&plan),
                 target,
-                &ServerRestoreOptions {
-                    drop_existing: args.drop_existing,
-                    jobs: args.jobs,
-                },
+                &options,
                 done,
             )
             .await

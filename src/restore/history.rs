@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
+use super::matching::{keep_matching, try_expression};
 use super::pin::candidate_chunks;
 use super::rows::value_spans;
 use super::server::{
@@ -341,14 +342,13 @@ async fn evaluate(
 ) -> Result<(Matches, HistoryStats)> {
     prepare_session(conn, staging).await?;
     let limits = load_limits(conn).await?;
-    let condition = format!("(\n{expression}\n)");
     let mut matches: Matches = HashMap::new();
     let mut stats = HistoryStats {
         pinned: true,
         ..HistoryStats::default()
     };
-    // One staged table per distinct definition.
-    let mut staged: HashMap<String, String> = HashMap::new();
+    // One staged table (and plan) per distinct definition.
+    let mut staged: HashMap<String, (String, RestorePlan, String)> = HashMap::new();
     for SnapshotTable { label, trees, .. } in per_snapshot {
         let Some((database_tree, tree_id)) = trees else {
             continue;
@@ -357,46 +357,22 @@ async fn evaluate(
         let choice = candidate_chunks(tree, expression);
         stats.pinned &= choice.pinned;
         stats.chunk_references += choice.chunks.len();
-        let name = match staged.get(&tree.create_sql) {
-            Some(name) => name.clone(),
-            None => {
-                let name = format!("coffer_history_{}", staged.len());
-                let plan = RestorePlan::for_table(
-                    database_trees[database_tree].clone(),
-                    tree.clone(),
-                    &name,
-                    &label[..label.len().min(8)],
-                )?;
-                let (create, _) =
-                    split_foreign_keys(&plan.create_table_sql(&plan.tables[0], &name));
-                run_statement(conn, &Statement::plain(create)).await?;
-                conn.query_drop(format!(
-                    "SELECT COUNT(*) FROM {} WHERE {condition}",
-                    qualified(staging, &name)
-                ))
-                .await
-                .map_err(|e| {
-                    mysql_error(
-                        e,
-                        &format!("the --where expression {expression:?} is refused by the server"),
-                    )
-                    .with_hint(format!(
-                        "write a SQL condition over the columns of {}: {}",
-                        tree.name,
-                        tree.columns.join(", ")
-                    ))
-                })?;
-                staged.insert(tree.create_sql.clone(), name.clone());
-                name
-            }
-        };
-        let plan = RestorePlan::for_table(
-            database_trees[database_tree].clone(),
-            tree.clone(),
-            &name,
-            &label[..label.len().min(8)],
-        )?;
-        let table = qualified(staging, &name);
+        if !staged.contains_key(&tree.create_sql) {
+            let name = format!("coffer_history_{}", staged.len());
+            let plan = RestorePlan::for_table(
+                database_trees[database_tree].clone(),
+                tree.clone(),
+                &name,
+                &label[..label.len().min(8)],
+            )?;
+            let (create, _) = split_foreign_keys(&plan.create_table_sql(&plan.tables[0], &name));
+            run_statement(conn, &Statement::plain(create)).await?;
+            let condition =
+                try_expression(conn, &qualified(staging, &name), expression, tree).await?;
+            staged.insert(tree.create_sql.clone(), (name, plan, condition));
+        }
+        let (name, plan, condition) = &staged[&tree.create_sql];
+        let table = qualified(staging, name);
         for &chunk in &choice.chunks {
             let chunk_ref = &tree.chunks[chunk];
             let cache_key = (chunk_ref.id, tree.create_sql.clone());
@@ -417,13 +393,8 @@ async fn evaluate(
                     .map_err(|e| mysql_error(e, &format!("loading a chunk of {}", tree.name)))?;
             }
             exec(conn, "SET NAMES utf8mb4", "switching back to text input").await?;
-            exec(
-                conn,
-                &format!("DELETE FROM {table} WHERE {condition} IS NOT TRUE"),
-                "keeping only the rows the --where expression matches",
-            )
-            .await?;
-            let rows = rows_as_text(conn, staging, &name, &tree.columns, &tree.key_columns).await?;
+            keep_matching(conn, &table, condition).await?;
+            let rows = rows_as_text(conn, staging, name, &tree.columns, &tree.key_columns).await?;
             let mut parsed = Vec::with_capacity(rows.len());
             for row in rows {
                 let spans = value_spans(&row).map_err(|why| {

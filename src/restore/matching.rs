@@ -203,10 +203,27 @@ async fn stage_matching(
     let create = plan.create_table_sql(table, name);
     let (without_foreign_keys, _) = split_foreign_keys(&create);
     run_statement(&mut conn, &Statement::plain(without_foreign_keys)).await?;
-    // The expression is tried on the empty copy first: a syntax error or an unknown column is
-    // reported before a single chunk is read. A newline ends any `--` comment inside it.
-    let condition = format!("(\n{expression}\n)");
     let staged = qualified(staging, name);
+    let condition = try_expression(&mut conn, &staged, expression, table).await?;
+    let (_, fetched) = load_rows(repo, index, plan, target, staging, jobs, chunks_done).await?;
+    keep_matching(&mut conn, &staged, &condition).await?;
+    let matched: Option<u64> = conn
+        .query_first(format!("SELECT COUNT(*) FROM {staged}"))
+        .await
+        .map_err(|e| mysql_error(e, "counting the matching rows"))?;
+    Ok((matched.unwrap_or(0), fetched))
+}
+
+/// Try `expression` on the (empty) staged copy `staged` of `table`, so that a syntax error or
+/// an unknown column is reported before a single chunk is read; returns the condition to use
+/// (parenthesised on lines of its own, so that a `--` comment inside it ends there).
+pub(super) async fn try_expression(
+    conn: &mut Conn,
+    staged: &str,
+    expression: &str,
+    table: &crate::repo::tree::TableTree,
+) -> Result<String> {
+    let condition = format!("(\n{expression}\n)");
     conn.query_drop(format!("SELECT COUNT(*) FROM {staged} WHERE {condition}"))
         .await
         .map_err(|e| {
@@ -220,18 +237,18 @@ async fn stage_matching(
                 table.columns.join(", ")
             ))
         })?;
-    let (_, fetched) = load_rows(repo, index, plan, target, staging, jobs, chunks_done).await?;
+    Ok(condition)
+}
+
+/// Delete the staged rows for which `condition` is not true (false or NULL), as the server
+/// decides.
+pub(super) async fn keep_matching(conn: &mut Conn, staged: &str, condition: &str) -> Result<()> {
     exec(
-        &mut conn,
+        conn,
         &format!("DELETE FROM {staged} WHERE {condition} IS NOT TRUE"),
         "keeping only the rows the --where expression matches",
     )
-    .await?;
-    let matched: Option<u64> = conn
-        .query_first(format!("SELECT COUNT(*) FROM {staged}"))
-        .await
-        .map_err(|e| mysql_error(e, "counting the matching rows"))?;
-    Ok((matched.unwrap_or(0), fetched))
+    .await
 }
 
 /// `l.k1 = s.k1 AND …` over the snapshot's sort key.

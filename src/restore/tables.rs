@@ -36,7 +36,7 @@ use crate::repo::index::Index;
 use crate::repo::tree::ObjectKind;
 use crate::source::mysql::catalog;
 use crate::source::mysql::{MysqlTarget, mysql_error};
-use crate::sql::{qualified, quote_ident, split_foreign_keys};
+use crate::sql::{leading_quoted_name, qualified, quote_ident, split_foreign_keys};
 
 /// Restore the tables of `plan` (narrowed with [`RestorePlan::select_tables`]) into
 /// `plan.target_name` on `target`, creating that database if it does not exist.
@@ -453,24 +453,7 @@ async fn foreign_key_definition(
 
 /// The name in a `CONSTRAINT \`name\` FOREIGN KEY …` definition.
 fn constraint_name(definition: &str) -> Option<String> {
-    let rest = definition.strip_prefix("CONSTRAINT `")?;
-    let bytes = rest.as_bytes();
-    let mut i = 0;
-    let mut name = String::new();
-    while i < bytes.len() {
-        if bytes[i] == b'`' {
-            if bytes.get(i + 1) == Some(&b'`') {
-                name.push('`');
-                i += 2;
-                continue;
-            }
-            return Some(name);
-        }
-        let ch = rest[i..].chars().next()?;
-        name.push(ch);
-        i += ch.len_utf8();
-    }
-    None
+    leading_quoted_name(definition.strip_prefix("CONSTRAINT ")?)
 }
 
 /// Undo what [`finish_move`] did, in reverse: the new triggers dropped, re-pointed foreign keys
