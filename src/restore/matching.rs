@@ -14,7 +14,8 @@
 //! only the rows whose key is free, `replace` updates the rows whose key is taken and inserts
 //! the rest. Conflicts are judged by the key the snapshot sorted the table by (the primary key,
 //! else a unique key); a row that collides on another unique key fails the transaction and
-//! nothing is written. The live table's triggers fire as for any write.
+//! nothing is written. A table with neither has nothing to judge conflicts by: its matching rows
+//! are inserted. The live table's triggers fire as for any write.
 
 use std::io::Write;
 use std::sync::Arc;
