@@ -34,6 +34,8 @@ pub struct BackupOptions {
     /// Tries per database for transient errors.
     pub attempts: u32,
     pub tags: Vec<String>,
+    /// Record this as the snapshot's time instead of the clock's (importing older data, tests).
+    pub time: Option<jiff::Timestamp>,
 }
 
 impl Default for BackupOptions {
@@ -44,6 +46,7 @@ impl Default for BackupOptions {
             jobs: 4,
             attempts: 3,
             tags: Vec::new(),
+            time: None,
         }
     }
 }
@@ -164,8 +167,12 @@ pub async fn run_backup(
     outcomes.sort_by(|a: &(String, DatabaseOutcome), b| a.0.cmp(&b.0));
     let mut snapshot = Snapshot {
         version: 1,
-        time: started,
-        finished: jiff::Timestamp::now(),
+        time: options.time.unwrap_or(started),
+        // With a given time, the run's duration after it.
+        finished: options.time.map_or_else(jiff::Timestamp::now, |t| {
+            t.checked_add(jiff::Timestamp::now().duration_since(started))
+                .unwrap_or(t)
+        }),
         hostname: crate::hostname(),
         source: SourceInfo {
             server: target.describe(),
@@ -177,6 +184,7 @@ pub async fn run_backup(
         failed: Vec::new(),
         stats: BackupStats::default(),
         tags: options.tags.clone(),
+        time_given: options.time.is_some(),
     };
     for (name, outcome) in outcomes {
         match outcome {

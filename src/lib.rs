@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod error;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod source;
 pub mod sql;
 pub mod storage;

@@ -35,6 +35,10 @@ pub struct BackupArgs {
     /// Why this backup is taken (kept in the audit log).
     #[arg(long)]
     reason: Option<String>,
+    /// Record this time as the snapshot's ("2026-11-20 14:00", UTC unless a zone is given)
+    /// instead of the clock's, for importing older data; the snapshot notes that it was given.
+    #[arg(long)]
+    time: Option<String>,
 }
 
 fn compile_globs(globs: &[String]) -> Result<Vec<glob::Pattern>> {
@@ -54,6 +58,11 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         exclude: compile_globs(&args.exclude)?,
         jobs: args.jobs,
         tags: args.tag,
+        time: args
+            .time
+            .as_deref()
+            .map(|t| coffer::timespec::parse_point_in_time(t, jiff::Timestamp::now()))
+            .transpose()?,
         ..Default::default()
     };
     check_reason(&args.reason)?;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backup;
 pub mod check;
 pub mod dump;
+pub mod forget;
 pub mod history;
 pub mod init;
 pub mod ls;
@@ -62,6 +63,8 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Verify that the repository is complete and undamaged.
     Check(check::CheckArgs),
+    /// Remove the snapshots a retention policy does not keep.
+    Forget(forget::ForgetArgs),
     /// How the rows of a table matching a condition looked in each snapshot.
     History(history::HistoryArgs),
     /// The audit log: every backup, restore, dump and history, who ran it, when and why.
@@ -82,6 +85,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Restore(args) => restore::run(args, matches).await,
         Command::Dump(args) => dump::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Forget(args) => forget::run(args).await,
         Command::History(args) => history::run(args, matches).await,
         Command::Audit(args) => audit::run(args).await,
     }

@@ -28,6 +28,7 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
                     "id": id.to_hex(), "time": s.time, "finished": s.finished, "hostname": s.hostname,
                     "server": s.source.server, "databases": s.databases.len(), "failed": s.failed.len(),
                     "bytes": s.total_bytes(), "tags": s.tags, "binlog": s.source.binlog,
+                    "time_given": s.time_given,
                 })
             })
             .collect();
@@ -42,7 +43,12 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
         println!(
             "{:<10} {:<20} {:<16} {:<22} {:>9} {:>7} {:>10}",
             id.short(),
-            s.time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            // A time given with `backup --time` is marked.
+            format!(
+                "{}{}",
+                s.time.strftime("%Y-%m-%d %H:%M:%S"),
+                if s.time_given { "*" } else { "" }
+            ),
             s.hostname,
             s.source.server,
             s.databases.len(),
@@ -51,5 +57,8 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
         );
     }
     println!("{} snapshots", snapshots.len());
+    if snapshots.iter().any(|(_, s)| s.time_given) {
+        println!("* time given with `backup --time`, not read from the clock");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -404,6 +404,17 @@ impl Repository {
         Ok((loaded, damaged))
     }
 
+    /// Delete the snapshot object with the full id `id` (hex). Only the snapshot goes: the
+    /// packs and index files it referenced stay for prune to judge.
+    pub async fn remove_snapshot(&self, id: &str) -> Result<()> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!("{id:?} is not a full snapshot id")));
+        }
+        self.storage
+            .delete(&format!("{}{}", paths::SNAPSHOTS, id.to_ascii_lowercase()))
+            .await
+    }
+
     /// Find a snapshot by `latest` or a unique id prefix.
     pub async fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {

@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub stats: BackupStats,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// `time` was given by the operator (`backup --time`), not read from the clock.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub time_given: bool,
 }
 
 /// Which server was backed up (never credentials).

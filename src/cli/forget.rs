@@ -1,0 +1,256 @@
+//! `coffer forget`: remove the snapshots a retention policy does not keep. The data only they
+//! referenced stays in the repository until prune (a later release) removes it.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use coffer::repo::ids::SnapshotId;
+use coffer::repo::snapshot::Snapshot;
+use coffer::retention::{Candidate, Decision, Policy, decide};
+use coffer::timespec::parse_duration;
+use coffer::{Error, Result};
+
+use super::audit::{AuditTrail, Audited, check_reason};
+use super::{RepoArg, print_json};
+
+#[derive(clap::Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// Keep the newest N snapshots.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_last: usize,
+    /// Keep the newest snapshot of each of the newest N hours that have one (UTC).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_hourly: usize,
+    /// … of each of the newest N days.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_daily: usize,
+    /// … of each of the newest N ISO weeks.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_weekly: usize,
+    /// … of each of the newest N months.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_monthly: usize,
+    /// … of each of the newest N years.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_yearly: usize,
+    /// Keep every snapshot taken within this duration (30d, 12h, 1y) before the newest of the
+    /// group (not before now: a stopped schedule never makes forget remove the last backups).
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<String>,
+    /// Keep the newest snapshot of each hour within this duration before the newest.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_hourly: Option<String>,
+    /// … of each day within this duration.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_daily: Option<String>,
+    /// … of each ISO week within this duration.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_weekly: Option<String>,
+    /// … of each calendar month within this duration (UTC).
+    #[arg(long, value_name = "DURATION")]
+    keep_within_monthly: Option<String>,
+    /// … of each year within this duration.
+    #[arg(long, value_name = "DURATION")]
+    keep_within_yearly: Option<String>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long, value_name = "TAG")]
+    keep_tag: Vec<String>,
+    /// Apply the policy per group of snapshots: a comma-separated list of `server`, `host`,
+    /// `tags`, or an empty string for one group.
+    #[arg(long, default_value = "server")]
+    group_by: String,
+    /// Show what would stay and go, and why, without removing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow the policy to remove every snapshot of a group (refused otherwise).
+    #[arg(long)]
+    allow_remove_all: bool,
+    #[arg(long)]
+    json: bool,
+    /// Why (kept in the audit log).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+impl ForgetArgs {
+    fn policy(&self) -> Result<Policy> {
+        let span = |s: &Option<String>| s.as_deref().map(parse_duration).transpose();
+        Ok(Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: span(&self.keep_within)?,
+            within_hourly: span(&self.keep_within_hourly)?,
+            within_daily: span(&self.keep_within_daily)?,
+            within_weekly: span(&self.keep_within_weekly)?,
+            within_monthly: span(&self.keep_within_monthly)?,
+            within_yearly: span(&self.keep_within_yearly)?,
+            tags: self.keep_tag.clone(),
+        })
+    }
+
+    /// The group a snapshot belongs to.
+    fn group_of(&self, snapshot: &Snapshot) -> Result<String> {
+        let mut parts = Vec::new();
+        for field in self
+            .group_by
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            parts.push(match field {
+                "server" => format!("server={}", snapshot.source.server),
+                "host" => format!("host={}", snapshot.hostname),
+                "tags" => format!("tags={}", snapshot.tags.join(",")),
+                other => {
+                    return Err(Error::invalid(format!("--group-by {other:?} is not a field"))
+                        .with_hint("group by server, host and/or tags, comma-separated, or \"\" for one group"));
+                }
+            });
+        }
+        Ok(parts.join(" "))
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Removed {
+    id: String,
+    time: jiff::Timestamp,
+}
+
+pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
+    check_reason(&args.reason)?;
+    let policy = args.policy()?;
+    let repo = args.repo.open().await?;
+    let snapshots = repo.snapshots().await?;
+    let mut groups: BTreeMap<String, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
+    for (id, snapshot) in snapshots {
+        groups
+            .entry(args.group_of(&snapshot)?)
+            .or_default()
+            .push((id, snapshot));
+    }
+    let mut decided: Vec<(String, Vec<Decision>)> = Vec::new();
+    for (group, members) in &groups {
+        let candidates: Vec<Candidate> = members
+            .iter()
+            .map(|(id, s)| Candidate {
+                id: id.to_string(),
+                time: s.time,
+                tags: s.tags.clone(),
+            })
+            .collect();
+        let decisions = decide(&policy, &candidates)?;
+        if !args.allow_remove_all && !decisions.iter().any(Decision::keep) {
+            return Err(Error::invalid(format!(
+                "the policy removes every snapshot of group {group:?}; nothing was removed"
+            ))
+            .with_hint("check the rules, or give --allow-remove-all if that is really meant"));
+        }
+        decided.push((group.clone(), decisions));
+    }
+
+    let keep: Vec<&Decision> = decided
+        .iter()
+        .flat_map(|(_, d)| d)
+        .filter(|d| d.keep())
+        .collect();
+    let remove: Vec<Removed> = decided
+        .iter()
+        .flat_map(|(_, d)| d)
+        .filter(|d| !d.keep())
+        .map(|d| Removed {
+            id: d.id.clone(),
+            time: d.time,
+        })
+        .collect();
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Plan<'a> {
+            keep: &'a [&'a Decision],
+            remove: &'a [Removed],
+        }
+        print_json(&Plan {
+            keep: &keep,
+            remove: &remove,
+        })?;
+    } else {
+        for (group, decisions) in &decided {
+            println!("group {}", if group.is_empty() { "(all)" } else { group });
+            for d in decisions {
+                println!(
+                    "  {:<6} {}  {}  {}",
+                    if d.keep() { "keep" } else { "remove" },
+                    &d.id[..8.min(d.id.len())],
+                    d.time.strftime("%Y-%m-%d %H:%M:%S"),
+                    d.reasons.join(", ")
+                );
+            }
+        }
+        println!(
+            "{} snapshots kept, {} {}",
+            keep.len(),
+            remove.len(),
+            if args.dry_run {
+                "would be removed (dry run)"
+            } else {
+                "to remove"
+            }
+        );
+    }
+    if args.dry_run || remove.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let trail = AuditTrail::start(&repo, "forget", args.reason.clone(), |_| {}).await?;
+    let result = forget(&repo, &remove, keep.len()).await;
+    trail.finish(result).await
+}
+
+async fn forget(
+    repo: &coffer::repo::Repository,
+    remove: &[Removed],
+    kept: usize,
+) -> Result<(ExitCode, Audited)> {
+    let mut removed = 0u64;
+    let mut refused = Vec::new();
+    for r in remove {
+        match repo.remove_snapshot(&r.id).await {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                eprintln!(
+                    "snapshot {} was not removed: {e}",
+                    &r.id[..8.min(r.id.len())]
+                );
+                refused.push(r.id.clone());
+            }
+        }
+    }
+    eprintln!(
+        "{removed} snapshots removed; their data stays until prune removes what nothing references"
+    );
+    let audited = Audited {
+        snapshot: None,
+        target_database: None,
+        counts: [
+            ("snapshots_kept".to_string(), kept as u64),
+            ("snapshots_removed".to_string(), removed),
+            ("snapshots_not_removed".to_string(), refused.len() as u64),
+        ]
+        .into(),
+    };
+    if refused.is_empty() {
+        Ok((ExitCode::SUCCESS, audited))
+    } else {
+        Err(Error::new(
+            coffer::ErrorKind::Storage,
+            format!("{} snapshots could not be removed", refused.len()),
+        )
+        .with_hint("the storage may protect them (immutability policy, object lock) or the credentials may lack delete rights"))
+    }
+}
