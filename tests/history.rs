@@ -165,6 +165,10 @@ fn history_shows_each_snapshots_rows_and_what_changed_between_them() {
         stderr(&future)
     );
 
+    // --at / --snapshot: the history as it looked at that snapshot.
+    let third = statuses_count(&repo, &url, &["--snapshot", &snapshot_id(&repo, 2)]);
+    assert_eq!(third, 3, "up to and including the third snapshot");
+
     // Bad input is named.
     let bad = repo.coffer(&[
         "history", "--mysql", &url, "--db", "hist", "--table", "visits", "--where", "nope = 1",
@@ -189,4 +193,21 @@ fn history_shows_each_snapshots_rows_and_what_changed_between_them() {
         audit.contains("\"command\": \"history\"") && audit.contains("ticket 99"),
         "{audit}"
     );
+}
+
+fn snapshot_id(repo: &Repo, i: usize) -> String {
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
+    listing[i]["id"].as_str().expect("id").to_string()
+}
+
+/// How many snapshots `history` shows with `extra` arguments.
+fn statuses_count(repo: &Repo, url: &str, extra: &[&str]) -> usize {
+    let mut args = vec![
+        "history", "--mysql", url, "--db", "hist", "--table", "visits", "--where", "id = 7",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let parsed: serde_json::Value = serde_json::from_str(&ok(repo.coffer(&args))).expect("json");
+    parsed["snapshots"].as_array().map_or(0, Vec::len)
 }

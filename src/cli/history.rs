@@ -12,7 +12,7 @@ use coffer::source::mysql::MysqlTarget;
 use coffer::timespec::parse_point_in_time;
 
 use super::audit::{AuditTrail, Audited, check_reason};
-use super::{MysqlArg, RepoArg, print_json};
+use super::{MysqlArg, RepoArg, SnapshotArgs, print_json};
 
 #[derive(clap::Args)]
 pub struct HistoryArgs {
@@ -33,8 +33,12 @@ pub struct HistoryArgs {
     #[arg(long)]
     since: Option<String>,
     /// Only snapshots taken at or before this time (or duration back from now).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["snapshot", "at"])]
     until: Option<String>,
+    /// Up to this snapshot (--snapshot ID) or the newest taken at or before --at TIME: the
+    /// history as it looked then.
+    #[command(flatten)]
+    up_to: SnapshotArgs,
     #[arg(long)]
     json: bool,
     /// Why (kept in the audit log).
@@ -68,11 +72,14 @@ async fn history(
         .as_deref()
         .map(|s| parse_point_in_time(s, now))
         .transpose()?;
-    let until = args
+    let mut until = args
         .until
         .as_deref()
         .map(|s| parse_point_in_time(s, now))
         .transpose()?;
+    if args.up_to.snapshot.is_some() || args.up_to.at.is_some() {
+        until = Some(args.up_to.choose(repo, Some(&args.db)).await?.snapshot.time);
+    }
     let snapshots: Vec<_> = repo
         .snapshots()
         .await?
