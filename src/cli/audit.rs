@@ -1,5 +1,5 @@
-//! `coffer audit`: the audit log of the repository; and [`AuditTrail`], with which `backup`,
-//! `restore` and `dump` record what they do.
+//! `coffer audit`: the audit log of the repository; and [`AuditTrail`], with which the commands
+//! that read or change backups record what they do.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;

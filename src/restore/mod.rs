@@ -14,6 +14,7 @@ pub mod script;
 pub mod server;
 pub mod statements;
 pub mod tables;
+pub mod verify;
 
 use crate::error::{Error, Result};
 use crate::repo::Repository;
