@@ -17,6 +17,7 @@ pub mod restore;
 pub mod retention;
 pub mod source;
 pub mod sql;
+pub mod stats;
 pub mod storage;
 pub mod timespec;
 

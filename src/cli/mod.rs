@@ -12,6 +12,7 @@ pub mod init;
 pub mod ls;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 pub mod verify_restore;
 
 use std::io::IsTerminal;
@@ -64,6 +65,8 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Verify that the repository is complete and undamaged.
     Check(check::CheckArgs),
+    /// Repository size, deduplication, per-database stored size and growth per snapshot.
+    Stats(stats::StatsArgs),
     /// Restore drill: restore databases into scratch schemas, prove they equal the snapshot.
     VerifyRestore(verify_restore::VerifyRestoreArgs),
     /// Remove the snapshots a retention policy does not keep.
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Restore(args) => restore::run(args, matches).await,
         Command::Dump(args) => dump::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Stats(args) => stats::run(args).await,
         Command::VerifyRestore(args) => verify_restore::run(args, matches).await,
         Command::Forget(args) => forget::run(args).await,
         Command::History(args) => history::run(args, matches).await,
