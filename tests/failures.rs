@@ -265,3 +265,63 @@ fn a_corrupted_object_is_detected_and_named() {
         stdout(&check)
     );
 }
+
+/// `check --read-data-subset n/N` reads every pack exactly once over N runs, so a damaged pack
+/// is found by the run whose part holds it; a share reads some; nonsense is refused.
+#[test]
+fn read_data_subsets_cover_the_repository_and_find_damage() {
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE subset_db; USE subset_db; CREATE TABLE subset_db.t (id INT PRIMARY KEY, v VARCHAR(200)); \
+         INSERT INTO subset_db.t SELECT seq, SHA2(seq, 512) FROM seq_1_to_80000;",
+    );
+    let repo = Repo::init(&["--chunk-size", "16KiB", "--pack-size", "1MiB"]);
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "subset_db",
+    ]));
+    let packs = files_under(&repo.path().join("data")).len();
+    assert!(packs >= 3, "{packs} packs");
+    // "checked 1 snapshots, 5 packs, 2 packs and 40 blobs read: no problems"
+    let packs_read = |out: &str| -> usize {
+        out.split(" packs and ")
+            .next()
+            .and_then(|before| before.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no pack count in {out}"))
+    };
+    let mut total = 0;
+    for n in 1..=3 {
+        let part = format!("{n}/3");
+        total += packs_read(&ok(repo.coffer(&["check", "--read-data-subset", &part])));
+    }
+    assert_eq!(total, packs, "three parts read every pack once");
+    let share = packs_read(&ok(repo.coffer(&["check", "--read-data-subset", "100%"])));
+    assert_eq!(share, packs);
+
+    // Damage one pack: exactly one of the three parts finds it.
+    let pack = files_under(&repo.path().join("data"))
+        .into_iter()
+        .next()
+        .expect("pack");
+    let mut bytes = std::fs::read(&pack).expect("read");
+    bytes[40] ^= 0x55;
+    std::fs::write(&pack, &bytes).expect("write");
+    let failing: Vec<bool> = (1..=3)
+        .map(|n| {
+            !repo
+                .coffer(&["check", "--read-data-subset", &format!("{n}/3")])
+                .status
+                .success()
+        })
+        .collect();
+    assert_eq!(failing.iter().filter(|f| **f).count(), 1, "{failing:?}");
+
+    for bad in ["0/3", "4/3", "150%", "half"] {
+        let out = repo.coffer(&["check", "--read-data-subset", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+    }
+}

@@ -169,7 +169,9 @@ async fn a_lost_pack_of_any_error_kind_ends_the_run_without_a_snapshot() {
         );
         // The repository stays usable: the next backup stores what was lost and checks clean.
         backup(&clean, server, "lost_*").await.expect("backup");
-        let report = coffer::check::check(&clean, true).await.expect("check");
+        let report = coffer::check::check(&clean, coffer::check::DataCheck::All)
+            .await
+            .expect("check");
         assert!(report.problems.is_empty(), "{:?}", report.problems);
     }
 }

@@ -391,7 +391,9 @@ async fn backups_survive_injected_storage_faults_and_stay_consistent() {
         );
         // Verified without faults: every snapshot complete, every blob intact.
         let checked = Repository::open(clean, &provider()).await.expect("open");
-        let report = coffer::check::check(&checked, true).await.expect("check");
+        let report = coffer::check::check(&checked, coffer::check::DataCheck::All)
+            .await
+            .expect("check");
         assert!(report.problems.is_empty(), "{name}: {:?}", report.problems);
         assert_eq!(report.snapshots, 3);
         // And a restore through the faulty storage still succeeds.
