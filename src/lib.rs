@@ -12,6 +12,7 @@ pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;

@@ -10,6 +10,7 @@ pub mod forget;
 pub mod history;
 pub mod init;
 pub mod ls;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
@@ -65,6 +66,8 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Verify that the repository is complete and undamaged.
     Check(check::CheckArgs),
+    /// Rebuild what can be rebuilt from the packs (`repair index`).
+    Repair(repair::RepairArgs),
     /// Repository size, deduplication, per-database stored size and growth per snapshot.
     Stats(stats::StatsArgs),
     /// Restore drill: restore databases into scratch schemas, prove they equal the snapshot.
@@ -91,6 +94,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Restore(args) => restore::run(args, matches).await,
         Command::Dump(args) => dump::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Repair(args) => repair::run(args).await,
         Command::Stats(args) => stats::run(args).await,
         Command::VerifyRestore(args) => verify_restore::run(args, matches).await,
         Command::Forget(args) => forget::run(args).await,
