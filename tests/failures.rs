@@ -374,3 +374,47 @@ fn repair_index_rebuilds_lost_index_files_from_the_packs() {
         serde_json::from_str(&ok(repo.coffer(&["repair", "index", "--json"]))).expect("json");
     assert_eq!(again["unindexed_packs"], 0, "{again}");
 }
+
+/// One flipped byte in any kind of object is found by `check --read-data` and the object named:
+/// a pack (data or tree blob), an index file, a snapshot.
+#[test]
+fn a_flipped_byte_in_every_object_kind_is_found_and_named() {
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE flip_db; USE flip_db; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(200)); \
+         INSERT INTO t SELECT seq, SHA2(seq, 512) FROM seq_1_to_3000;",
+    );
+    let repo = Repo::new();
+    ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "flip_db",
+    ]));
+    for (folder, expected) in [
+        ("data", "does not match its name"),
+        ("index", "index file"),
+        ("snapshots", "snapshot"),
+    ] {
+        let victim = files_under(&repo.path().join(folder))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no object in {folder}"));
+        let original = std::fs::read(&victim).expect("read");
+        let mut flipped = original.clone();
+        let at = flipped.len() / 2;
+        flipped[at] ^= 0x01;
+        std::fs::write(&victim, &flipped).expect("write");
+        let check = repo.coffer(&["check", "--read-data"]);
+        assert_eq!(check.status.code(), Some(1), "{folder}: {}", stdout(&check));
+        let name = victim.file_name().and_then(|n| n.to_str()).expect("name");
+        let report = stdout(&check);
+        assert!(
+            report.contains(expected) && report.contains(&name[..8]),
+            "{folder}: the damaged object {name} is not named: {report}"
+        );
+        std::fs::write(&victim, &original).expect("restore the object");
+        ok(repo.coffer(&["check", "--read-data"]));
+    }
+}
