@@ -1,8 +1,9 @@
 //! coffer: encrypted, deduplicated, parallel backups of MySQL servers with thousands of
-//! databases, and restores of one database in seconds.
+//! databases, and restores of one database, table or set of rows in seconds.
 //!
 //! Layers, dependencies pointing down (see docs/ARCHITECTURE.md):
-//! - [`backup`], [`restore`], [`check`]: the operations, driven by the CLI.
+//! - [`backup`], [`restore`], [`check`], [`repair`], [`stats`]: the operations, driven by the
+//!   CLI; [`retention`] decides what `forget` keeps; [`timespec`] reads times and durations.
 //! - [`source`]: MySQL/MariaDB access (dump, catalog, connections).
 //! - [`repo`]: the repository format (packs, index, trees, snapshots); [`chunker`].
 //! - [`crypto`]: keys and sealing; [`storage`]: backends that move opaque bytes.
