@@ -60,9 +60,9 @@ pub enum Command {
     Snapshots(snapshots::SnapshotsArgs),
     /// List the databases of a snapshot, or the tables of one database.
     Ls(ls::LsArgs),
-    /// Recreate one database from a snapshot on a server.
+    /// Recreate one database, some of its tables, or only some rows, from a snapshot on a server.
     Restore(restore::RestoreArgs),
-    /// Write one database of a snapshot as a SQL script for the mysql/mariadb client.
+    /// Write one database (or some of its tables) of a snapshot as a SQL script for the client.
     Dump(dump::DumpArgs),
     /// Verify that the repository is complete and undamaged.
     Check(check::CheckArgs),
@@ -76,7 +76,7 @@ pub enum Command {
     Forget(forget::ForgetArgs),
     /// How the rows of a table matching a condition looked in each snapshot.
     History(history::HistoryArgs),
-    /// The audit log: every backup, restore, dump and history, who ran it, when and why.
+    /// The audit log: who backed up, restored, dumped or looked at what, when and why.
     Audit(audit::AuditArgs),
 }
 
