@@ -200,11 +200,7 @@ async fn read_replaced(conn: &mut Conn, database: &str, taken: &[String]) -> Res
             )
             .with_hint("drop the view first, or restore the table under another name with --into-table"));
         }
-        let row: Option<(String, String)> = conn
-            .query_first(format!("SHOW CREATE TABLE {}", qualified(database, name)))
-            .await
-            .map_err(|e| mysql_error(e, &format!("reading the definition of {database}.{name}")))?;
-        let create = row.map(|(_, sql)| sql).unwrap_or_default();
+        let create = catalog::create_table(conn, database, name, false).await?;
         replaced.push(Replaced {
             name: name.clone(),
             aside: String::new(),
@@ -435,11 +431,7 @@ async fn foreign_key_definition(
     table: &str,
     constraint: &str,
 ) -> Result<String> {
-    let row: Option<(String, String)> = conn
-        .query_first(format!("SHOW CREATE TABLE {}", qualified(schema, table)))
-        .await
-        .map_err(|e| mysql_error(e, &format!("reading the definition of {schema}.{table}")))?;
-    let create = row.map(|(_, sql)| sql).unwrap_or_default();
+    let create = catalog::create_table(conn, schema, table, false).await?;
     split_foreign_keys(&create)
         .1
         .into_iter()
