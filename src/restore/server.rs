@@ -209,24 +209,7 @@ async fn stage(
         chunks_done,
     )
     .await?;
-    // A trial of every view, routine and trigger in the staging database: a missing privilege,
-    // a definer the account may not use or a reference to a database that is gone shows here,
-    // while the target is still untouched. Events are left out: one due now would run.
-    let mut tried = Vec::new();
-    for statement in plan.object_statements_in(staging) {
-        let Some((kind, name)) = statement.object.clone() else {
-            continue;
-        };
-        if kind == ObjectKind::Event {
-            continue;
-        }
-        run_statement(&mut conn, &statement).await?;
-        tried.push((kind, name));
-    }
-    // Views may depend on the views before them: drop in reverse order.
-    for (kind, name) in tried.iter().rev() {
-        drop_object(&mut conn, *kind, staging, name).await?;
-    }
+    try_objects(&mut conn, plan, staging).await?;
     Ok(RestoreStats {
         tables: plan.tables.len() as u64,
         rows,
@@ -235,6 +218,29 @@ async fn stage(
         objects: 0,
         replaced: false,
     })
+}
+
+/// A trial of the plan's views, routines and triggers in the staging database, dropped again: a
+/// missing privilege, a definer the account may not use or a reference to a database that is
+/// gone shows here, while the target is still untouched. Events are left out: one due now
+/// would run.
+pub(super) async fn try_objects(conn: &mut Conn, plan: &RestorePlan, staging: &str) -> Result<()> {
+    let mut tried = Vec::new();
+    for statement in plan.object_statements_in(staging) {
+        let Some((kind, name)) = statement.object.clone() else {
+            continue;
+        };
+        if kind == ObjectKind::Event {
+            continue;
+        }
+        run_statement(conn, &statement).await?;
+        tried.push((kind, name));
+    }
+    // Views may depend on the views before them: drop in reverse order.
+    for (kind, name) in tried.iter().rev() {
+        drop_object(conn, *kind, staging, name).await?;
+    }
+    Ok(())
 }
 
 /// Load every data chunk of `plan` into the tables already created in `database`, over `jobs`

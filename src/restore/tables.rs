@@ -26,7 +26,7 @@ use mysql_async::prelude::Queryable;
 
 use super::server::{
     RestoreStats, check_plan_is_readable, create_staging, database_exists, drop_object,
-    drop_staging, exec, load_rows, prepare_session, random_tag, run_statement,
+    drop_staging, exec, load_rows, prepare_session, random_tag, run_statement, try_objects,
 };
 use super::statements::trigger_table;
 use super::{RestorePlan, RestoreScope, Statement};
@@ -163,16 +163,7 @@ async fn stage_tables(
         .await?;
     }
     let loaded = load_rows(repo, index, plan, target, staging, jobs, chunks_done).await?;
-    let mut tried = Vec::new();
-    for statement in plan.object_statements_in(staging) {
-        run_statement(&mut conn, &statement).await?;
-        if let Some(object) = statement.object {
-            tried.push(object);
-        }
-    }
-    for (kind, name) in tried.iter().rev() {
-        drop_object(&mut conn, *kind, staging, name).await?;
-    }
+    try_objects(&mut conn, plan, staging).await?;
     Ok(loaded)
 }
 
