@@ -16,13 +16,11 @@ use jiff::Timestamp;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::matching::{keep_matching, try_expression};
+use super::RestorePlan;
+use super::matching::{create_copy, keep_matching};
 use super::pin::candidate_chunks;
 use super::rows::value_spans;
-use super::server::{
-    create_staging, drop_staging, exec, load_limits, prepare_session, random_tag, run_statement,
-};
-use super::{RestorePlan, Statement};
+use super::server::{create_staging, drop_staging, exec, load_limits, prepare_session, random_tag};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::ids::{BlobId, SnapshotId};
@@ -31,7 +29,7 @@ use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{DatabaseTree, TableTree};
 use crate::source::mysql::dump::rows_as_text;
 use crate::source::mysql::{MysqlTarget, mysql_error};
-use crate::sql::{qualified, split_foreign_keys};
+use crate::sql::qualified;
 
 /// What a row was in one snapshot, compared with the snapshot before.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -365,10 +363,7 @@ async fn evaluate(
                 &name,
                 &label[..label.len().min(8)],
             )?;
-            let (create, _) = split_foreign_keys(&plan.create_table_sql(&plan.tables[0], &name));
-            run_statement(conn, &Statement::plain(create)).await?;
-            let condition =
-                try_expression(conn, &qualified(staging, &name), expression, tree).await?;
+            let (_, condition) = create_copy(conn, &plan, staging, expression).await?;
             staged.insert(tree.create_sql.clone(), (name, plan, condition));
         }
         let (name, plan, condition) = &staged[&tree.create_sql];

@@ -197,15 +197,9 @@ async fn stage_matching(
     jobs: usize,
     chunks_done: &Arc<AtomicU64>,
 ) -> Result<(u64, u64)> {
-    let table = &plan.tables[0];
-    let name = &plan.table_targets[0];
     let mut conn = target.connect().await?;
     prepare_session(&mut conn, staging).await?;
-    let create = plan.create_table_sql(table, name);
-    let (without_foreign_keys, _) = split_foreign_keys(&create);
-    run_statement(&mut conn, &Statement::plain(without_foreign_keys)).await?;
-    let staged = qualified(staging, name);
-    let condition = try_expression(&mut conn, &staged, expression, table).await?;
+    let (staged, condition) = create_copy(&mut conn, plan, staging, expression).await?;
     let (_, fetched) = load_rows(repo, index, plan, target, staging, jobs, chunks_done).await?;
     keep_matching(&mut conn, &staged, &condition).await?;
     let matched: Option<u64> = conn
@@ -215,15 +209,21 @@ async fn stage_matching(
     Ok((matched.unwrap_or(0), fetched))
 }
 
-/// Try `expression` on the (empty) staged copy `staged` of `table`, so that a syntax error or
-/// an unknown column is reported before a single chunk is read; returns the condition to use
-/// (parenthesised on lines of its own, so that a `--` comment inside it ends there).
-pub(super) async fn try_expression(
+/// Create an empty copy of the plan's single table in `staging` (without foreign keys, whose
+/// references would point into the staging database) and try `expression` on it, so that a
+/// syntax error or an unknown column is reported before a single chunk is read. Returns the
+/// copy's qualified name and the condition to use (parenthesised on lines of its own, so that a
+/// `--` comment inside it ends there).
+pub(super) async fn create_copy(
     conn: &mut Conn,
-    staged: &str,
+    plan: &RestorePlan,
+    staging: &str,
     expression: &str,
-    table: &crate::repo::tree::TableTree,
-) -> Result<String> {
+) -> Result<(String, String)> {
+    let (table, name) = (&plan.tables[0], &plan.table_targets[0]);
+    let (without_foreign_keys, _) = split_foreign_keys(&plan.create_table_sql(table, name));
+    run_statement(conn, &Statement::plain(without_foreign_keys)).await?;
+    let staged = qualified(staging, name);
     let condition = format!("(\n{expression}\n)");
     conn.query_drop(format!("SELECT COUNT(*) FROM {staged} WHERE {condition}"))
         .await
@@ -238,7 +238,7 @@ pub(super) async fn try_expression(
                 table.columns.join(", ")
             ))
         })?;
-    Ok(condition)
+    Ok((staged, condition))
 }
 
 /// Delete the staged rows for which `condition` is not true (false or NULL), as the server
