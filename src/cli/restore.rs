@@ -11,7 +11,6 @@ use coffer::Result;
 use coffer::restore::RestoreScope;
 use coffer::restore::matching::{OnConflict, RowsDestination, RowsRequest, restore_rows};
 use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
-use coffer::restore::tables::restore_tables;
 
 use coffer::repo::Repository;
 use coffer::source::mysql::MysqlTarget;
@@ -116,30 +115,15 @@ async fn restore(
         drop_existing: args.drop_existing,
         jobs: args.jobs,
     };
-    let result = match plan.scope {
-        RestoreScope::Database => {
-            restore_to_server(
-                Arc::clone(repo),
-                index,
-                Arc::clone(&plan),
-                target,
-                &options,
-                done,
-            )
-            .await
-        }
-        RestoreScope::Tables { .. } => {
-            restore_tables(
-                Arc::clone(repo),
-                index,
-                Arc::clone(&plan),
-                target,
-                &options,
-                done,
-            )
-            .await
-        }
-    };
+    let result = restore_to_server(
+        Arc::clone(repo),
+        index,
+        Arc::clone(&plan),
+        target,
+        &options,
+        done,
+    )
+    .await;
     ticker.abort();
     bar.finish_and_clear();
     let stats = result?;

@@ -24,7 +24,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::Mutex;
 
-use super::{LOAD_SESSION, LoadLimits, RestorePlan, Statement};
+use super::{LOAD_SESSION, LoadLimits, RestorePlan, RestoreScope, Statement};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::index::Index;
 use crate::repo::tree::ObjectKind;
@@ -57,7 +57,8 @@ pub struct ServerRestoreOptions {
     pub jobs: usize,
 }
 
-/// Restore `plan` into the server at `target`.
+/// Restore `plan` into the server at `target`: the whole database, or the tables a
+/// [`RestorePlan::select_tables`] chose ([`super::tables`]).
 pub async fn restore_to_server(
     repo: Arc<Repository>,
     index: Arc<Index>,
@@ -66,6 +67,10 @@ pub async fn restore_to_server(
     options: &ServerRestoreOptions,
     chunks_done: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
+    if matches!(plan.scope, RestoreScope::Tables { .. }) {
+        return super::tables::restore_tables(repo, index, plan, target, options, chunks_done)
+            .await;
+    }
     check_plan_is_readable(&repo, &index, &plan).await?;
     let name = plan.target_name.clone();
     let mut conn = target.connect().await?;

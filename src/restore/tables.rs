@@ -39,8 +39,9 @@ use crate::source::mysql::{MysqlTarget, mysql_error};
 use crate::sql::{leading_quoted_name, qualified, quote_ident, split_foreign_keys};
 
 /// Restore the tables of `plan` (narrowed with [`RestorePlan::select_tables`]) into
-/// `plan.target_name` on `target`, creating that database if it does not exist.
-pub async fn restore_tables(
+/// `plan.target_name` on `target`, creating that database if it does not exist (called by
+/// [`super::server::restore_to_server`]).
+pub(super) async fn restore_tables(
     repo: Arc<Repository>,
     index: Arc<Index>,
     plan: Arc<RestorePlan>,
