@@ -1,8 +1,9 @@
 //! Proof that a restored database equals its snapshot: every table is read back from the server
 //! through the dump's own row encoder and cut by the repository's own chunker, and the chunk ids
 //! must be the snapshot's, in order. Equal keyed ids mean equal rows, bit for bit, without
-//! reading the chunks themselves. A table without a key has no defined row order: its rows are
-//! compared as a sorted list against the snapshot's chunks instead.
+//! reading the chunks themselves; the rows are streamed, so memory stays at one chunk. A table
+//! without a key has no defined row order: its rows are compared as a sorted list against the
+//! snapshot's chunks instead (held in memory).
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use crate::repo::ids::BlobId;
 use crate::repo::index::Index;
 use crate::repo::tree::TableKind;
 use crate::source::mysql::MysqlTarget;
-use crate::source::mysql::dump::rows_as_text;
+use crate::source::mysql::dump::{for_each_row_as_text, rows_as_text};
 
 /// How one table compared.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,18 +53,10 @@ pub async fn verify_restored(
             continue;
         }
         let rows_expected: u64 = table.chunks.iter().map(|c| c.rows).sum();
-        let rows = rows_as_text(
-            &mut conn,
-            database,
-            name,
-            &table.columns,
-            &table.key_columns,
-        )
-        .await?;
-        let rows_found = rows.len() as u64;
-        let difference = if table.key_columns.is_empty() {
+        let (rows_found, difference) = if table.key_columns.is_empty() {
             // No order to cut by: compare the sorted rows.
-            let mut expected = Vec::with_capacity(rows.len());
+            let mut found = rows_as_text(&mut conn, database, name, &table.columns, &[]).await?;
+            let mut expected = Vec::with_capacity(found.len());
             for chunk in &table.chunks {
                 let data = repo.read_blob(index, &chunk.id).await?;
                 expected.extend(
@@ -72,24 +65,41 @@ pub async fn verify_restored(
                         .map(<[u8]>::to_vec),
                 );
             }
-            let mut found = rows;
             expected.sort_unstable();
             found.sort_unstable();
-            (expected != found).then(|| "the rows differ (a table without a key)".to_string())
+            let difference =
+                (expected != found).then(|| "the rows differ (a table without a key)".to_string());
+            (found.len() as u64, difference)
         } else {
+            // Rows streamed in key order through the chunker, as a dump cuts them.
             let mut chunker = RowChunker::new(gear.clone(), params);
             let mut ids: Vec<BlobId> = Vec::with_capacity(table.chunks.len());
-            for mut row in rows {
-                row.push(b'\n');
-                if let Some(chunk) = chunker.push_row(&row) {
-                    ids.push(BlobId(repo.keys().content_id(&chunk.data)));
-                }
-            }
+            let mut rows_found = 0u64;
+            let mut line = Vec::new();
+            let keys = repo.keys();
+            for_each_row_as_text(
+                &mut conn,
+                database,
+                name,
+                &table.columns,
+                &table.key_columns,
+                |row| {
+                    rows_found += 1;
+                    line.clear();
+                    line.extend_from_slice(row);
+                    line.push(b'\n');
+                    if let Some(chunk) = chunker.push_row(&line) {
+                        ids.push(BlobId(keys.content_id(&chunk.data)));
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
             if let Some(chunk) = chunker.finish() {
-                ids.push(BlobId(repo.keys().content_id(&chunk.data)));
+                ids.push(BlobId(keys.content_id(&chunk.data)));
             }
             let expected: Vec<BlobId> = table.chunks.iter().map(|c| c.id).collect();
-            match expected.iter().zip(&ids).position(|(a, b)| a != b) {
+            let difference = match expected.iter().zip(&ids).position(|(a, b)| a != b) {
                 Some(i) => Some(format!(
                     "chunk {} of {} differs (rows from about {} on)",
                     i + 1,
@@ -102,7 +112,8 @@ pub async fn verify_restored(
                     ids.len()
                 )),
                 None => None,
-            }
+            };
+            (rows_found, difference)
         };
         verdicts.push(TableVerdict {
             table: table.name.clone(),

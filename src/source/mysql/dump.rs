@@ -350,9 +350,8 @@ async fn store_chunk(
 }
 
 /// The rows of `db`.`table` (the columns given, ordered by `order_by`) in coffer's row text
-/// (one `(…)` per row, without the newline),
-/// exactly as a dump writes them: for handing selected rows back as SQL. The connection's
-/// session time zone must be UTC, as during a dump.
+/// (one `(…)` per row, without the newline), exactly as a dump writes them: for handing
+/// selected rows back as SQL. The connection's session time zone must be UTC, as during a dump.
 pub async fn rows_as_text(
     conn: &mut Conn,
     db: &str,
@@ -360,6 +359,25 @@ pub async fn rows_as_text(
     columns: &[String],
     order_by: &[String],
 ) -> Result<Vec<Vec<u8>>> {
+    let mut rows = Vec::new();
+    for_each_row_as_text(conn, db, table, columns, order_by, |row| {
+        rows.push(row.to_vec());
+        Ok(())
+    })
+    .await?;
+    Ok(rows)
+}
+
+/// [`rows_as_text`] one row at a time, streamed from the server: memory stays at one row
+/// whatever the table's size.
+pub async fn for_each_row_as_text(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+    columns: &[String],
+    order_by: &[String],
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     let listed = catalog::columns_by_table(conn, db).await?;
     let info = listed.get(table).ok_or_else(|| {
         Error::not_found(format!("table {} has no columns", qualified(db, table)))
@@ -396,22 +414,22 @@ pub async fn rows_as_text(
         .exec_iter(select, ())
         .await
         .map_err(|e| mysql_error(e, &context()))?;
-    let mut rows = Vec::new();
+    let mut text = Vec::new();
     while let Some(row) = result
         .next()
         .await
         .map_err(|e| mysql_error(e, &context()))?
     {
-        let mut text = Vec::new();
+        text.clear();
         push_row(&mut text, &kinds, &row.unwrap_raw());
         if text.last() == Some(&b'\n') {
             text.pop();
         }
-        rows.push(text);
+        each(&text)?;
     }
     drop(result);
     conn.query_drop("SET character_set_results = utf8mb4")
         .await
         .map_err(|e| mysql_error(e, "switching back to text results"))?;
-    Ok(rows)
+    Ok(())
 }
