@@ -35,7 +35,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;
 use crate::repo::index::Index;
 use crate::repo::tree::TableKind;
-use crate::source::mysql::dump::rows_as_text;
+use crate::source::mysql::dump::for_each_row_as_text;
 use crate::source::mysql::{MysqlTarget, mysql_error};
 use crate::sql::{column_list, qualified, quote_ident, split_foreign_keys};
 
@@ -174,7 +174,15 @@ pub async fn restore_rows(
                 outcome.skipped = skipped;
             }
             RowsDestination::Sql { out, database } => {
-                write_sql(&mut conn, &narrowed, &staging, database.as_deref(), out).await?;
+                write_sql(
+                    &mut conn,
+                    &narrowed,
+                    &staging,
+                    database.as_deref(),
+                    matched,
+                    out,
+                )
+                .await?;
             }
         }
         Ok::<_, Error>(outcome)
@@ -411,40 +419,51 @@ async fn write_sql(
     plan: &RestorePlan,
     staging: &str,
     database: Option<&str>,
+    matched: u64,
     out: &mut dyn Write,
 ) -> Result<()> {
     let table = &plan.tables[0];
     prepare_session(conn, staging).await?;
-    let rows = rows_as_text(
-        conn,
-        staging,
-        &plan.table_targets[0],
-        &table.columns,
-        &table.key_columns,
-    )
-    .await?;
     let io = |e: std::io::Error| Error::new(ErrorKind::Storage, "writing the SQL").with_source(e);
     writeln!(
         out,
-        "-- {} rows of table {} from database {}\n\
+        "-- {matched} rows of table {} from database {}\n\
          SET NAMES binary;\nSET SESSION time_zone = '+00:00';\n\
          SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_ALL_TABLES';",
-        rows.len(),
-        table.name,
-        plan.source_name
+        table.name, plan.source_name
     )
     .map_err(io)?;
     let limits = super::LoadLimits {
         statement: super::script::SCRIPT_STATEMENT_LIMIT,
         value: super::script::SCRIPT_VALUE_LIMIT,
     };
-    for batch in rows.chunks(1000) {
-        let chunk = batch.join(&b'\n');
-        for insert in plan.insert_statements_into(0, &chunk, &limits, database)? {
+    // Rows are streamed and written in batches of statements, whatever their number.
+    let mut batch: Vec<u8> = Vec::new();
+    let write_batch = |batch: &mut Vec<u8>, out: &mut dyn Write| -> Result<()> {
+        for insert in plan.insert_statements_into(0, batch, &limits, database)? {
             out.write_all(&insert).map_err(io)?;
             out.write_all(b";\n").map_err(io)?;
         }
-    }
+        batch.clear();
+        Ok(())
+    };
+    for_each_row_as_text(
+        conn,
+        staging,
+        &plan.table_targets[0],
+        &table.columns,
+        &table.key_columns,
+        |row| {
+            batch.extend_from_slice(row);
+            batch.push(b'\n');
+            if batch.len() >= limits.statement {
+                write_batch(&mut batch, out)?;
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    write_batch(&mut batch, out)?;
     writeln!(out, "SET NAMES utf8mb4;").map_err(io)?;
     out.flush().map_err(io)
 }
