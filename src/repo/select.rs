@@ -64,16 +64,18 @@ impl Repository {
             SnapshotSelector::Latest => {
                 let all = self.snapshots().await?;
                 let newest = all.last().map(|(id, s)| (id.short(), s.time));
-                let newest_snapshot = all.last().map(|(id, s)| (id.short(), s.clone()));
+                // Why no snapshot holds the database, said from the newest one.
+                let none_holds = all
+                    .last()
+                    .map(|(id, s)| not_held(&id.short(), s, database.unwrap_or_default()));
                 let Some((id, snapshot)) = all.into_iter().rev().find(|(_, s)| holds(s)) else {
-                    return Err(match newest {
-                        None => Error::not_found(format!(
+                    return Err(none_holds.unwrap_or_else(|| {
+                        Error::not_found(format!(
                             "{} has no snapshots yet",
                             self.storage().location()
                         ))
-                        .with_hint("run `coffer backup` first"),
-                        Some(_) => not_held(&newest_snapshot, database.unwrap_or_default()),
-                    });
+                        .with_hint("run `coffer backup` first")
+                    }));
                 };
                 let skipped = newest
                     .filter(|(newest_id, _)| *newest_id != id.short())
@@ -122,17 +124,11 @@ impl Repository {
     }
 }
 
-/// No snapshot holds `database`: say why the newest does not (it failed there, with the error,
-/// or it was never backed up).
-fn not_held(newest: &Option<(String, Snapshot)>, database: &str) -> Error {
-    let failed = newest.as_ref().and_then(|(id, s)| {
-        s.failed
-            .iter()
-            .find(|f| f.name == database)
-            .map(|f| (id, f))
-    });
-    match failed {
-        Some((id, f)) => Error::not_found(format!(
+/// No snapshot holds `database`: say why the newest (`id`) does not (it failed there, with the
+/// error, or it was never backed up).
+fn not_held(id: &str, newest: &Snapshot, database: &str) -> Error {
+    match newest.failed.iter().find(|f| f.name == database) {
+        Some(f) => Error::not_found(format!(
             "database {database} failed in snapshot {id} and no snapshot holds it: {}",
             f.error
         ))
