@@ -18,7 +18,7 @@ use mysql_async::prelude::Queryable;
 
 use super::RestorePlan;
 use super::matching::{create_copy, keep_matching};
-use super::pin::candidate_chunks;
+use super::pin::{ChunkChoice, candidate_chunks};
 use super::rows::value_spans;
 use super::server::{create_staging, drop_staging, exec, load_limits, prepare_session, random_tag};
 use crate::error::{Error, Result};
@@ -157,6 +157,11 @@ pub async fn table_history(
         .next()
         .cloned()
         .ok_or_else(|| Error::not_found("no table tree"))?;
+    // The chunks that can hold matching rows, per table tree (shared by many snapshots).
+    let choices: HashMap<BlobId, ChunkChoice> = table_trees
+        .iter()
+        .map(|(id, tree)| (*id, candidate_chunks(tree, expression)))
+        .collect();
     let staging_plan = RestorePlan::for_table(any_database, any_table, "coffer_history", &tag)?;
     let staging = create_staging(&mut conn, &staging_plan, &tag).await?;
     let evaluated = evaluate(
@@ -167,6 +172,7 @@ pub async fn table_history(
         &per_snapshot,
         &database_trees,
         &table_trees,
+        &choices,
         expression,
     )
     .await;
@@ -200,7 +206,7 @@ pub async fn table_history(
         let tree = &table_trees[tree_id];
         let key_positions = key_positions(tree);
         let mut current: RowsByKey = Vec::new();
-        for chunk in candidate_chunks(tree, expression).chunks {
+        for &chunk in &choices[tree_id].chunks {
             let Some(rows) = matches.get(&(tree.chunks[chunk].id, tree.create_sql.clone())) else {
                 continue;
             };
@@ -336,6 +342,7 @@ async fn evaluate(
     per_snapshot: &[SnapshotTable],
     database_trees: &HashMap<BlobId, DatabaseTree>,
     table_trees: &HashMap<BlobId, TableTree>,
+    choices: &HashMap<BlobId, ChunkChoice>,
     expression: &str,
 ) -> Result<(Matches, HistoryStats)> {
     prepare_session(conn, staging).await?;
@@ -352,7 +359,7 @@ async fn evaluate(
             continue;
         };
         let tree = &table_trees[tree_id];
-        let choice = candidate_chunks(tree, expression);
+        let choice = &choices[tree_id];
         stats.pinned &= choice.pinned;
         stats.chunk_references += choice.chunks.len();
         if !staged.contains_key(&tree.create_sql) {
