@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;
 use crate::repo::ids::SnapshotId;
+use crate::repo::runs::ActiveRun;
 use crate::repo::snapshot::{BackupStats, DatabaseEntry, FailedDatabase, Snapshot, SourceInfo};
 use crate::repo::writer::BlobStore;
 use crate::source::mysql::catalog::{self, DatabaseInfo};
@@ -36,6 +37,9 @@ pub struct BackupOptions {
     pub tags: Vec<String>,
     /// Record this as the snapshot's time instead of the clock's (importing older data, tests).
     pub time: Option<jiff::Timestamp>,
+    /// How long the run may take before a prune may take it for abandoned (see
+    /// [`crate::repo::runs`]); past it, the run ends without a snapshot.
+    pub run_lease: std::time::Duration,
 }
 
 impl Default for BackupOptions {
@@ -47,6 +51,7 @@ impl Default for BackupOptions {
             attempts: 3,
             tags: Vec::new(),
             time: None,
+            run_lease: crate::repo::runs::DEFAULT_RUN_LEASE,
         }
     }
 }
@@ -93,6 +98,22 @@ pub async fn run_backup(
     observer: Arc<dyn BackupObserver>,
     counters: Arc<LiveCounters>,
 ) -> Result<BackupReport> {
+    // The marker first: a prune that condemns packs after it was written waits for this run.
+    let run = repo.begin_run("backup", options.run_lease).await?;
+    let result = back_up(&repo, target, options, observer, counters, &run).await;
+    // Over either way: with its snapshot stored, or without one it will ever write.
+    repo.end_run(run).await;
+    result
+}
+
+async fn back_up(
+    repo: &Arc<Repository>,
+    target: &MysqlTarget,
+    options: &BackupOptions,
+    observer: Arc<dyn BackupObserver>,
+    counters: Arc<LiveCounters>,
+    run: &ActiveRun,
+) -> Result<BackupReport> {
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
     let mut control = target.connect().await?;
@@ -122,7 +143,7 @@ pub async fn run_backup(
     );
 
     let index = repo.load_index().await?;
-    let store = BlobStore::new(Arc::clone(&repo), &index, options.jobs.max(1) + 2);
+    let store = BlobStore::new(Arc::clone(repo), &index, options.jobs.max(1) + 2);
     drop(index);
     let chunking = Chunking {
         gear: crate::chunker::gear_table(repo.keys().chunker_key()),
@@ -185,6 +206,7 @@ pub async fn run_backup(
         stats: BackupStats::default(),
         tags: options.tags.clone(),
         time_given: options.time.is_some(),
+        run: Some(run.id.clone()),
     };
     for (name, outcome) in outcomes {
         match outcome {
@@ -210,6 +232,8 @@ pub async fn run_backup(
     snapshot.stats.blobs_new = store.blobs_new.load(Ordering::Relaxed);
     snapshot.stats.bytes_stored_new = store.bytes_stored_new.load(Ordering::Relaxed);
     snapshot.stats.duration_secs = clock.elapsed().as_secs_f64();
+    run.check_lease()
+        .map_err(|e| e.context("backup aborted, no snapshot written"))?;
     let snapshot_id = repo.save_snapshot(&snapshot).await?;
     Ok(BackupReport {
         snapshot_id,

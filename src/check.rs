@@ -92,7 +92,14 @@ pub async fn check(repo: &Repository, data: DataCheck) -> Result<CheckReport> {
     let (index, damaged_index) = repo.load_index_reporting().await?;
     report
         .problems
-        .extend(damaged_index.iter().map(|e| format!("index file: {e}")));
+        .extend(damaged_index.iter().map(|e| e.to_string()));
+    for run in repo.list_runs().await? {
+        if let Err(why) = &run.marker {
+            report
+                .problems
+                .push(format!("run marker {}: {why}", run.name));
+        }
+    }
     let stored: HashMap<String, u64> = repo
         .storage()
         .list(paths::DATA)

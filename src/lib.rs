@@ -13,6 +13,7 @@ pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
+pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;

@@ -4,7 +4,8 @@
 //! docs/FORMAT.md, "Packs"). When index files are lost or damaged, `repair_index` reads the
 //! packs no intact index file lists, checks each against its name, and writes a new index file
 //! for them. Nothing is deleted or rewritten: a damaged index file stays where it is (a later
-//! prune, or the operator, removes it) and the new one is simply another index file.
+//! prune, or the operator, removes it) and the new one is simply another index file. Packs a
+//! prune mark condemns are left alone.
 
 use std::str::FromStr;
 
@@ -40,7 +41,9 @@ pub async fn repair_index(repo: &Repository) -> Result<IndexRepair> {
         let Ok(id) = PackId::from_str(hex) else {
             continue;
         };
-        if indexed.contains(&id) {
+        // A condemned pack is on its way out (a prune's sweep may be deleting it now):
+        // indexing it again would name a pack about to disappear.
+        if indexed.contains(&id) || index.is_condemned(&id) {
             continue;
         }
         report.unindexed_packs += 1;

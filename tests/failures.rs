@@ -376,7 +376,7 @@ fn repair_index_rebuilds_lost_index_files_from_the_packs() {
 }
 
 /// One flipped byte in any kind of object is found by `check --read-data` and the object named:
-/// a pack (data or tree blob), an index file, a snapshot.
+/// a pack (data or tree blob), an index file, a snapshot, a prune mark.
 #[test]
 fn a_flipped_byte_in_every_object_kind_is_found_and_named() {
     let server = MariaDb::shared();
@@ -385,17 +385,23 @@ fn a_flipped_byte_in_every_object_kind_is_found_and_named() {
          INSERT INTO t SELECT seq, SHA2(seq, 512) FROM seq_1_to_3000;",
     );
     let repo = Repo::new();
-    ok(repo.coffer(&[
-        "backup",
-        "--mysql",
-        &server.socket_url(),
-        "--include",
-        "flip_db",
-    ]));
+    for _ in 0..2 {
+        ok(repo.coffer(&[
+            "backup",
+            "--mysql",
+            &server.socket_url(),
+            "--include",
+            "flip_db",
+        ]));
+        server.sql("UPDATE flip_db.t SET v = SHA2(v, 256) WHERE id % 2 = 0;");
+    }
+    // A prune within its grace period leaves a mark.
+    ok(repo.coffer(&["forget", "--keep-last", "1", "--prune"]));
     for (folder, expected) in [
         ("data", "does not match its name"),
         ("index", "index file"),
         ("snapshots", "snapshot"),
+        ("prune", "prune mark"),
     ] {
         let victim = files_under(&repo.path().join(folder))
             .into_iter()

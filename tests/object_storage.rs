@@ -80,6 +80,76 @@ fn round_trip(remote: &Remote, prefix: &str) {
     assert!(check.contains("no problems"), "{check}");
 }
 
+/// Three daily backups that each rewrite every chunk, `forget --keep-last 1 --prune`, then the
+/// repository checks clean and the kept snapshot restores exactly.
+fn forget_and_prune(remote: &Remote, db: &str) {
+    let server = MariaDb::shared();
+    server.sql(&format!(
+        "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO t SELECT seq, REPEAT(SHA2(seq, 256), 3) FROM seq_1_to_3000;"
+    ));
+    ok(remote.coffer(&["init", "--chunk-size", "16KiB", "--pack-size", "1MiB"]));
+    let url = server.socket_url();
+    for day in 1..=3 {
+        server.sql(&format!(
+            "UPDATE {db}.t SET v = REPEAT(SHA2(CONCAT(id, '-{day}'), 256), 3) WHERE id % 2 = {};",
+            day % 2
+        ));
+        ok(remote.coffer(&[
+            "backup",
+            "--mysql",
+            &url,
+            "--include",
+            db,
+            "--time",
+            &format!("2026-11-0{day} 02:00"),
+        ]));
+    }
+    let expected = checksums(server, db);
+    let out: serde_json::Value = serde_json::from_str(&ok(remote.coffer(&[
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+        "--grace",
+        "0s",
+        "--json",
+    ])))
+    .expect("json");
+    assert_eq!(out["remove"].as_array().map(Vec::len), Some(2), "{out:#}");
+    assert!(
+        out["prune"]["packs_deleted"].as_u64().unwrap_or(0) > 0,
+        "{out:#}"
+    );
+    assert!(
+        out["prune"]["bytes_freed"].as_u64().unwrap_or(0) > 0,
+        "{out:#}"
+    );
+    assert_eq!(
+        out["prune"]["not_deleted"].as_array().map(Vec::len),
+        Some(0),
+        "{out:#}"
+    );
+    let check = ok(remote.coffer(&["check", "--read-data"]));
+    assert!(check.contains("no problems"), "{check}");
+    let into = format!("{db}_back");
+    ok(remote.coffer(&["restore", "--mysql", &url, "--db", db, "--into", &into]));
+    assert_eq!(checksums(server, &into), expected);
+}
+
+#[test]
+fn forget_and_prune_on_azure_blob() {
+    forget_and_prune(
+        &Remote::new(Azurite::shared().repo_url("prune")),
+        "az_prune",
+    );
+}
+
+#[test]
+fn forget_and_prune_on_s3() {
+    forget_and_prune(&Remote::new(Moto::shared().repo_url("prune")), "s3_prune");
+}
+
 #[test]
 fn azure_blob_round_trip() {
     let remote = Remote::new(Azurite::shared().repo_url("roundtrip"));

@@ -1,5 +1,5 @@
 //! `coffer forget`: remove the snapshots a retention policy does not keep. The data only they
-//! referenced stays in the repository until prune (a later release) removes it.
+//! referenced stays in the repository until a prune removes it (`--prune` runs one after).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use coffer::timespec::parse_duration;
 use coffer::{Error, Result};
 
 use super::audit::{AuditTrail, Audited, check_reason};
+use super::prune::{exit_code, print_report, run_prune};
 use super::{RepoArg, print_json};
 
 #[derive(clap::Args)]
@@ -67,6 +68,11 @@ pub struct ForgetArgs {
     /// Allow the policy to remove every snapshot of a group (refused otherwise).
     #[arg(long)]
     allow_remove_all: bool,
+    /// Then prune: delete the data no remaining snapshot references (see `coffer prune`).
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_flags: super::prune::PruneFlags,
     #[arg(long)]
     json: bool,
     /// Why (kept in the audit log).
@@ -121,6 +127,9 @@ impl ForgetArgs {
 struct Removed {
     id: String,
     time: jiff::Timestamp,
+    /// The snapshot's run marker, removed with it (a prune would otherwise wait for the run).
+    #[serde(skip)]
+    run: Option<String>,
 }
 
 pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
@@ -155,6 +164,11 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
         decided.push((group.clone(), decisions));
     }
 
+    let runs: std::collections::HashMap<String, String> = groups
+        .values()
+        .flatten()
+        .filter_map(|(id, s)| Some((id.to_string(), s.run.clone()?)))
+        .collect();
     let keep: Vec<&Decision> = decided
         .iter()
         .flat_map(|(_, d)| d)
@@ -167,19 +181,10 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
         .map(|d| Removed {
             id: d.id.clone(),
             time: d.time,
+            run: runs.get(d.id.as_str()).cloned(),
         })
         .collect();
-    if args.json {
-        #[derive(serde::Serialize)]
-        struct Plan<'a> {
-            keep: &'a [&'a Decision],
-            remove: &'a [Removed],
-        }
-        print_json(&Plan {
-            keep: &keep,
-            remove: &remove,
-        })?;
-    } else {
+    if !args.json {
         for (group, decisions) in &decided {
             println!("group {}", if group.is_empty() { "(all)" } else { group });
             for d in decisions {
@@ -203,13 +208,40 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
             }
         );
     }
-    if args.dry_run || remove.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+    let prune_options = args
+        .prune
+        .then(|| args.prune_flags.options(args.dry_run))
+        .transpose()?;
+    let mut code = ExitCode::SUCCESS;
+    if !args.dry_run && !remove.is_empty() {
+        let trail = AuditTrail::start(&repo, "forget", args.reason.clone(), |_| {}).await?;
+        let result = forget(&repo, &remove, keep.len()).await;
+        code = trail.finish(result).await?;
     }
-
-    let trail = AuditTrail::start(&repo, "forget", args.reason.clone(), |_| {}).await?;
-    let result = forget(&repo, &remove, keep.len()).await;
-    trail.finish(result).await
+    let pruned = match &prune_options {
+        Some(options) => Some(run_prune(&repo, options, args.reason.clone()).await?),
+        None => None,
+    };
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Plan<'a> {
+            keep: &'a [&'a Decision],
+            remove: &'a [Removed],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            prune: Option<&'a coffer::prune::PruneReport>,
+        }
+        print_json(&Plan {
+            keep: &keep,
+            remove: &remove,
+            prune: pruned.as_ref(),
+        })?;
+    } else if let Some(report) = &pruned {
+        print_report(report);
+    }
+    match &pruned {
+        Some(report) if code == ExitCode::SUCCESS => Ok(exit_code(report)),
+        _ => Ok(code),
+    }
 }
 
 async fn forget(
@@ -221,7 +253,12 @@ async fn forget(
     let mut refused = Vec::new();
     for r in remove {
         match repo.remove_snapshot(&r.id).await {
-            Ok(()) => removed += 1,
+            Ok(()) => {
+                removed += 1;
+                if let Some(run) = &r.run {
+                    repo.remove_run_marker(run).await;
+                }
+            }
             Err(e) => {
                 eprintln!(
                     "snapshot {} was not removed: {e}",
@@ -231,9 +268,7 @@ async fn forget(
             }
         }
     }
-    eprintln!(
-        "{removed} snapshots removed; their data stays until prune removes what nothing references"
-    );
+    eprintln!("{removed} snapshots removed; their data stays until a prune removes it");
     let audited = Audited {
         snapshot: None,
         target_database: None,

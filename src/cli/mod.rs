@@ -10,6 +10,7 @@ pub mod forget;
 pub mod history;
 pub mod init;
 pub mod ls;
+pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
@@ -72,8 +73,10 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Restore drill: restore databases into scratch schemas, prove they equal the snapshot.
     VerifyRestore(verify_restore::VerifyRestoreArgs),
-    /// Remove the snapshots a retention policy does not keep.
+    /// Remove the snapshots a retention policy does not keep (and, with --prune, their data).
     Forget(forget::ForgetArgs),
+    /// Delete the data no snapshot references, safely beside backups running elsewhere.
+    Prune(prune::PruneArgs),
     /// How the rows of a table matching a condition looked in each snapshot.
     History(history::HistoryArgs),
     /// The audit log: who backed up, restored, dumped or looked at what, when and why.
@@ -98,6 +101,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Stats(args) => stats::run(args).await,
         Command::VerifyRestore(args) => verify_restore::run(args, matches).await,
         Command::Forget(args) => forget::run(args).await,
+        Command::Prune(args) => prune::run(args).await,
         Command::History(args) => history::run(args, matches).await,
         Command::Audit(args) => audit::run(args).await,
     }

@@ -53,6 +53,8 @@ pub enum Role {
     Index,
     Snapshot,
     Audit,
+    RunMarker,
+    PruneMark,
 }
 
 impl Role {
@@ -65,6 +67,8 @@ impl Role {
             Role::Index => b"coffer.v1.index",
             Role::Snapshot => b"coffer.v1.snapshot",
             Role::Audit => b"coffer.v1.audit",
+            Role::RunMarker => b"coffer.v1.run",
+            Role::PruneMark => b"coffer.v1.prune-mark",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! the in-memory [`Index`] is their union. An index file is written only after every pack it names
 //! is stored, so anything the index points to exists.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -71,21 +71,48 @@ struct CompactLocation {
 }
 
 /// The union of all index files, kept compact: pack ids are stored once and referred to by number.
+///
+/// A blob stored in several packs (two backups stored it at once, or a prune copied it) has one
+/// location here: the first pack added that holds it. [`Index::ranked`] adds packs in an order
+/// of preference, so copies in condemned packs are used only when there is no other.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<(PackId, u64)>,
     pack_numbers: HashMap<PackId, u32>,
     blobs: HashMap<BlobId, CompactLocation>,
+    /// Packs a prune mark condemned.
+    condemned: HashSet<PackId>,
 }
 
 impl Index {
-    pub fn add_file(&mut self, file: IndexFile) {
-        for pack in file.packs {
+    /// The union of `files`, adding the packs of a lower `rank` first (so a blob's location is
+    /// in the lowest-ranked pack that holds it); packs in `condemned` count as condemned.
+    pub fn ranked<'a>(
+        files: impl IntoIterator<Item = &'a IndexFile>,
+        rank: impl Fn(&PackId) -> u8,
+        condemned: HashSet<PackId>,
+    ) -> Index {
+        let mut by_rank: std::collections::BTreeMap<u8, Vec<&IndexedPack>> = Default::default();
+        for pack in files.into_iter().flat_map(|f| &f.packs) {
+            by_rank.entry(rank(&pack.id)).or_default().push(pack);
+        }
+        let mut index = Index {
+            condemned,
+            ..Index::default()
+        };
+        for pack in by_rank.into_values().flatten() {
+            index.add_pack(pack);
+        }
+        index
+    }
+
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for pack in &file.packs {
             self.add_pack(pack);
         }
     }
 
-    pub fn add_pack(&mut self, pack: IndexedPack) {
+    pub fn add_pack(&mut self, pack: &IndexedPack) {
         let number = match self.pack_numbers.get(&pack.id) {
             Some(n) => *n,
             None => {
@@ -95,7 +122,7 @@ impl Index {
                 n
             }
         };
-        for blob in pack.blobs {
+        for blob in &pack.blobs {
             self.blobs.entry(blob.id).or_insert(CompactLocation {
                 pack: number,
                 kind: blob.kind,
@@ -133,5 +160,38 @@ impl Index {
 
     pub fn blob_ids(&self) -> impl Iterator<Item = &BlobId> {
         self.blobs.keys()
+    }
+
+    /// Blobs with a copy outside condemned packs: what a backup may deduplicate against.
+    pub fn live_blob_ids(&self) -> impl Iterator<Item = &BlobId> {
+        self.blobs.iter().filter_map(|(id, loc)| {
+            let (pack, _) = self.packs.get(loc.pack as usize)?;
+            (!self.condemned.contains(pack)).then_some(id)
+        })
+    }
+
+    /// Every blob and its location.
+    pub fn entries(&self) -> impl Iterator<Item = (&BlobId, BlobLocation)> {
+        self.blobs.iter().filter_map(|(id, loc)| {
+            let (pack, _) = self.packs.get(loc.pack as usize)?;
+            Some((
+                id,
+                BlobLocation {
+                    pack: *pack,
+                    kind: loc.kind,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_length: loc.raw_length,
+                },
+            ))
+        })
+    }
+
+    pub fn has_pack(&self, pack: &PackId) -> bool {
+        self.pack_numbers.contains_key(pack)
+    }
+
+    pub fn is_condemned(&self, pack: &PackId) -> bool {
+        self.condemned.contains(pack)
     }
 }

@@ -8,13 +8,17 @@
 pub mod audit;
 pub mod ids;
 pub mod index;
+pub mod marks;
 pub mod pack;
+pub mod runs;
 pub mod select;
 pub mod snapshot;
 pub mod tree;
 pub mod writer;
 
 use std::sync::Arc;
+
+use std::collections::HashSet;
 
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -34,7 +38,7 @@ const MAX_METADATA_LEN: usize = 1 << 30;
 /// Largest stored index file or snapshot read (sealed and compressed; real ones are a few MB).
 const MAX_METADATA_OBJECT: u64 = 256 << 20;
 /// Largest stored key slot or config read (real ones are under 1 KiB).
-const MAX_SMALL_OBJECT: u64 = 64 << 10;
+pub(crate) const MAX_SMALL_OBJECT: u64 = 64 << 10;
 
 /// `config`: sealed JSON, written last by `init`; its presence marks a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +111,8 @@ pub mod paths {
     pub const INDEX: &str = "index/";
     pub const SNAPSHOTS: &str = "snapshots/";
     pub const AUDIT: &str = "audit/";
+    pub const RUNS: &str = "runs/";
+    pub const PRUNE_MARKS: &str = "prune/";
 
     /// `data/<first two hex digits>/<pack id>`: fans packs out over 256 folders.
     pub fn pack(id: &super::PackId) -> String {
@@ -333,17 +339,43 @@ impl Repository {
         }
     }
 
-    /// Read every index file that is intact; the damaged ones come back as errors. Failing
-    /// to reach the storage is still an error of the whole call.
+    /// Read every index file that is intact; the damaged ones, and damaged prune marks, come
+    /// back as errors (so [`Repository::load_index`] refuses to go on with a mark it cannot
+    /// read). Failing to reach the storage is still an error of the whole call.
+    ///
+    /// Prune marks are listed *before* the index files: a sweep deletes its mark only after
+    /// the index files naming its packs, so an index read after a mark was found missing
+    /// names none of the packs that sweep deleted.
     pub async fn load_index_reporting(&self) -> Result<(Index, Vec<Error>)> {
+        let (marks, mut damaged) = self.list_prune_marks_reporting().await?;
+        let condemned: HashSet<PackId> = marks
+            .into_iter()
+            .flat_map(|listed| listed.mark.packs.into_iter().map(|p| p.id))
+            .collect();
+        let (files, damaged_files) = self.load_index_files_reporting().await?;
+        damaged.extend(damaged_files.into_iter().map(|e| e.context("index file")));
+        let index = Index::ranked(
+            files.iter().map(|(_, f)| f),
+            |pack| u8::from(condemned.contains(pack)),
+            condemned.clone(),
+        );
+        Ok((index, damaged))
+    }
+
+    /// Every intact index file with its id, and the damaged ones as errors.
+    pub async fn load_index_files_reporting(
+        &self,
+    ) -> Result<(Vec<(IndexId, IndexFile)>, Vec<Error>)> {
         let (files, damaged) = self
             .load_folder::<IndexFile>(paths::INDEX, Role::Index)
             .await?;
-        let mut index = Index::default();
-        for (_, file) in files {
-            index.add_file(file);
-        }
-        Ok((index, damaged))
+        Ok((
+            files
+                .into_iter()
+                .map(|(hash, file)| (IndexId(hash), file))
+                .collect(),
+            damaged,
+        ))
     }
 
     /// All snapshots, oldest first. A damaged snapshot is an error that names it;
@@ -477,13 +509,19 @@ impl Repository {
                     e
                 }
             })?;
-        let plain = unpack_body(
-            &self.keys,
-            loc.kind.role(),
-            &sealed,
-            loc.raw_length as usize,
-            &what,
-        )?;
+        self.open_blob(id, loc.kind, loc.raw_length, &sealed, &what)
+    }
+
+    /// Authenticate and decrypt a sealed blob and prove it is the blob named `id`.
+    pub fn open_blob(
+        &self,
+        id: &BlobId,
+        kind: pack::BlobKind,
+        raw_length: u32,
+        sealed: &[u8],
+        what: &dyn std::fmt::Display,
+    ) -> Result<Vec<u8>> {
+        let plain = unpack_body(&self.keys, kind.role(), sealed, raw_length as usize, what)?;
         if self.keys.content_id(&plain) != id.0 {
             return Err(Error::corrupt(format!("{what} does not match its id"))
                 .with_hint("run `coffer check`"));
@@ -587,7 +625,7 @@ fn unsupported_version(version: u32) -> Error {
 }
 
 /// The hash encoded in the last path segment of an object name.
-fn name_hash(name: &str) -> Result<Box<[u8; 32]>> {
+pub(crate) fn name_hash(name: &str) -> Result<Box<[u8; 32]>> {
     let last = name.rsplit('/').next().unwrap_or(name);
     let mut out = [0u8; 32];
     hex::decode_to_slice(last, &mut out)

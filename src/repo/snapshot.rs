@@ -24,6 +24,10 @@ pub struct Snapshot {
     /// `time` was given by the operator (`backup --time`), not read from the clock.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub time_given: bool,
+    /// The run marker (`runs/<id>`) the backup wrote before loading the index; a prune
+    /// waits for a run until a snapshot names it (or its lease ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// Which server was backed up (never credentials).

@@ -48,10 +48,11 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
-    /// Start writing into `repo`, deduplicating against everything `index` holds, with at most
-    /// `concurrent_uploads` packs in flight.
+    /// Start writing into `repo`, deduplicating against every blob `index` holds outside
+    /// condemned packs (a sweep may delete those), with at most `concurrent_uploads` packs in
+    /// flight.
     pub fn new(repo: Arc<Repository>, index: &Index, concurrent_uploads: usize) -> Arc<Self> {
-        let known = index.blob_ids().copied().collect();
+        let known = index.live_blob_ids().copied().collect();
         Arc::new(BlobStore {
             repo,
             known: std::sync::Mutex::new(known),

@@ -120,6 +120,10 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
                 out.push(ObjectMeta {
                     name,
                     size: meta.len(),
+                    modified: meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| jiff::Timestamp::try_from(t).ok()),
                 });
             }
         }
@@ -235,12 +239,13 @@ mod tests {
         assert!(store.get_range("data/ab/x", 1..9).await.is_err());
         let listed = store.list("data/").await.unwrap();
         assert_eq!(
-            listed,
-            vec![ObjectMeta {
-                name: "data/ab/x".into(),
-                size: 3
-            }]
+            listed
+                .iter()
+                .map(|m| (m.name.as_str(), m.size))
+                .collect::<Vec<_>>(),
+            vec![("data/ab/x", 3)]
         );
+        assert!(listed[0].modified.is_some());
         assert_eq!(
             store.get("data/ab/y", 1 << 20).await.unwrap_err().kind(),
             ErrorKind::NotFound

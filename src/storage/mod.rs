@@ -38,6 +38,9 @@ pub struct ObjectMeta {
     /// Name relative to the repository root, e.g. `index/3fa1…`.
     pub name: String,
     pub size: u64,
+    /// When the store wrote the object, by the store's own clock (`Last-Modified`, a file's
+    /// mtime). Prune compares these times with each other only, never with a host's clock.
+    pub modified: Option<jiff::Timestamp>,
 }
 
 /// A place that stores repository objects.

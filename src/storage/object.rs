@@ -361,6 +361,10 @@ impl Storage for ObjectStorage {
                 ObjectMeta {
                     name: full.get(root_len..).unwrap_or_default().to_string(),
                     size: meta.size,
+                    modified: jiff::Timestamp::from_millisecond(
+                        meta.last_modified.timestamp_millis(),
+                    )
+                    .ok(),
                 }
             })
             .try_collect()

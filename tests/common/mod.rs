@@ -186,6 +186,17 @@ impl MariaDb {
         server
     }
 
+    /// The command-line client, connected as root over the socket.
+    pub fn client(&self) -> Command {
+        let mut command = Command::new("mariadb");
+        command.args([
+            "--no-defaults",
+            &format!("--socket={}", self.socket.display()),
+            "-uroot",
+        ]);
+        command
+    }
+
     /// Run SQL as root over the socket; returns tab-separated output without headers.
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new("mariadb")
