@@ -31,11 +31,6 @@ use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{DatabaseTree, TableTree};
 use crate::repo::{Repository, paths};
 
-/// How much later than a mark a run marker must be stored to count as written after it: the
-/// stores' `Last-Modified` has a resolution of one second and is taken when a request arrives,
-/// not when the object becomes visible.
-const ORDER_SLACK: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
-
 /// Blobs per index file prune writes (as backups do).
 const INDEX_FILE_BLOBS: usize = 50_000;
 
@@ -53,6 +48,10 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// The prune's own run lease (it stores packs when repacking, like a backup).
     pub lease: Duration,
+    /// How far apart two store times must be to count as ordered: `Last-Modified` has a
+    /// resolution of one second and is taken when a request arrives, not when the object
+    /// becomes visible (which, for the small objects compared, follows within a second).
+    pub order_slack: Duration,
 }
 
 impl Default for PruneOptions {
@@ -62,6 +61,7 @@ impl Default for PruneOptions {
             repack_unused: 0.5,
             dry_run: false,
             lease: Duration::from_secs(12 * 3600),
+            order_slack: Duration::from_secs(10),
         }
     }
 }
@@ -263,12 +263,32 @@ async fn mark(
             *used.entry(location.pack).or_default() += u64::from(location.length);
         }
     }
+    let finished = finished_runs(&snapshots);
+    let oldest_unfinished = runs
+        .iter()
+        .filter(|r| Some(r.id.as_str()) != own.map(|o| o.id.as_str()))
+        .filter(|r| !finished.contains(r.id.as_str()) && !abandoned(r, now))
+        .map(|r| r.modified)
+        .min();
+    // Stored before every run still going began, so no such run wrote it. Condemning a
+    // running backup's pack would be safe (the sweep waits for the run and keeps what its
+    // snapshot uses) but would make backups starting meanwhile store its blobs again.
+    let before_every_run = |pack: &PackId| {
+        let Some(Some(modified)) = stored.get(pack).map(|(_, m)| *m) else {
+            return false;
+        };
+        match oldest_unfinished {
+            None => true,
+            Some(None) => false,
+            Some(Some(run_start)) => modified + signed(options.order_slack) < run_start,
+        }
+    };
     let mut condemned: Vec<CondemnedPack> = Vec::new();
     let mut to_repack: HashSet<PackId> = HashSet::new();
     for (pack, size) in index.packs() {
         report.packs += 1;
         report.pack_bytes += size;
-        if index.is_condemned(pack) {
+        if index.is_condemned(pack) || !before_every_run(pack) {
             continue;
         }
         let used = used.get(pack).copied().unwrap_or(0);
@@ -286,25 +306,13 @@ async fn mark(
     }
 
     // Leftovers of runs that died: older than the grace period and than every run still going.
-    let finished = finished_runs(&snapshots);
-    let oldest_unfinished = runs
-        .iter()
-        .filter(|r| Some(r.id.as_str()) != own.map(|o| o.id.as_str()))
-        .filter(|r| !finished.contains(r.id.as_str()) && !abandoned(r, now))
-        .map(|r| r.modified)
-        .min();
     for (pack, (size, modified)) in &stored {
-        if index.has_pack(pack) {
+        if index.has_pack(pack) || index.is_condemned(pack) {
             continue;
         }
         let Some(modified) = modified else { continue };
         let old_enough = now.duration_since(*modified) >= signed(options.grace);
-        let before_every_run = match oldest_unfinished {
-            None => true,
-            Some(None) => false,
-            Some(Some(run_start)) => *modified + ORDER_SLACK < run_start,
-        };
-        if old_enough && before_every_run {
+        if old_enough && before_every_run(pack) {
             report.condemned_unindexed += 1;
             report.condemned_unindexed_bytes += size;
             condemned.push(CondemnedPack {
@@ -514,7 +522,7 @@ async fn sweep(
     let mut ripe: Vec<&ListedMark> = Vec::new();
     let mut other_condemned: HashSet<PackId> = HashSet::new();
     for listed in &marks {
-        match why_waiting(listed, &runs, &finished, own_id, now, options.grace) {
+        match why_waiting(listed, &runs, &finished, own_id, now, options) {
             None => ripe.push(listed),
             Some(why) => {
                 report.marks_waiting.push(why);
@@ -683,8 +691,9 @@ fn why_waiting(
     finished: &HashSet<&str>,
     own: Option<&str>,
     now: jiff::Timestamp,
-    grace: Duration,
+    options: &PruneOptions,
 ) -> Option<String> {
+    let grace = options.grace;
     let name = listed.name.trim_start_matches(paths::PRUNE_MARKS);
     let short = &name[..8.min(name.len())];
     let Some(marked) = listed.modified else {
@@ -702,7 +711,10 @@ fn why_waiting(
     let blocking: Vec<String> = runs
         .iter()
         .filter(|r| Some(r.id.as_str()) != own && !finished.contains(r.id.as_str()))
-        .filter(|r| r.modified.is_none_or(|at| at <= marked + ORDER_SLACK))
+        .filter(|r| {
+            r.modified
+                .is_none_or(|at| at <= marked + signed(options.order_slack))
+        })
         .filter(|r| !abandoned(r, now))
         .map(|r| {
             let until = r

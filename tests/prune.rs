@@ -20,9 +20,12 @@ use coffer::storage::{ObjectMeta, PutOutcome, Storage};
 use common::library::{backup, provider, restore_into};
 use common::*;
 
+/// No grace period, and store times a second apart count as ordered (a local disk's mtimes
+/// are exact), so tests need not wait.
 fn now_prune() -> PruneOptions {
     PruneOptions {
         grace: Duration::ZERO,
+        order_slack: Duration::from_secs(1),
         ..PruneOptions::default()
     }
 }
@@ -193,6 +196,8 @@ async fn a_backup_that_started_before_the_mark_keeps_what_it_deduplicated() {
     let repo = small_repo(Arc::new(LocalStorage::new(dir.path()))).await;
     let first = backup(&repo, server, "prune_early").await.expect("backup");
     let expected = checksums(server, "prune_early");
+    // Its packs must be older than the next run by more than the slack to be condemned.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     // Forgotten: nothing references its data any more.
     repo.remove_snapshot(&first.snapshot_id.to_string())
         .await
@@ -270,11 +275,20 @@ async fn a_backup_after_the_mark_stores_condemned_data_again_and_dead_runs_expir
         .await
         .expect("forget");
     // A run that died: its lease is a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let dead = repo
         .begin_run("backup", Duration::from_secs(1))
         .await
         .expect("marker");
-    let marked = prune(&repo, &PruneOptions::default()).await.expect("prune");
+    let marked = prune(
+        &repo,
+        &PruneOptions {
+            grace: PruneOptions::default().grace,
+            ..now_prune()
+        },
+    )
+    .await
+    .expect("prune");
     assert!(marked.mark.is_some(), "{marked:?}");
 
     let again = backup(&repo, server, "prune_after").await.expect("backup");
@@ -327,12 +341,11 @@ async fn prune_racing_backups_for_many_rounds_loses_nothing() {
     let repo = small_repo(Arc::new(LocalStorage::new(dir.path()))).await;
     let mut expected = std::collections::HashMap::new();
     let options = PruneOptions {
-        grace: Duration::ZERO,
         repack_unused: 0.2,
-        ..PruneOptions::default()
+        ..now_prune()
     };
     let (mut deleted, mut repacked, mut waited) = (0, 0, 0);
-    for round in 0..16 {
+    for round in 0..10 {
         for db in ["race_a", "race_b"] {
             server.sql(&format!(
                 "UPDATE {db}.t SET v = REPEAT(SHA2(CONCAT(id, '-{round}'), 256), 2) WHERE id % 4 = {};",
@@ -340,6 +353,9 @@ async fn prune_racing_backups_for_many_rounds_loses_nothing() {
             ));
         }
         let sums = (checksums(server, "race_a"), checksums(server, "race_b"));
+        // Packs of earlier rounds are then older than this round's run by more than the slack,
+        // so prunes during the run condemn them and their sweeps must wait for it.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         let done = Arc::new(AtomicBool::new(false));
         let running = {
             let repo = repo.clone();
