@@ -159,8 +159,9 @@ async fn store_now(repo: &Repository, own: Option<&ActiveRun>) -> Result<jiff::T
         })
 }
 
-/// Every blob the snapshots reference, each with the number of the first database that
-/// references it (blobs are repacked in that order, so a database's blobs stay together).
+/// Every blob the snapshots reference, each with the number of the first database (in name
+/// order) that references it: blobs are repacked in that order, so a database's blobs stay
+/// together.
 struct References {
     blobs: HashMap<BlobId, u32>,
 }
@@ -171,23 +172,32 @@ impl References {
         index: &Index,
         snapshots: &[(SnapshotId, Snapshot)],
     ) -> Result<Self> {
-        let mut trees: Vec<(BlobId, String)> = Vec::new();
+        let mut trees: Vec<(&str, BlobId)> = Vec::new();
         let mut seen: HashSet<BlobId> = HashSet::new();
         for (_, snapshot) in snapshots {
             for db in &snapshot.databases {
                 if seen.insert(db.tree) {
-                    trees.push((db.tree, db.name.clone()));
+                    trees.push((&db.name, db.tree));
                 }
             }
         }
         drop(seen);
+        trees.sort();
+        let mut numbers: HashMap<&str, u32> = HashMap::new();
+        for (name, _) in &trees {
+            let next = numbers.len() as u32;
+            numbers.entry(name).or_insert(next);
+        }
         let mut blobs: HashMap<BlobId, u32> = HashMap::new();
-        let mut walks = stream::iter(trees.into_iter().enumerate())
-            .map(|(number, (tree, name))| async move {
-                database_blobs(repo, index, &tree)
-                    .await
-                    .map(|found| (number as u32, found))
-                    .map_err(|e| e.context(format!("reading database {name}")))
+        let mut walks = stream::iter(trees)
+            .map(|(name, tree)| {
+                let number = numbers.get(name).copied().unwrap_or(0);
+                async move {
+                    database_blobs(repo, index, &tree)
+                        .await
+                        .map(|found| (number, found))
+                        .map_err(|e| e.context(format!("reading database {name}")))
+                }
             })
             .buffered(TREES_IN_FLIGHT);
         while let Some((number, found)) = walks.try_next().await? {
@@ -387,14 +397,27 @@ async fn repack(
     for (_, pack) in order {
         let blobs = &used[&pack];
         let size = sizes.get(&pack).copied().unwrap_or(0);
-        report.repacked += 1;
-        report.repacked_bytes += size;
-        report.copied_blobs += blobs.len();
-        report.copied_bytes += blobs.iter().map(|b| u64::from(b.2.length)).sum::<u64>();
+        let count = |report: &mut PruneReport| {
+            report.repacked += 1;
+            report.repacked_bytes += size;
+            report.copied_blobs += blobs.len();
+            report.copied_bytes += blobs.iter().map(|b| u64::from(b.2.length)).sum::<u64>();
+        };
         if options.dry_run {
+            count(report);
             continue;
         }
-        let bytes = repo.storage().get(&paths::pack(&pack), size).await?;
+        let bytes = match repo.storage().get(&paths::pack(&pack), size).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
+            Err(e) => {
+                report.problems.push(format!(
+                    "pack {} was not repacked: {e}; run `coffer check --read-data`",
+                    pack.short()
+                ));
+                continue;
+            }
+        };
         let mut verified = Vec::with_capacity(blobs.len());
         let mut damaged = None;
         for (_, blob, location) in blobs {
@@ -412,14 +435,13 @@ async fn repack(
             verified.push((*blob, *location, sealed));
         }
         if let Some(why) = damaged {
-            report.repacked -= 1;
-            report.repacked_bytes -= size;
             report.problems.push(format!(
                 "pack {} was not repacked: {why}; run `coffer check --read-data`",
                 pack.short()
             ));
             continue;
         }
+        count(report);
         for (blob, location, sealed) in verified {
             builder.push(blob, location.kind, sealed, location.raw_length as usize)?;
             if builder.len() >= repo.config().pack_size as usize {
