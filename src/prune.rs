@@ -571,8 +571,13 @@ async fn sweep(
         .collect();
     // Any copy outside the packs being swept is preferred, so a blob located in one of them
     // has no other copy.
+    // Which packs each index file names; the files themselves go into the index.
+    let packs_of_file: Vec<(IndexId, Vec<PackId>)> = files
+        .iter()
+        .map(|(id, file)| (*id, file.packs.iter().map(|p| p.id).collect()))
+        .collect();
     let index = Index::ranked(
-        files.iter().map(|(_, f)| f),
+        files.into_iter().map(|(_, f)| f).collect(),
         |pack| {
             if sweeping.contains_key(pack) {
                 2
@@ -601,22 +606,13 @@ async fn sweep(
         .copied()
         .collect();
 
-    let mut superseded: Vec<(IndexId, Vec<PackId>)> = Vec::new();
-    let mut survivors: Vec<IndexedPack> = Vec::new();
-    for (id, file) in files {
-        if !file.packs.iter().any(|p| doomed.contains(&p.id)) {
-            continue;
-        }
-        let mut gone = Vec::new();
-        for pack in file.packs {
-            if doomed.contains(&pack.id) {
-                gone.push(pack.id);
-            } else {
-                survivors.push(pack);
-            }
-        }
-        superseded.push((id, gone));
-    }
+    let superseded: Vec<(IndexId, Vec<PackId>)> = packs_of_file
+        .into_iter()
+        .filter_map(|(id, packs)| {
+            let gone: Vec<PackId> = packs.into_iter().filter(|p| doomed.contains(p)).collect();
+            (!gone.is_empty()).then_some((id, gone))
+        })
+        .collect();
     if options.dry_run {
         report.marks_swept = ripe.len();
         report.packs_deleted = doomed.len();
@@ -630,6 +626,14 @@ async fn sweep(
 
     // Index files without the doomed packs first, then the old files, then the packs: a crash
     // at any point leaves every indexed pack stored.
+    let mut survivors: Vec<IndexedPack> = Vec::new();
+    for (id, _) in &superseded {
+        let file = repo
+            .load_index_file(id)
+            .await
+            .map_err(|e| e.context("an index file to rewrite; nothing was deleted"))?;
+        survivors.extend(file.packs.into_iter().filter(|p| !doomed.contains(&p.id)));
+    }
     save_index_files(repo, survivors).await?;
     let mut blocked: HashSet<PackId> = HashSet::new();
     for (id, gone) in superseded {

@@ -86,14 +86,15 @@ pub struct Index {
 
 impl Index {
     /// The union of `files`, adding the packs of a lower `rank` first (so a blob's location is
-    /// in the lowest-ranked pack that holds it); packs in `condemned` count as condemned.
-    pub fn ranked<'a>(
-        files: impl IntoIterator<Item = &'a IndexFile>,
+    /// in the lowest-ranked pack that holds it); packs in `condemned` count as condemned. Each
+    /// pack's entries are freed once added, so the files and the index are not both held whole.
+    pub fn ranked(
+        files: Vec<IndexFile>,
         rank: impl Fn(&PackId) -> u8,
         condemned: HashSet<PackId>,
     ) -> Index {
-        let mut by_rank: std::collections::BTreeMap<u8, Vec<&IndexedPack>> = Default::default();
-        for pack in files.into_iter().flat_map(|f| &f.packs) {
+        let mut by_rank: std::collections::BTreeMap<u8, Vec<IndexedPack>> = Default::default();
+        for pack in files.into_iter().flat_map(|f| f.packs) {
             by_rank.entry(rank(&pack.id)).or_default().push(pack);
         }
         let mut index = Index {
@@ -101,7 +102,7 @@ impl Index {
             ..Index::default()
         };
         for pack in by_rank.into_values().flatten() {
-            index.add_pack(pack);
+            index.add_pack(&pack);
         }
         index
     }

@@ -355,11 +355,17 @@ impl Repository {
         let (files, damaged_files) = self.load_index_files_reporting().await?;
         damaged.extend(damaged_files.into_iter().map(|e| e.context("index file")));
         let index = Index::ranked(
-            files.iter().map(|(_, f)| f),
+            files.into_iter().map(|(_, f)| f).collect(),
             |pack| u8::from(condemned.contains(pack)),
             condemned.clone(),
         );
         Ok((index, damaged))
+    }
+
+    /// One index file.
+    pub async fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
+        self.load_json(&format!("{}{id}", paths::INDEX), Role::Index)
+            .await
     }
 
     /// Every intact index file with its id, and the damaged ones as errors.
