@@ -23,7 +23,7 @@ pub struct AuditRecord {
     /// The operating-system user coffer ran as, and the host.
     pub user: String,
     pub host: String,
-    /// `backup`, `restore`, `dump`, `history`, `forget`, `verify-restore`.
+    /// `backup`, `restore`, `dump`, `history`, `forget`, `prune`, `verify-restore`.
     pub command: String,
     /// The command line with the values of `--repo` and `--mysql` left out (they may carry
     /// credentials); secrets never reach the command line.
