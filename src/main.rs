@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
+    no_core_dumps();
     let matches = cli::Cli::command().get_matches();
     let parsed = match cli::Cli::from_arg_matches(&matches) {
         Ok(parsed) => parsed,
@@ -47,4 +48,18 @@ fn init_logging() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+}
+
+/// A core dump of coffer would hold the repository key and whatever passphrase or database
+/// password it read: switch them off for this process before anything secret is read.
+fn no_core_dumps() {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit only reads the struct passed by reference; failure leaves the limit as
+    // it was, which is reported and not fatal.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) } != 0 {
+        eprintln!("warning: could not switch off core dumps for this process");
+    }
 }

@@ -183,7 +183,8 @@ async fn every_key_slot_is_tried_and_unusable_ones_are_passed_over() {
     // What an `init` that stopped after its key slot leaves: a slot whose master secret no
     // config goes with, opened by the same passphrase. Named to be listed first.
     let orphan = provider()
-        .wrap(&MasterSecret::generate().expect("secret"))
+        .wrap(&MasterSecret::generate().expect("secret"), "orphan")
+        .await
         .expect("wrap");
     storage
         .put_if_absent(

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use coffer::crypto::keys::PassphraseProvider;
+use coffer::crypto::keys::{KeyProvider, PassphraseProvider};
+use coffer::crypto::kms::{KmsKey, KmsProvider};
 use coffer::repo::{ChunkerParams, InitOptions, Repository};
 use coffer::{Error, Result};
 
@@ -20,11 +21,18 @@ pub struct InitArgs {
     /// objects; restores read by byte range either way.
     #[arg(long, value_parser = parse_size)]
     pack_size: Option<u32>,
+    /// Wrap the repository key with this KMS key instead of a passphrase
+    /// (aws-kms://KEY_ID_OR_ARN?region=R): no secret is needed on hosts whose identity may use it.
+    #[arg(long, value_name = "URL")]
+    kms: Option<String>,
 }
 
 pub async fn run(args: InitArgs) -> Result<ExitCode> {
     let storage = args.repo.storage()?.storage;
-    let provider = PassphraseProvider::new(passphrase(true)?)?;
+    let provider: Box<dyn KeyProvider> = match &args.kms {
+        Some(url) => Box::new(KmsProvider::with_key(KmsKey::parse(url)?)),
+        None => Box::new(PassphraseProvider::new(passphrase(true)?)?),
+    };
     let chunker = match args.chunk_size {
         Some(size) => ChunkerParams::with_average(size)?,
         None => ChunkerParams::default(),
@@ -41,12 +49,18 @@ pub async fn run(args: InitArgs) -> Result<ExitCode> {
         }
         options.pack_size = size;
     }
-    let repo = Repository::init(storage, &provider, options).await?;
+    let repo = Repository::init(storage, provider.as_ref(), options).await?;
     println!(
         "created repository {} at {}",
         repo.config().id,
         repo.storage().location()
     );
-    println!("keep the passphrase safe: without it the backups cannot be read");
+    if args.kms.is_some() {
+        println!(
+            "the repository key is wrapped by the KMS key only: add a passphrase slot (`coffer key add --passphrase`) kept offline, in case the KMS key is lost"
+        );
+    } else {
+        println!("keep the passphrase safe: without it the backups cannot be read");
+    }
     Ok(ExitCode::SUCCESS)
 }

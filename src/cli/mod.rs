@@ -9,6 +9,7 @@ pub mod dump;
 pub mod forget;
 pub mod history;
 pub mod init;
+pub mod key;
 pub mod ls;
 pub mod prune;
 pub mod repair;
@@ -29,6 +30,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
 use coffer::crypto::keys::PassphraseProvider;
+use coffer::crypto::kms::KmsProvider;
 use coffer::repo::Repository;
 use coffer::repo::ids::SnapshotId;
 use coffer::repo::index::Index;
@@ -77,6 +79,8 @@ pub enum Command {
     Forget(forget::ForgetArgs),
     /// Delete the data no snapshot references, safely beside backups running elsewhere.
     Prune(prune::PruneArgs),
+    /// The key slots that open the repository: list, add (passphrase or KMS), remove, passwd, rotate.
+    Key(key::KeyArgs),
     /// How the rows of a table matching a condition looked in each snapshot.
     History(history::HistoryArgs),
     /// The audit log: who backed up, restored, dumped or looked at what, when and why.
@@ -102,6 +106,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::VerifyRestore(args) => verify_restore::run(args, matches).await,
         Command::Forget(args) => forget::run(args).await,
         Command::Prune(args) => prune::run(args).await,
+        Command::Key(args) => key::run(args).await,
         Command::History(args) => history::run(args, matches).await,
         Command::Audit(args) => audit::run(args).await,
     }
@@ -146,12 +151,41 @@ impl RepoArg {
     /// The repository and the counters of what was transferred to and from its storage.
     pub async fn open_metered(&self) -> Result<(Arc<Repository>, Arc<Traffic>)> {
         let opened = self.storage()?;
-        let provider = PassphraseProvider::new(passphrase(false)?)?;
-        Ok((
-            Arc::new(Repository::open(opened.storage, &provider).await?),
-            opened.traffic,
-        ))
+        let repo = open_with_available_keys(opened.storage).await?;
+        Ok((Arc::new(repo), opened.traffic))
     }
+}
+
+/// Open a repository with what this host has: the passphrase from the environment if one is
+/// set; otherwise the repository's KMS slots with this host's credentials (so a VM or pod with
+/// a managed identity needs no secret at all), then a passphrase prompt on a terminal.
+async fn open_with_available_keys(
+    storage: Arc<dyn coffer::storage::Storage>,
+) -> Result<Repository> {
+    if let Some(passphrase) = passphrase_from_env()? {
+        let provider = PassphraseProvider::new(passphrase)?;
+        return Repository::open(storage, &provider).await;
+    }
+    let mut kms_refusal = None;
+    if coffer::repo::keyslots::has_kms_slots(storage.as_ref()).await? {
+        match Repository::open(Arc::clone(&storage), &KmsProvider::ambient()).await {
+            Ok(repo) => return Ok(repo),
+            Err(e) if e.kind() == coffer::ErrorKind::WrongPassword => kms_refusal = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(kms_refusal.unwrap_or_else(|| {
+            Error::invalid("no repository passphrase given").with_hint(
+                "set COFFER_PASSWORD or COFFER_PASSWORD_FILE (there is no terminal to ask on)",
+            )
+        }));
+    }
+    if let Some(refusal) = kms_refusal {
+        eprintln!("{refusal}");
+    }
+    let provider = PassphraseProvider::new(prompt_passphrase("repository passphrase: ", false)?)?;
+    Repository::open(storage, &provider).await
 }
 
 #[derive(clap::Args, Clone)]
@@ -287,19 +321,51 @@ pub struct LoadedPlan {
 
 /// The repository passphrase: COFFER_PASSWORD, COFFER_PASSWORD_FILE, or a terminal prompt.
 pub fn passphrase(confirm: bool) -> Result<Zeroizing<String>> {
-    if let Ok(p) = std::env::var("COFFER_PASSWORD") {
-        return Ok(Zeroizing::new(p));
-    }
-    if let Some(path) = std::env::var_os("COFFER_PASSWORD_FILE") {
-        return read_secret_file(&path, "COFFER_PASSWORD_FILE");
+    if let Some(passphrase) = passphrase_from_env()? {
+        return Ok(passphrase);
     }
     if !std::io::stdin().is_terminal() {
         return Err(Error::invalid("no repository passphrase given").with_hint(
             "set COFFER_PASSWORD or COFFER_PASSWORD_FILE (there is no terminal to ask on)",
         ));
     }
+    prompt_passphrase("repository passphrase: ", confirm)
+}
+
+/// COFFER_PASSWORD or COFFER_PASSWORD_FILE, if either is set.
+fn passphrase_from_env() -> Result<Option<Zeroizing<String>>> {
+    secret_from_env("COFFER_PASSWORD")
+}
+
+/// `VAR`, or the content of the file `VAR_FILE`, if either is set.
+fn secret_from_env(var: &str) -> Result<Option<Zeroizing<String>>> {
+    if let Ok(value) = std::env::var(var) {
+        return Ok(Some(Zeroizing::new(value)));
+    }
+    let file_var = format!("{var}_FILE");
+    match std::env::var_os(&file_var) {
+        Some(path) => read_secret_file(&path, &file_var).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A new passphrase (for `key add --passphrase`, `key passwd`): COFFER_NEW_PASSWORD,
+/// COFFER_NEW_PASSWORD_FILE, or a prompt asked twice.
+pub fn new_passphrase() -> Result<Zeroizing<String>> {
+    if let Some(passphrase) = secret_from_env("COFFER_NEW_PASSWORD")? {
+        return Ok(passphrase);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::invalid("no new passphrase given").with_hint(
+            "set COFFER_NEW_PASSWORD or COFFER_NEW_PASSWORD_FILE (there is no terminal to ask on)",
+        ));
+    }
+    prompt_passphrase("new passphrase: ", true)
+}
+
+fn prompt_passphrase(prompt: &str, confirm: bool) -> Result<Zeroizing<String>> {
     let first = Zeroizing::new(
-        rpassword::prompt_password("repository passphrase: ")
+        rpassword::prompt_password(prompt)
             .map_err(|e| Error::invalid("reading the passphrase").with_source(e))?,
     );
     if confirm {

@@ -2,9 +2,10 @@
 //!
 //! A repository has one or more key slots (`keys/<id>` objects); each holds the same master
 //! secret wrapped by a different key-encryption key. A [`KeyProvider`] knows how to wrap and
-//! unwrap one kind of slot: today a passphrase stretched with Argon2id; a KMS provider (Azure Key
-//! Vault, AWS KMS) becomes another slot kind without re-encrypting any data.
+//! unwrap some kinds of slot: a passphrase stretched with Argon2id here, a key held in a KMS in
+//! [`super::kms`]. Adding or removing a slot never re-encrypts any data.
 
+use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -25,16 +26,47 @@ pub struct KeySlot {
     pub hostname: String,
     #[serde(flatten)]
     pub wrapping: Wrapping,
-    /// base64 of `nonce || XChaCha20-Poly1305(kek, master secret) || tag`.
+    /// Passphrase slots: base64 of `nonce || XChaCha20-Poly1305(kek, master secret) || tag`.
+    /// KMS slots: base64 of the ciphertext the KMS returned.
     pub wrapped_key: String,
+}
+
+impl KeySlot {
+    /// `passphrase`, `aws-kms`.
+    pub fn kind(&self) -> &'static str {
+        match &self.wrapping {
+            Wrapping::Passphrase { .. } => "passphrase",
+            Wrapping::AwsKms { .. } => "aws-kms",
+        }
+    }
+
+    /// The KMS key, as a URL, for KMS slots.
+    pub fn key_url(&self) -> Option<String> {
+        super::kms::KmsKey::of_slot(self).map(|k| k.url())
+    }
 }
 
 /// How the key-encryption key is obtained.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Wrapping {
     /// KEK = Argon2id(passphrase, salt, params).
     Passphrase { kdf: Argon2Params },
+    /// The master secret encrypted by AWS KMS (`Encrypt` with the encryption context
+    /// `{"coffer-repository": repository}`).
+    AwsKms {
+        /// The key as given (id, ARN or alias).
+        key_id: String,
+        /// The key's ARN as KMS reported it when wrapping.
+        key_arn: String,
+        region: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_http: bool,
+        /// The repository id bound into the encryption context.
+        repository: String,
+    },
 }
 
 /// Argon2id parameters, stored so they can be raised for new slots without breaking old ones.
@@ -86,13 +118,17 @@ impl Argon2Params {
     }
 }
 
-/// Knows how to make and open one kind of key slot.
+/// Knows how to make and open some kinds of key slot.
+#[async_trait]
 pub trait KeyProvider: Send + Sync {
-    /// Wrap `secret` into a new slot.
-    fn wrap(&self, secret: &MasterSecret) -> Result<KeySlot>;
+    /// What opens slots, for messages ("the given passphrase").
+    fn describe(&self) -> String;
+    /// Wrap `secret` of repository `repository` (its id) into a new slot.
+    async fn wrap(&self, secret: &MasterSecret, repository: &str) -> Result<KeySlot>;
     /// Unwrap a slot: `Ok(None)` if this provider does not handle the slot's kind or the slot
-    /// does not open with this provider's credential.
-    fn unwrap(&self, slot: &KeySlot) -> Result<Option<MasterSecret>>;
+    /// does not open with this provider's credential; an error when the provider could not
+    /// tell (a KMS refused).
+    async fn unwrap(&self, slot: &KeySlot) -> Result<Option<MasterSecret>>;
 }
 
 /// Key-derivation cost. The default costs ~0.3 s and 64 MiB, once per command.
@@ -169,8 +205,13 @@ impl PassphraseProvider {
     }
 }
 
+#[async_trait]
 impl KeyProvider for PassphraseProvider {
-    fn wrap(&self, secret: &MasterSecret) -> Result<KeySlot> {
+    fn describe(&self) -> String {
+        "the given passphrase".to_string()
+    }
+
+    async fn wrap(&self, secret: &MasterSecret, _repository: &str) -> Result<KeySlot> {
         let mut salt = [0u8; 16];
         fill_random(&mut salt)?;
         let kdf = Argon2Params {
@@ -204,8 +245,10 @@ impl KeyProvider for PassphraseProvider {
         })
     }
 
-    fn unwrap(&self, slot: &KeySlot) -> Result<Option<MasterSecret>> {
-        let Wrapping::Passphrase { kdf } = &slot.wrapping;
+    async fn unwrap(&self, slot: &KeySlot) -> Result<Option<MasterSecret>> {
+        let Wrapping::Passphrase { kdf } = &slot.wrapping else {
+            return Ok(None);
+        };
         let kek = self.kek(kdf)?;
         let wrapped = B64
             .decode(&slot.wrapped_key)
@@ -251,38 +294,48 @@ mod tests {
             })
     }
 
-    #[test]
-    fn wrap_unwrap_and_wrong_passphrase() {
+    #[tokio::test]
+    async fn wrap_unwrap_and_wrong_passphrase() {
         let secret = MasterSecret::from_bytes([9; 32]);
-        let slot = cheap("right").wrap(&secret).unwrap();
+        let slot = cheap("right").wrap(&secret, "repo").await.unwrap();
         let json = serde_json::to_string(&slot).unwrap();
+        assert!(json.contains(r#""kind":"passphrase""#), "{json}");
         let slot: KeySlot = serde_json::from_str(&json).unwrap();
         assert_eq!(
-            cheap("right").unwrap(&slot).unwrap().unwrap().as_bytes(),
+            cheap("right")
+                .unwrap(&slot)
+                .await
+                .unwrap()
+                .unwrap()
+                .as_bytes(),
             &[9; 32]
         );
-        assert!(cheap("wrong").unwrap(&slot).unwrap().is_none());
+        assert!(cheap("wrong").unwrap(&slot).await.unwrap().is_none());
     }
 
-    #[test]
-    fn planted_kdf_costs_are_refused_before_any_work() {
+    fn kdf(slot: &mut KeySlot) -> &mut Argon2Params {
+        match &mut slot.wrapping {
+            Wrapping::Passphrase { kdf } => kdf,
+            other => panic!("not a passphrase slot: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn planted_kdf_costs_are_refused_before_any_work() {
         let secret = MasterSecret::from_bytes([9; 32]);
-        let mut slot = cheap("right").wrap(&secret).unwrap();
-        let Wrapping::Passphrase { kdf } = &mut slot.wrapping;
+        let mut slot = cheap("right").wrap(&secret, "repo").await.unwrap();
         // 4 TiB of memory: must fail at once, not try to allocate.
-        kdf.memory_kib = u32::MAX;
-        let Err(err) = cheap("right").unwrap(&slot) else {
+        kdf(&mut slot).memory_kib = u32::MAX;
+        let Err(err) = cheap("right").unwrap(&slot).await else {
             panic!("a slot asking for 4 TiB of memory was opened");
         };
         assert!(err.to_string().contains("MiB of memory"), "{err}");
-        let Wrapping::Passphrase { kdf } = &mut slot.wrapping;
-        kdf.memory_kib = 64;
-        kdf.iterations = 1_000_000;
-        assert!(cheap("right").unwrap(&slot).is_err());
-        let Wrapping::Passphrase { kdf } = &mut slot.wrapping;
-        kdf.iterations = 1;
-        kdf.parallelism = 0;
-        assert!(cheap("right").unwrap(&slot).is_err());
+        kdf(&mut slot).memory_kib = 64;
+        kdf(&mut slot).iterations = 1_000_000;
+        assert!(cheap("right").unwrap(&slot).await.is_err());
+        kdf(&mut slot).iterations = 1;
+        kdf(&mut slot).parallelism = 0;
+        assert!(cheap("right").unwrap(&slot).await.is_err());
     }
 
     #[test]

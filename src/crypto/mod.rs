@@ -8,6 +8,7 @@
 //! snapshot. How the master secret itself is protected lives in [`keys`].
 
 pub mod keys;
+pub mod kms;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod ids;
 pub mod index;
+pub mod keyslots;
 pub mod marks;
 pub mod pack;
 pub mod runs;
@@ -126,6 +127,10 @@ pub struct Repository {
     storage: Arc<dyn Storage>,
     keys: Keys,
     config: Config,
+    /// Kept to wrap new key slots; zeroized on drop.
+    master: MasterSecret,
+    /// The id of the key slot that opened the repository.
+    opened_slot: String,
 }
 
 impl std::fmt::Debug for Repository {
@@ -154,11 +159,6 @@ impl Repository {
         probe_conditional_create(storage.as_ref()).await?;
         remove_orphaned_key_slots(storage.as_ref()).await?;
         let master = MasterSecret::generate()?;
-        let slot = provider.wrap(&master)?;
-        let slot_json = serde_json::to_vec_pretty(&slot)
-            .map_err(|e| Error::invalid("encoding key slot").with_source(e))?;
-        let mut slot_id = [0u8; 16];
-        crate::crypto::fill_random(&mut slot_id)?;
         let mut repo_id = [0u8; 16];
         crate::crypto::fill_random(&mut repo_id)?;
         let config = Config {
@@ -168,13 +168,9 @@ impl Repository {
             chunker: options.chunker,
             pack_size: options.pack_size,
         };
+        let slot = provider.wrap(&master, &config.id).await?;
         // The key slot first: a config without a key would be a locked-out repository.
-        storage
-            .put_if_absent(
-                &format!("{}{}", paths::KEYS, hex::encode(slot_id)),
-                &slot_json,
-            )
-            .await?;
+        let slot_id = keyslots::store_slot(storage.as_ref(), &slot).await?;
         let keys = Keys::derive(&master);
         let config_json = serde_json::to_vec(&config)
             .map_err(|e| Error::invalid("encoding config").with_source(e))?;
@@ -189,6 +185,8 @@ impl Repository {
             storage,
             keys,
             config,
+            master,
+            opened_slot: slot_id,
         })
     }
 
@@ -218,6 +216,7 @@ impl Repository {
             )));
         }
         let mut opened_elsewhere = Vec::new();
+        let mut refusals = Vec::new();
         for meta in slots {
             let slot = match read_key_slot(storage.as_ref(), &meta).await {
                 Ok(slot) => slot,
@@ -227,11 +226,20 @@ impl Repository {
                     continue;
                 }
             };
-            let master = match provider.unwrap(&slot) {
+            let master = match provider.unwrap(&slot).await {
                 Ok(Some(master)) => master,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(slot = %meta.name, "skipping key slot: {e}");
+                    let id = meta.name.trim_start_matches(paths::KEYS);
+                    let what = match slot.key_url() {
+                        Some(key) => format!("{} slot {id} ({key})", slot.kind()),
+                        None => format!("{} slot {id}", slot.kind()),
+                    };
+                    tracing::debug!("{what} did not open: {e}");
+                    refusals.push(match e.hint() {
+                        Some(hint) => format!("{what}: {e} ({hint})"),
+                        None => format!("{what}: {e}"),
+                    });
                     continue;
                 }
             };
@@ -257,6 +265,8 @@ impl Repository {
                 storage,
                 keys,
                 config,
+                master,
+                opened_slot: meta.name.trim_start_matches(paths::KEYS).to_string(),
             });
         }
         if !opened_elsewhere.is_empty() {
@@ -265,14 +275,18 @@ impl Repository {
                 "key slots open with this passphrase but hold another key than the config's (left by an interrupted init?)"
             );
         }
-        Err(Error::new(
-            ErrorKind::WrongPassword,
-            format!(
-                "no key slot of {} opens with the given passphrase",
-                storage.location()
-            ),
-        )
-        .with_hint("check COFFER_PASSWORD / COFFER_PASSWORD_FILE"))
+        let mut message = format!(
+            "no key slot of {} opens with {}",
+            storage.location(),
+            provider.describe()
+        );
+        for refusal in &refusals {
+            message.push_str("\n  ");
+            message.push_str(refusal);
+        }
+        Err(Error::new(ErrorKind::WrongPassword, message).with_hint(
+            "check COFFER_PASSWORD / COFFER_PASSWORD_FILE, or the KMS permissions of this host",
+        ))
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -573,7 +587,7 @@ async fn probe_conditional_create(storage: &dyn Storage) -> Result<()> {
 }
 
 /// Read and parse one key slot, refusing ones this build cannot use.
-async fn read_key_slot(
+pub(crate) async fn read_key_slot(
     storage: &dyn Storage,
     meta: &crate::storage::ObjectMeta,
 ) -> Result<KeySlot> {

@@ -49,8 +49,17 @@ impl CachedStorage {
 
     /// Best effort: a cache that cannot be written only costs a download next time.
     fn store(path: &Path, bytes: &[u8]) {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
         let Some(dir) = path.parent() else { return };
-        if std::fs::create_dir_all(dir).is_err() {
+        // Owner-only, like the repository's own objects: cached index files and snapshots
+        // are encrypted, but their names and sizes are nobody else's business.
+        if std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .is_err()
+        {
             return;
         }
         let mut suffix = [0u8; 8];
@@ -58,7 +67,13 @@ impl CachedStorage {
             return;
         }
         let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
-        if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_ok() {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut file| file.write_all(bytes));
+        if written.is_ok() && std::fs::rename(&tmp, path).is_ok() {
             return;
         }
         let _ = std::fs::remove_file(&tmp);

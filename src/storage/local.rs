@@ -6,6 +6,7 @@
 
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -63,9 +64,12 @@ fn put_blocking(path: &Path, data: &[u8]) -> Result<PutOutcome> {
     crate::crypto::fill_random(&mut suffix)?;
     let tmp = dir.join(format!("{TMP_PREFIX}{}", hex::encode(suffix)));
     let write = || -> std::io::Result<()> {
+        // Owner-only: the objects are encrypted, but key slots and metadata are nobody
+        // else's business on a shared host.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)?;
         file.write_all(data)?;
         file.sync_all()

@@ -163,7 +163,7 @@ impl MariaDb {
             args.push(format!("--ssl-key={}", c.server_key.display()));
         }
         // A watchdog stops the server when this test process ends, however it ends.
-        let watchdog = spawn_service(Path::new("mariadbd"), &args, &dir.join("mariadbd.out"));
+        let watchdog = spawn_service(Path::new("mariadbd"), &args, &dir.join("mariadbd.out"), &[]);
         let server = MariaDb {
             dir,
             port,
@@ -460,7 +460,12 @@ fn wait_for_port(port: u16, what: &str, log: &Path) {
 }
 
 /// Start `program args` under a watchdog that stops it when this test process ends.
-fn spawn_service(program: &Path, args: &[String], log: &Path) -> std::process::Child {
+fn spawn_service(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     let script = format!(
         "'{}' {} >'{}' 2>&1 & srv=$!; while kill -0 {} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv",
@@ -472,6 +477,7 @@ fn spawn_service(program: &Path, args: &[String], log: &Path) -> std::process::C
     Command::new("sh")
         .arg("-c")
         .arg(script)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -494,6 +500,16 @@ impl Emulator {
         tool: (&str, &str),
         args: impl FnOnce(u16, &Path) -> Vec<String>,
     ) -> Emulator {
+        Emulator::start_with_env(name, tool, args, &[])
+    }
+
+    /// [`Emulator::start`] with extra environment variables for the tool.
+    fn start_with_env(
+        name: &str,
+        tool: (&str, &str),
+        args: impl FnOnce(u16, &Path) -> Vec<String>,
+        env: &[(&str, &str)],
+    ) -> Emulator {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("coffer-{name}-"))
             .tempdir()
@@ -501,7 +517,7 @@ impl Emulator {
         let port = free_port();
         let program = test_tool(tool.0, tool.1);
         let log = tmp.path().join(format!("{name}.log"));
-        let watchdog = spawn_service(&program, &args(port, tmp.path()), &log);
+        let watchdog = spawn_service(&program, &args(port, tmp.path()), &log, env);
         wait_for_port(port, name, &log);
         Emulator {
             port,
@@ -589,6 +605,42 @@ impl Moto {
                 },
             ))
         })
+    }
+
+    /// A moto server of its own that checks every request against IAM policies once
+    /// `unauthenticated` requests (the set-up) have been served.
+    pub fn with_iam(unauthenticated: u32) -> Moto {
+        let count = unauthenticated.to_string();
+        Moto(Emulator::start_with_env(
+            "moto-iam",
+            ("venv/bin/moto_server", "moto_server"),
+            |port, _| {
+                vec![
+                    "-H".into(),
+                    "127.0.0.1".into(),
+                    "-p".into(),
+                    port.to_string(),
+                ]
+            },
+            &[("INITIAL_NO_AUTH_ACTION_COUNT", &count)],
+        ))
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.0.endpoint()
+    }
+
+    /// Run a Python script with boto3 (from moto's environment); `ENDPOINT` is set to this
+    /// server. Returns what it prints.
+    pub fn boto3(&self, script: &str) -> String {
+        let python = test_tool("venv/bin/python", "python3");
+        let out = run_ok(
+            Command::new(python)
+                .arg("-c")
+                .arg(script)
+                .env("ENDPOINT", self.endpoint()),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// A new bucket and a repository URL inside it.

@@ -1,0 +1,328 @@
+//! `coffer key` and KMS-wrapped key slots (issue 9): passphrase slots added, changed and
+//! removed; a repository with only an AWS KMS slot (moto) backed up and restored with no
+//! passphrase anywhere; a KMS that refuses, named with the slot, the key and the cause.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+
+use common::*;
+
+fn slots(repo: &Repo, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer_env(&["key", "list", "--json"], env))).expect("json");
+    listed.as_array().expect("list").clone()
+}
+
+#[test]
+fn passphrase_slots_are_added_changed_and_removed_without_touching_data() {
+    let repo = Repo::new();
+    let original = slots(&repo, &[]);
+    assert_eq!(original.len(), 1);
+    assert_eq!(original[0]["kind"], "passphrase");
+    assert_eq!(original[0]["opened_this_session"], true);
+    let first_id = original[0]["id"].as_str().expect("id").to_string();
+    let not_keys = |repo: &Repo| -> Vec<(String, String)> {
+        repo.fingerprint()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("keys/") && !name.starts_with("audit/"))
+            .collect()
+    };
+    let data_before = not_keys(&repo);
+
+    ok(repo.coffer_env(
+        &["key", "add", "--passphrase", "--reason", "second operator"],
+        &[("COFFER_NEW_PASSWORD", "second passphrase")],
+    ));
+    let second = [("COFFER_PASSWORD", "second passphrase")];
+    let listed = slots(&repo, &second);
+    assert_eq!(listed.len(), 2);
+    let second_id = listed
+        .iter()
+        .find(|s| s["opened_this_session"] == true)
+        .and_then(|s| s["id"].as_str())
+        .expect("the new slot opened the repository")
+        .to_string();
+    assert_ne!(second_id, first_id);
+
+    // passwd replaces the slot that opened the repository.
+    ok(repo.coffer_env(
+        &["key", "passwd"],
+        &[
+            ("COFFER_PASSWORD", "second passphrase"),
+            ("COFFER_NEW_PASSWORD", "third passphrase"),
+        ],
+    ));
+    let refused = repo.coffer_env(&["snapshots"], &second);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("no key slot"),
+        "{}",
+        stderr(&refused)
+    );
+    let third = [("COFFER_PASSWORD", "third passphrase")];
+    let listed = slots(&repo, &third);
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|s| s["id"] != second_id.as_str()));
+
+    // The last slot that can open the repository stays.
+    let third_id = listed
+        .iter()
+        .find(|s| s["opened_this_session"] == true)
+        .and_then(|s| s["id"].as_str())
+        .expect("third")
+        .to_string();
+    ok(repo.coffer_env(&["key", "remove", &third_id[..8]], &[]));
+    let last = repo.coffer(&["key", "remove", &first_id]);
+    assert!(!last.status.success());
+    assert!(stderr(&last).contains("last one"), "{}", stderr(&last));
+    ok(repo.coffer(&["snapshots"]));
+
+    // Nothing but key slots changed, and key slots are private to their owner.
+    assert_eq!(not_keys(&repo), data_before);
+    for slot in files_under(&repo.path().join("keys")) {
+        let mode = std::fs::metadata(&slot).expect("slot").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", slot.display());
+    }
+    let audit = ok(repo.coffer(&["audit", "--json"]));
+    for command in ["key add", "key passwd", "key remove"] {
+        assert!(audit.contains(command), "{command} not audited: {audit}");
+    }
+    assert!(audit.contains("second operator"));
+    assert!(
+        !audit.contains("second passphrase"),
+        "a passphrase reached the audit log"
+    );
+}
+
+/// `coffer` with AWS credentials for `moto` and no passphrase at all.
+fn without_passphrase(repo: &Repo, args: &[&str], credentials: (&str, &str)) -> Output {
+    coffer_cmd(args, Some(repo.path()), &[])
+        .env_remove("COFFER_PASSWORD")
+        .env("AWS_ACCESS_KEY_ID", credentials.0)
+        .env("AWS_SECRET_ACCESS_KEY", credentials.1)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("run coffer")
+}
+
+fn kms_url(moto: &Moto, key: &str) -> String {
+    format!(
+        "aws-kms://{key}?region=us-east-1&endpoint={}&allow-http=true",
+        moto.endpoint()
+    )
+}
+
+const CREATE_KEY: &str = r#"
+import boto3, os
+kms = boto3.client("kms", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+print(kms.create_key(Description="coffer test")["KeyMetadata"]["KeyId"])
+"#;
+
+#[test]
+fn a_repository_with_only_a_kms_slot_backs_up_and_restores_with_no_passphrase() {
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE kms_db; USE kms_db; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_2000;",
+    );
+    let moto = Moto::shared();
+    let key = moto.boto3(CREATE_KEY);
+    let url = kms_url(moto, &key);
+    let creds = ("testing", "testing");
+    // An empty folder: `init --kms` makes the repository, with no passphrase slot at all.
+    let repo = Repo {
+        dir: tempfile::tempdir().expect("dir"),
+    };
+    let init = without_passphrase(
+        &repo,
+        &["init", "--chunk-size", "16KiB", "--kms", &url],
+        creds,
+    );
+    assert!(init.status.success(), "{}", stderr(&init));
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&without_passphrase(
+        &repo,
+        &["key", "list", "--json"],
+        creds,
+    )))
+    .expect("json");
+    assert_eq!(listed[0]["kind"], "aws-kms", "{listed:#}");
+    assert!(listed[0]["key"].as_str().unwrap_or("").contains(&key));
+
+    let url_mysql = server.socket_url();
+    let backup = without_passphrase(
+        &repo,
+        &["backup", "--mysql", &url_mysql, "--include", "kms_db"],
+        creds,
+    );
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let restore = without_passphrase(
+        &repo,
+        &[
+            "restore",
+            "--mysql",
+            &url_mysql,
+            "--db",
+            "kms_db",
+            "--into",
+            "kms_db_back",
+        ],
+        creds,
+    );
+    assert!(restore.status.success(), "{}", stderr(&restore));
+    assert_eq!(
+        checksums(server, "kms_db"),
+        checksums(server, "kms_db_back")
+    );
+
+    // Rotation wraps the key again and drops the old slot.
+    let old_id = listed[0]["id"].as_str().expect("id").to_string();
+    let rotated = without_passphrase(&repo, &["key", "rotate", &old_id], creds);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let after: serde_json::Value = serde_json::from_str(&stdout(&without_passphrase(
+        &repo,
+        &["key", "list", "--json"],
+        creds,
+    )))
+    .expect("json");
+    assert_eq!(after.as_array().map(Vec::len), Some(1));
+    assert_ne!(after[0]["id"], old_id.as_str());
+
+    // A slot pointed at another key is refused by the KMS, and the error names slot and key.
+    let other = moto.boto3(CREATE_KEY);
+    let slot_path = files_under(&repo.path().join("keys"))
+        .into_iter()
+        .next()
+        .expect("slot");
+    let original = std::fs::read_to_string(&slot_path).expect("slot");
+    std::fs::write(&slot_path, original.replace(&key, &other)).expect("tamper");
+    let refused = without_passphrase(&repo, &["snapshots"], creds);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains(&other) && message.contains("aws-kms slot") && message.contains("refused"),
+        "{message}"
+    );
+    std::fs::write(&slot_path, original).expect("untamper");
+    let back = without_passphrase(&repo, &["snapshots"], creds);
+    assert!(back.status.success(), "{}", stderr(&back));
+}
+
+#[test]
+fn a_host_without_decrypt_permission_is_told_which_slot_key_and_permission() {
+    // Seven unauthenticated set-up calls, then IAM decides every request.
+    let moto = Moto::with_iam(7);
+    let setup = moto.boto3(
+        r#"
+import boto3, json, os
+kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+          aws_access_key_id="testing", aws_secret_access_key="testing")
+kms = boto3.client("kms", **kw); iam = boto3.client("iam", **kw)
+key = kms.create_key()["KeyMetadata"]["KeyId"]
+out = [key]
+for user, actions in [("admin", ["kms:Encrypt", "kms:Decrypt"]), ("writer", ["kms:Encrypt"])]:
+    iam.create_user(UserName=user)
+    k = iam.create_access_key(UserName=user)["AccessKey"]
+    iam.put_user_policy(UserName=user, PolicyName="kms", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    out += [k["AccessKeyId"], k["SecretAccessKey"]]
+print(" ".join(out))
+"#,
+    );
+    let parts: Vec<&str> = setup.split_whitespace().collect();
+    let [key, admin_id, admin_secret, writer_id, writer_secret] = parts.as_slice() else {
+        panic!("set-up printed {setup}");
+    };
+    let repo = Repo::new();
+    let url = kms_url(&moto, key);
+    let added = coffer_cmd(&["key", "add", "--kms", &url], Some(repo.path()), &[])
+        .env("AWS_ACCESS_KEY_ID", admin_id)
+        .env("AWS_SECRET_ACCESS_KEY", admin_secret)
+        .output()
+        .expect("run coffer");
+    assert!(added.status.success(), "{}", stderr(&added));
+    let opened = without_passphrase(&repo, &["snapshots"], (admin_id, admin_secret));
+    assert!(opened.status.success(), "{}", stderr(&opened));
+
+    let refused = without_passphrase(&repo, &["snapshots"], (writer_id, writer_secret));
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains("aws-kms slot")
+            && message.contains(key)
+            && message.contains("AccessDenied")
+            && message.contains("kms:Decrypt"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(writer_secret),
+        "a secret reached the error"
+    );
+}
+
+/// A stand-in for AWS KMS that answers every request as the KMS JSON API documents a
+/// disabled key (moto does not model key states in Decrypt).
+fn disabled_kms() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let reply = r#"{"__type":"DisabledException","message":"arn:aws:kms:us-east-1:123456789012:key/k is disabled."}"#;
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn a_disabled_key_gets_a_clear_error() {
+    let moto = Moto::shared();
+    let key = moto.boto3(CREATE_KEY);
+    let repo = Repo::new();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    ok(repo.coffer_env(&["key", "add", "--kms", &kms_url(moto, &key)], &creds));
+    // The same slot, now answered by a KMS whose key is disabled.
+    let slot_path = files_under(&repo.path().join("keys"))
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains("aws-kms")
+        })
+        .expect("kms slot");
+    let slot = std::fs::read_to_string(&slot_path).expect("slot");
+    std::fs::write(&slot_path, slot.replace(&moto.endpoint(), &disabled_kms())).expect("edit");
+    let refused = without_passphrase(&repo, &["snapshots"], ("testing", "testing"));
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains("DisabledException")
+            && message.contains("enable it")
+            && message.contains(&key),
+        "{message}"
+    );
+}
