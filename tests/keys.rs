@@ -326,3 +326,101 @@ fn a_disabled_key_gets_a_clear_error() {
         "{message}"
     );
 }
+
+fn with_env(repo: &Repo, args: &[&str], env: &[(String, String)], passphrase: bool) -> Output {
+    let mut cmd = coffer_cmd(args, Some(repo.path()), &[]);
+    if !passphrase {
+        cmd.env_remove("COFFER_PASSWORD");
+    }
+    for var in [
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "IDENTITY_ENDPOINT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run coffer")
+}
+
+#[test]
+fn azure_key_vault_slots_wrap_unwrap_rotate_and_refuse_clearly() {
+    let vault = KeyVaultDouble::start();
+    let admin = vault.credentials("admin");
+    let repo = Repo::new();
+    let added = with_env(
+        &repo,
+        &["key", "add", "--kms", &vault.key_url("coffer")],
+        &admin,
+        true,
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let opened = with_env(&repo, &["key", "list", "--json"], &admin, false);
+    assert!(opened.status.success(), "{}", stderr(&opened));
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&opened)).expect("json");
+    let slot = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["kind"] == "azure-keyvault")
+        .expect("a Key Vault slot")
+        .clone();
+    assert_eq!(slot["opened_this_session"], true, "{listed:#}");
+    let first_key = slot["key"].as_str().expect("key").to_string();
+
+    // Rotation wraps under the key's newest version.
+    vault.control("coffer", "rotate");
+    let id = slot["id"].as_str().expect("id");
+    let rotated = with_env(&repo, &["key", "rotate", id], &admin, false);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&with_env(
+        &repo,
+        &["key", "list", "--json"],
+        &admin,
+        false,
+    )))
+    .expect("json");
+    let rotated_key = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["kind"] == "azure-keyvault")
+        .and_then(|s| s["key"].as_str())
+        .expect("rotated slot")
+        .to_string();
+    assert_ne!(
+        rotated_key, first_key,
+        "the slot still names the old key version"
+    );
+
+    // A host whose identity may only wrap, a wrong client secret, a disabled key.
+    let writer = vault.credentials("writer");
+    let refused = with_env(&repo, &["snapshots"], &writer, false);
+    let message = stderr(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        message.contains("azure-keyvault slot")
+            && message.contains("ForbiddenByRbac")
+            && message.contains("Key Vault Crypto Service Encryption User"),
+        "{message}"
+    );
+    let mut wrong = admin.clone();
+    wrong[3].1 = "not-the-secret".into();
+    let refused = with_env(&repo, &["snapshots"], &wrong, false);
+    let message = stderr(&refused);
+    assert!(
+        message.contains("refused a token") && !message.contains("not-the-secret"),
+        "{message}"
+    );
+    vault.control("coffer", "disable");
+    let refused = with_env(&repo, &["snapshots"], &admin, false);
+    let message = stderr(&refused);
+    assert!(
+        message.contains("disabled") && message.contains("KeyDisabled"),
+        "{message}"
+    );
+    vault.control("coffer", "enable");
+    let back = with_env(&repo, &["snapshots"], &admin, false);
+    assert!(back.status.success(), "{}", stderr(&back));
+}

@@ -37,6 +37,7 @@ impl KeySlot {
         match &self.wrapping {
             Wrapping::Passphrase { .. } => "passphrase",
             Wrapping::AwsKms { .. } => "aws-kms",
+            Wrapping::AzureKeyVault { .. } => "azure-keyvault",
         }
     }
 
@@ -66,6 +67,19 @@ pub enum Wrapping {
         allow_http: bool,
         /// The repository id bound into the encryption context.
         repository: String,
+    },
+    /// The master secret wrapped by Azure Key Vault or Managed HSM (`wrapkey`).
+    #[serde(rename = "azure-keyvault")]
+    AzureKeyVault {
+        /// `VAULT.vault.azure.net` or `HSM.managedhsm.azure.net`.
+        vault: String,
+        name: String,
+        /// The key version that wrapped the secret (unwrapping needs this exact version).
+        key_version: String,
+        /// `RSA-OAEP-256` or `A256KW`.
+        algorithm: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_http: bool,
     },
 }
 

@@ -467,8 +467,14 @@ fn spawn_service(
     env: &[(&str, &str)],
 ) -> std::process::Child {
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    // The service's folder (its log's) goes with it: shared servers live in statics, which are
+    // never dropped, so their temp dirs would otherwise pile up run after run.
+    let folder = log
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     let script = format!(
-        "'{}' {} >'{}' 2>&1 & srv=$!; while kill -0 {} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv",
+        "'{}' {} >'{}' 2>&1 & srv=$!; while kill -0 {} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv; case '{folder}' in /tmp/coffer-*) rm -rf '{folder}';; esac",
         program.display(),
         quoted.join(" "),
         log.display(),
@@ -665,6 +671,66 @@ impl Moto {
             "s3://{bucket}/backups?endpoint={}&region=us-east-1&allow-http=true",
             self.0.endpoint()
         )
+    }
+}
+
+/// A local stand-in for Azure Key Vault and its token endpoint (tests/support/keyvault_double.py):
+/// client `admin` (secret `admin-secret`) may wrap and unwrap, `writer` (`writer-secret`) only
+/// wrap. Key `coffer` exists.
+pub struct KeyVaultDouble(Emulator);
+
+impl KeyVaultDouble {
+    pub fn start() -> KeyVaultDouble {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/keyvault_double.py");
+        KeyVaultDouble(Emulator::start(
+            "keyvault",
+            ("venv/bin/python", "python3"),
+            |port, _| {
+                vec![
+                    script.display().to_string(),
+                    port.to_string(),
+                    "admin:admin-secret:wrap,unwrap".into(),
+                    "writer:writer-secret:wrap".into(),
+                ]
+            },
+        ))
+    }
+
+    /// `azure-keyvault://` URL of key `name` (plain HTTP, explicitly allowed).
+    pub fn key_url(&self, name: &str) -> String {
+        format!(
+            "azure-keyvault://127.0.0.1:{}/keys/{name}?allow-http=true",
+            self.0.port
+        )
+    }
+
+    /// Environment giving coffer the credentials of `client` through the token endpoint.
+    pub fn credentials(&self, client: &str) -> Vec<(String, String)> {
+        vec![
+            ("AZURE_AUTHORITY_HOST".into(), self.0.endpoint()),
+            ("AZURE_TENANT_ID".into(), "tenant".into()),
+            ("AZURE_CLIENT_ID".into(), client.into()),
+            ("AZURE_CLIENT_SECRET".into(), format!("{client}-secret")),
+        ]
+    }
+
+    /// A test control: `rotate`, `disable` or `enable` key `name`.
+    pub fn control(&self, name: &str, action: &str) {
+        let port = self.0.port;
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the vault");
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "POST /control/keys/{name}/{action} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("control");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(
+            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+            "{response}"
+        );
     }
 }
 
