@@ -569,13 +569,13 @@ async fn sweep(
         .chain(other_condemned.iter())
         .copied()
         .collect();
-    // Any copy outside the packs being swept is preferred, so a blob located in one of them
-    // has no other copy.
     // Which packs each index file names; the files themselves go into the index.
     let packs_of_file: Vec<(IndexId, Vec<PackId>)> = files
         .iter()
         .map(|(id, file)| (*id, file.packs.iter().map(|p| p.id).collect()))
         .collect();
+    // Any copy outside the packs being swept is preferred, so a blob located in one of them
+    // has no other copy.
     let index = Index::ranked(
         files.into_iter().map(|(_, f)| f).collect(),
         |pack| {
@@ -646,11 +646,12 @@ async fn sweep(
             }
         }
     }
-    let mut remaining: HashSet<PackId> = blocked.clone();
-    let mut deletions = Vec::new();
-    for pack in doomed.iter().filter(|p| !blocked.contains(p)) {
-        deletions.push(*pack);
-    }
+    let deletions: Vec<PackId> = doomed
+        .iter()
+        .filter(|p| !blocked.contains(p))
+        .copied()
+        .collect();
+    let mut remaining = blocked;
     let results: Vec<(PackId, Result<()>)> = stream::iter(deletions)
         .map(|pack| async move {
             let result = repo.storage().delete(&paths::pack(&pack)).await;
