@@ -127,3 +127,80 @@ fn format_v1_fixture_reads_and_restores_exactly() {
         );
     }
 }
+
+/// Adding a write-only key to a repository written before coffer 0.3 seals its index files
+/// again under the metadata key, so the backup host deduplicates against the old backups; the
+/// old snapshot still restores, and so does the new one, with the full key.
+#[test]
+fn a_write_only_key_on_the_v1_fixture_deduplicates_against_its_backups() {
+    let copy = tempfile::tempdir().expect("temp dir");
+    copy_dir(&fixture_dir(), copy.path());
+    let repo = copy.path();
+    let index_before: Vec<_> = files_under(&repo.join("index"));
+    let key = copy.path().join("..").join(format!(
+        "{}.key",
+        repo.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("fixture")
+    ));
+    let key_text = key.display().to_string();
+    ok(coffer_at(
+        repo,
+        &["key", "add", "--write-only", "--output", &key_text],
+    ));
+    let index_after: Vec<_> = files_under(&repo.join("index"));
+    assert_eq!(index_after.len(), index_before.len());
+    assert!(
+        index_after.iter().all(|f| !index_before.contains(f)),
+        "legacy index files were not sealed again"
+    );
+
+    let server = MariaDb::shared();
+    server.sql(&source_sql().replace("fixture_v1", "fixture_wo"));
+    let backup = coffer_cmd(
+        &[
+            "backup",
+            "--mysql",
+            &server.socket_url(),
+            "--include",
+            "fixture_wo",
+        ],
+        Some(repo),
+        &[("COFFER_KEY_FILE", &key_text)],
+    )
+    .env_remove("COFFER_PASSWORD")
+    .output()
+    .expect("run coffer");
+    let _ = std::fs::remove_file(&key);
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(coffer_at(repo, &["snapshots", "--json"]))).expect("json");
+    let stored = |i: usize| {
+        listing[i]["stats"]["bytes_stored_new"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(listing.as_array().map(Vec::len), Some(2));
+    let check = ok(coffer_at(repo, &["check", "--read-data"]));
+    assert!(check.contains("no problems"), "{check}");
+    ok(coffer_at(
+        repo,
+        &[
+            "restore",
+            "--mysql",
+            &server.socket_url(),
+            "--db",
+            "fixture_wo",
+            "--into",
+            "fixture_wo_restored",
+        ],
+    ));
+    assert_eq!(
+        checksums(server, "fixture_wo"),
+        checksums(server, "fixture_wo_restored")
+    );
+    assert!(
+        stored(1) < stored(0),
+        "the write-only backup did not deduplicate against the fixture: {listing:#}"
+    );
+}

@@ -424,3 +424,122 @@ fn azure_key_vault_slots_wrap_unwrap_rotate_and_refuse_clearly() {
     let back = with_env(&repo, &["snapshots"], &admin, false);
     assert!(back.status.success(), "{}", stderr(&back));
 }
+
+#[test]
+fn a_write_only_key_backs_up_deduplicating_but_reads_nothing() {
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE wo_db; USE wo_db; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO t SELECT seq, REPEAT(SHA2(seq, 256), 2) FROM seq_1_to_4000;",
+    );
+    let url = server.socket_url();
+    let repo = Repo::new();
+    // A full-key backup first, written the way coffer 0.2 wrote index files too.
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "wo_db"]));
+    let key_file = repo.path().join("..").join(format!(
+        "{}-backup-host.key",
+        repo.path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("repo")
+    ));
+    let _cleanup = TempFile(key_file.clone());
+    let key = key_file.display().to_string();
+    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
+    let mode = std::fs::metadata(&key_file)
+        .expect("key file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let again = repo.coffer(&["key", "add", "--write-only", "--output", &key]);
+    assert!(
+        !again.status.success(),
+        "an existing key file was overwritten"
+    );
+    let listed = slots(&repo, &[]);
+    assert!(
+        listed
+            .iter()
+            .any(|s| s["kind"] == "write-only" && s["may"] == "write-only")
+    );
+
+    let write_only = |args: &[&str]| {
+        coffer_cmd(args, Some(repo.path()), &[("COFFER_KEY_FILE", &key)])
+            .env_remove("COFFER_PASSWORD")
+            .output()
+            .expect("run coffer")
+    };
+    server.sql("UPDATE wo_db.t SET v = 'changed' WHERE id <= 10;");
+    let expected = checksums(server, "wo_db");
+    let backup = write_only(&["backup", "--mysql", &url, "--include", "wo_db"]);
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
+    let stored = |i: usize| {
+        listed[i]["stats"]["bytes_stored_new"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+    };
+    assert!(
+        stored(1) * 4 < stored(0),
+        "the write-only backup did not deduplicate: {} vs {} bytes: {listed:#}",
+        stored(1),
+        stored(0)
+    );
+
+    // Nothing private opens with the write-only key, not even what it just wrote.
+    for args in [
+        vec![
+            "restore",
+            "--mysql",
+            &url,
+            "--db",
+            "wo_db",
+            "--into",
+            "wo_db_never",
+        ],
+        vec!["dump", "--db", "wo_db"],
+        vec!["ls", "latest", "wo_db"],
+        vec![
+            "history", "--mysql", &url, "--db", "wo_db", "--table", "t", "--where", "id = 1",
+        ],
+        vec!["audit"],
+    ] {
+        let refused = write_only(&args);
+        assert!(
+            !refused.status.success(),
+            "{args:?} worked with a write-only key"
+        );
+        assert!(
+            stderr(&refused).contains("write-only key"),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+    }
+    let removed = write_only(&["key", "add", "--passphrase"]);
+    assert!(!removed.status.success());
+
+    // A full key restores the write-only host's snapshot exactly and checks everything.
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--db",
+        "wo_db",
+        "--into",
+        "wo_db_back",
+    ]));
+    assert_eq!(checksums(server, "wo_db_back"), expected);
+    let check = ok(repo.coffer(&["check", "--read-data"]));
+    assert!(check.contains("no problems"), "{check}");
+}
+
+/// Removes a file when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

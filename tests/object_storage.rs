@@ -183,6 +183,16 @@ fn s3_round_trip_and_metadata_cache() {
             .count()
             == 2
     );
+    // Cached objects are private to the user coffer runs as.
+    for file in files_under(&cached) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("cached")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
     // A damaged or deleted cache is harmless.
     for entry in cached
         .join("snapshots")

@@ -33,11 +33,20 @@ enum KeyCommand {
         #[command(flatten)]
         repo: RepoArg,
         /// A new passphrase slot.
-        #[arg(long, conflicts_with = "kms", required_unless_present = "kms")]
+        #[arg(long, conflicts_with_all = ["kms", "write_only"], required_unless_present_any = ["kms", "write_only"])]
         passphrase: bool,
-        /// A slot wrapped by a KMS key: aws-kms://KEY_ID_OR_ARN?region=R[&endpoint=URL&allow-http=true].
-        #[arg(long, value_name = "URL")]
+        /// A slot wrapped by a KMS key: aws-kms://KEY_ID_OR_ARN?region=R[&endpoint=URL&allow-http=true]
+        /// or azure-keyvault://VAULT.vault.azure.net/keys/NAME.
+        #[arg(long, value_name = "URL", conflicts_with = "write_only")]
         kms: Option<String>,
+        /// A write-only key for a backup host: it can back up (deduplicating) but not read any
+        /// table data, definition or tree. Written to --output (mode 0600); used as
+        /// COFFER_KEY_FILE=FILE.
+        #[arg(long, requires = "output")]
+        write_only: bool,
+        /// Where to write the write-only key file (must not exist).
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: Option<String>,
@@ -92,7 +101,12 @@ fn view(listed: &ListedSlot, opened: &str) -> SlotView {
             created: Some(slot.created),
             host: Some(slot.hostname.clone()),
             key: slot.key_url(),
-            may: "read-write".to_string(),
+            may: if slot.can_read() {
+                "read-write"
+            } else {
+                "write-only"
+            }
+            .to_string(),
             opened_this_session: listed.id == opened,
         },
         Err(why) => SlotView {
@@ -146,9 +160,26 @@ pub async fn run(args: KeyArgs) -> Result<ExitCode> {
             repo,
             passphrase,
             kms,
+            write_only,
+            output,
             reason,
         } => {
             check_reason(&reason)?;
+            if write_only {
+                let output =
+                    output.ok_or_else(|| Error::invalid("--write-only needs --output FILE"))?;
+                let repo = repo.open().await?;
+                return audited(&repo, "key add", reason, async {
+                    let (id, file) = repo.add_write_only_key().await?;
+                    write_key_file(&output, &file)?;
+                    println!(
+                        "added write-only key slot {id}; key file {} (give it to the backup host as COFFER_KEY_FILE, then delete this copy)",
+                        output.display()
+                    );
+                    Ok(())
+                })
+                .await;
+            }
             let provider: Box<dyn KeyProvider> = match (&kms, passphrase) {
                 (Some(url), _) => Box::new(KmsProvider::with_key(KmsKey::parse(url)?)),
                 (None, true) => Box::new(PassphraseProvider::new(new_passphrase()?)?),
@@ -221,6 +252,25 @@ pub async fn run(args: KeyArgs) -> Result<ExitCode> {
             .await
         }
     }
+}
+
+/// Create `path` (refusing an existing file) readable by its owner only, holding `content`.
+fn write_key_file(path: &std::path::Path, content: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let failed = |e: std::io::Error| {
+        Error::invalid(format!("writing the key file {}", path.display()))
+            .with_source(e)
+            .with_hint("choose a path that does not exist yet, in a folder you may write")
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    file.write_all(content.as_bytes()).map_err(failed)?;
+    file.sync_all().map_err(failed)
 }
 
 /// Run a key change between an audit record of its start and one of its outcome.

@@ -156,12 +156,16 @@ impl RepoArg {
     }
 }
 
-/// Open a repository with what this host has: the passphrase from the environment if one is
-/// set; otherwise the repository's KMS slots with this host's credentials (so a VM or pod with
+/// Open a repository with what this host has: a write-only key file (`COFFER_KEY_FILE`) if one
+/// is given; the passphrase from the environment if one is set; otherwise the repository's KMS slots with this host's credentials (so a VM or pod with
 /// a managed identity needs no secret at all), then a passphrase prompt on a terminal.
 async fn open_with_available_keys(
     storage: Arc<dyn coffer::storage::Storage>,
 ) -> Result<Repository> {
+    if let Some(path) = std::env::var_os("COFFER_KEY_FILE") {
+        let file = read_secret_file(&path, "COFFER_KEY_FILE")?;
+        return Repository::open_write_only(storage, &file).await;
+    }
     if let Some(passphrase) = passphrase_from_env()? {
         let provider = PassphraseProvider::new(passphrase)?;
         return Repository::open(storage, &provider).await;

@@ -28,7 +28,7 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
                     "id": id.to_hex(), "time": s.time, "finished": s.finished, "hostname": s.hostname,
                     "server": s.source.server, "databases": s.databases.len(), "failed": s.failed.len(),
                     "bytes": s.total_bytes(), "tags": s.tags, "binlog": s.source.binlog,
-                    "time_given": s.time_given,
+                    "time_given": s.time_given, "stats": s.stats,
                 })
             })
             .collect();

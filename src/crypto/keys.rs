@@ -38,7 +38,13 @@ impl KeySlot {
             Wrapping::Passphrase { .. } => "passphrase",
             Wrapping::AwsKms { .. } => "aws-kms",
             Wrapping::AzureKeyVault { .. } => "azure-keyvault",
+            Wrapping::WriteOnly { .. } => "write-only",
         }
+    }
+
+    /// Whether the slot gives the master secret (every kind but write-only keys).
+    pub fn can_read(&self) -> bool {
+        !matches!(self.wrapping, Wrapping::WriteOnly { .. })
     }
 
     /// The KMS key, as a URL, for KMS slots.
@@ -68,6 +74,9 @@ pub enum Wrapping {
         /// The repository id bound into the encryption context.
         repository: String,
     },
+    /// A write-only key: `wrapped_key` is base64 of `nonce || XChaCha20-Poly1305(file secret,
+    /// grant, aad = "coffer.v1.write-only-slot") || tag`, the secret being in the key file.
+    WriteOnly {},
     /// The master secret wrapped by Azure Key Vault or Managed HSM (`wrapkey`).
     #[serde(rename = "azure-keyvault")]
     AzureKeyVault {

@@ -74,30 +74,110 @@ impl Role {
     }
 }
 
-/// The subkeys derived from an unlocked master secret.
+impl Role {
+    /// Objects every writer must read or write, write-only keys included: sealed with the
+    /// metadata key. The others are private: only a full key opens them.
+    pub fn is_metadata(self) -> bool {
+        matches!(
+            self,
+            Role::Index | Role::Snapshot | Role::RunMarker | Role::PruneMark
+        )
+    }
+}
+
+/// What a write-only key holds (see docs/FORMAT.md, "Write-only keys"): enough to chunk,
+/// deduplicate, read and write metadata, and seal private objects to the repository's public
+/// key, but not to open them.
+#[derive(Clone, serde::Serialize, serde::Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct WriteMaterial {
+    #[zeroize(skip)]
+    pub version: u32,
+    pub content_id_key: [u8; 32],
+    pub chunker_key: [u8; 32],
+    pub metadata_key: [u8; 32],
+    #[zeroize(skip)]
+    pub public_key: [u8; 32],
+}
+
+/// The subkeys of a repository: all of them for a full key, the writing part for a
+/// write-only key.
 pub struct Keys {
-    aead: XChaCha20Poly1305,
+    /// The AEAD for private objects; `None` for a write-only key.
+    aead: Option<XChaCha20Poly1305>,
+    metadata: XChaCha20Poly1305,
+    metadata_key: [u8; 32],
     id_key: [u8; 32],
     chunker_key: [u8; 32],
+    /// X25519 key pair: private objects sealed by write-only keys are sealed to `public`.
+    public: [u8; 32],
+    private: Option<[u8; 32]>,
 }
 
 impl Drop for Keys {
     fn drop(&mut self) {
+        self.metadata_key.zeroize();
         self.id_key.zeroize();
         self.chunker_key.zeroize();
+        if let Some(private) = &mut self.private {
+            private.zeroize();
+        }
     }
 }
+
+const SEALED_TO_REPOSITORY: &str = "coffer 2026 v1 sealed-to-repository";
+const X25519_LEN: usize = 32;
 
 impl Keys {
     pub fn derive(master: &MasterSecret) -> Self {
         let mut aead_key = blake3::derive_key("coffer 2026 v1 aead key", master.as_bytes());
         let aead = XChaCha20Poly1305::new(&aead_key.into());
         aead_key.zeroize();
+        let metadata_key = blake3::derive_key("coffer 2026 v1 metadata key", master.as_bytes());
+        let private = blake3::derive_key("coffer 2026 v1 x25519 private key", master.as_bytes());
         Keys {
-            aead,
+            aead: Some(aead),
+            metadata: XChaCha20Poly1305::new(&metadata_key.into()),
+            metadata_key,
             id_key: blake3::derive_key("coffer 2026 v1 content id key", master.as_bytes()),
             chunker_key: blake3::derive_key("coffer 2026 v1 chunker key", master.as_bytes()),
+            public: x25519_public(&private),
+            private: Some(private),
         }
+    }
+
+    /// The keys of a write-only credential.
+    pub fn write_only(material: &WriteMaterial) -> Self {
+        Keys {
+            aead: None,
+            metadata: XChaCha20Poly1305::new(&material.metadata_key.into()),
+            metadata_key: material.metadata_key,
+            id_key: material.content_id_key,
+            chunker_key: material.chunker_key,
+            public: material.public_key,
+            private: None,
+        }
+    }
+
+    /// What a write-only key made from these keys holds.
+    pub fn write_material(&self) -> WriteMaterial {
+        WriteMaterial {
+            version: 1,
+            content_id_key: self.id_key,
+            chunker_key: self.chunker_key,
+            metadata_key: self.metadata_key,
+            public_key: self.public,
+        }
+    }
+
+    /// Whether `sealed` is sealed under the metadata key (rather than, written before coffer
+    /// 0.3, under the AEAD key).
+    pub fn is_sealed_as_metadata(&self, role: Role, sealed: &[u8]) -> bool {
+        open_with(&self.metadata, role, sealed).is_some()
+    }
+
+    /// Whether these keys open private objects (false for a write-only key).
+    pub fn can_read(&self) -> bool {
+        self.aead.is_some()
     }
 
     /// The keyed content id of a plaintext blob. Keyed so that two repositories holding the same
@@ -112,24 +192,18 @@ impl Keys {
         &self.chunker_key
     }
 
-    /// Encrypt and authenticate: `nonce || ciphertext || tag`.
+    /// Encrypt and authenticate. Metadata: `nonce || ciphertext || tag` under the metadata key.
+    /// Private objects: the same under the AEAD key with a full key; sealed to the
+    /// repository's public key (`ephemeral public key || nonce || ciphertext || tag`) with a
+    /// write-only key, which then cannot open what it wrote.
     pub fn seal(&self, role: Role, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        let sealed = self
-            .aead
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: role.aad(),
-                },
-            )
-            .map_err(|_| Error::new(ErrorKind::Corrupt, "encryption failed"))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        if role.is_metadata() {
+            return seal_with(&self.metadata, role, plaintext);
+        }
+        match &self.aead {
+            Some(aead) => seal_with(aead, role, plaintext),
+            None => self.seal_to_repository(role, plaintext),
+        }
     }
 
     /// Check and decrypt what [`Keys::seal`] produced. `what` names the object for the error.
@@ -140,15 +214,134 @@ impl Keys {
                     .with_hint("run `coffer check` to find damaged objects"),
             );
         }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce
-            .try_into()
-            .map_err(|_| Error::corrupt("nonce length"))?;
-        self.aead.decrypt(&XNonce::from(nonce), Payload { msg: body, aad: role.aad() }).map_err(|_| {
-            Error::corrupt(format!("{what} failed authentication: it was modified or damaged"))
-                .with_hint("run `coffer check` to list damaged objects; restore from another snapshot or copy")
-        })
+        let damaged = || {
+            Error::corrupt(format!(
+                "{what} failed authentication: it was modified or damaged"
+            ))
+            .with_hint(
+                "run `coffer check` to list damaged objects; restore from another snapshot or copy",
+            )
+        };
+        if role.is_metadata() {
+            if let Some(plain) = open_with(&self.metadata, role, sealed) {
+                return Ok(plain);
+            }
+            // Written before coffer 0.3 under the AEAD key.
+            return self
+                .aead
+                .as_ref()
+                .and_then(|aead| open_with(aead, role, sealed))
+                .ok_or_else(damaged);
+        }
+        let (Some(aead), Some(private)) = (&self.aead, &self.private) else {
+            return Err(Error::new(
+                ErrorKind::WrongPassword,
+                format!("{what} cannot be read with a write-only key: it may only write backups"),
+            )
+            .with_hint("restore, dump, ls DB, history, audit and check --read-data need a full key (a passphrase or KMS slot)"));
+        };
+        open_with(aead, role, sealed)
+            .or_else(|| open_sealed_to_repository(private, &self.public, role, sealed))
+            .ok_or_else(damaged)
     }
+
+    fn seal_to_repository(&self, role: Role, plaintext: &[u8]) -> Result<Vec<u8>> {
+        use aws_lc_rs::agreement;
+        let failed = || Error::new(ErrorKind::Corrupt, "sealing to the repository key failed");
+        let ephemeral =
+            agreement::PrivateKey::generate(&agreement::X25519).map_err(|_| failed())?;
+        let ephemeral_public = ephemeral.compute_public_key().map_err(|_| failed())?;
+        let ephemeral_public: [u8; X25519_LEN] =
+            ephemeral_public.as_ref().try_into().map_err(|_| failed())?;
+        let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, self.public);
+        let mut key = agreement::agree(&ephemeral, peer, (), |shared| {
+            Ok(sealing_key(shared, &ephemeral_public, &self.public))
+        })
+        .map_err(|()| failed())?;
+        let cipher = XChaCha20Poly1305::new(&key.into());
+        key.zeroize();
+        let mut out = ephemeral_public.to_vec();
+        out.extend_from_slice(&seal_with(&cipher, role, plaintext)?);
+        Ok(out)
+    }
+}
+
+fn sealing_key(shared: &[u8], ephemeral: &[u8; X25519_LEN], public: &[u8; X25519_LEN]) -> [u8; 32] {
+    let mut input = Vec::with_capacity(3 * X25519_LEN);
+    input.extend_from_slice(shared);
+    input.extend_from_slice(ephemeral);
+    input.extend_from_slice(public);
+    let key = blake3::derive_key(SEALED_TO_REPOSITORY, &input);
+    input.zeroize();
+    key
+}
+
+fn open_sealed_to_repository(
+    private: &[u8; 32],
+    public: &[u8; X25519_LEN],
+    role: Role,
+    sealed: &[u8],
+) -> Option<Vec<u8>> {
+    use aws_lc_rs::agreement;
+    if sealed.len() < X25519_LEN + SEAL_OVERHEAD {
+        return None;
+    }
+    let (ephemeral, body) = sealed.split_at(X25519_LEN);
+    let ephemeral: [u8; X25519_LEN] = ephemeral.try_into().ok()?;
+    let own = agreement::PrivateKey::from_private_key(&agreement::X25519, private).ok()?;
+    let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, ephemeral);
+    let mut key = agreement::agree(&own, peer, (), |shared| {
+        Ok(sealing_key(shared, &ephemeral, public))
+    })
+    .ok()?;
+    let cipher = XChaCha20Poly1305::new(&key.into());
+    key.zeroize();
+    open_with(&cipher, role, body)
+}
+
+fn x25519_public(private: &[u8; 32]) -> [u8; X25519_LEN] {
+    use aws_lc_rs::agreement;
+    agreement::PrivateKey::from_private_key(&agreement::X25519, private)
+        .ok()
+        .and_then(|key| key.compute_public_key().ok())
+        .and_then(|public| public.as_ref().try_into().ok())
+        // X25519 accepts every 32-byte string as a private key; this cannot fail.
+        .unwrap_or([0; X25519_LEN])
+}
+
+fn seal_with(cipher: &XChaCha20Poly1305, role: Role, plaintext: &[u8]) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce)?;
+    let sealed = cipher
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: role.aad(),
+            },
+        )
+        .map_err(|_| Error::new(ErrorKind::Corrupt, "encryption failed"))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+fn open_with(cipher: &XChaCha20Poly1305, role: Role, sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+    cipher
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: body,
+                aad: role.aad(),
+            },
+        )
+        .ok()
 }
 
 /// Fill `buf` from the operating system's CSPRNG.

@@ -1,10 +1,39 @@
 //! Key slot management (`coffer key …`): list, add, remove and replace the slots that wrap the
 //! master secret. None of it re-encrypts data: every slot wraps the same master secret.
 
-use super::{Repository, paths, read_key_slot};
-use crate::crypto::keys::{KeyProvider, KeySlot};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{Config, FORMAT_VERSION, Repository, paths, read_key_slot};
+use crate::crypto::keys::{KeyProvider, KeySlot, Wrapping};
+use crate::crypto::{Keys, MasterSecret, NONCE_LEN, Role, WriteMaterial, fill_random};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{PutOutcome, Storage};
+
+const WRITE_ONLY_AAD: &[u8] = b"coffer.v1.write-only-slot";
+
+/// The file a backup host holds (`COFFER_KEY_FILE`): which slot, and the secret opening it.
+#[derive(Serialize, Deserialize)]
+struct WriteOnlyKeyFile {
+    coffer_write_only_key: u32,
+    repository: String,
+    slot: String,
+    /// base64, 32 bytes.
+    secret: String,
+}
+
+/// What a write-only slot holds, sealed under the key file's secret.
+#[derive(Serialize, Deserialize)]
+struct WriteOnlyGrant {
+    material: WriteMaterial,
+    config: Config,
+}
 
 /// Store `slot` under a new random id; returns the id.
 pub(crate) async fn store_slot(storage: &dyn Storage, slot: &KeySlot) -> Result<String> {
@@ -64,12 +93,24 @@ impl Repository {
         Ok(out)
     }
 
+    /// The master secret, or the error for a write-only key.
+    fn master(&self) -> Result<&MasterSecret> {
+        self.master.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::WrongPassword,
+                "key slots cannot be changed with a write-only key",
+            )
+            .with_hint("open the repository with a full key (a passphrase or KMS slot)")
+        })
+    }
+
     /// Wrap the master secret with `provider` into a new slot; returns its id.
     pub async fn add_key_slot(&self, provider: &dyn KeyProvider) -> Result<String> {
-        let slot = provider.wrap(&self.master, &self.config.id).await?;
+        let master = self.master()?;
+        let slot = provider.wrap(master, &self.config.id).await?;
         // Prove the new slot opens before anyone relies on it.
         match provider.unwrap(&slot).await? {
-            Some(master) if master.as_bytes() == self.master.as_bytes() => {}
+            Some(unwrapped) if unwrapped.as_bytes() == master.as_bytes() => {}
             _ => {
                 return Err(Error::invalid(
                     "the new key slot does not give back the repository key; nothing was added",
@@ -106,7 +147,7 @@ impl Repository {
             .key_slots()
             .await?
             .into_iter()
-            .filter(|s| s.id != target.id && s.slot.is_ok())
+            .filter(|s| s.id != target.id && s.slot.as_ref().is_ok_and(KeySlot::can_read))
             .count();
         if others == 0 {
             return Err(Error::invalid(format!(
@@ -118,5 +159,161 @@ impl Repository {
         self.storage
             .delete(&format!("{}{}", paths::KEYS, target.id))
             .await
+    }
+}
+
+impl Repository {
+    /// Add a write-only key: a slot holding what a backup host needs to write (and nothing to
+    /// read private objects), sealed under a new random secret. Returns the slot id and the
+    /// content of the key file. Index files written before coffer 0.3 are sealed again under
+    /// the metadata key first, so the new key deduplicates against everything stored.
+    pub async fn add_write_only_key(&self) -> Result<(String, Zeroizing<String>)> {
+        self.master()?;
+        self.reseal_legacy_index_files().await?;
+        let grant = WriteOnlyGrant {
+            material: self.keys.write_material(),
+            config: self.config.clone(),
+        };
+        let json = Zeroizing::new(
+            serde_json::to_vec(&grant)
+                .map_err(|e| Error::invalid("encoding a write-only key").with_source(e))?,
+        );
+        let mut secret = Zeroizing::new([0u8; 32]);
+        fill_random(secret.as_mut())?;
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let sealed = XChaCha20Poly1305::new(&(*secret).into())
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: &json,
+                    aad: WRITE_ONLY_AAD,
+                },
+            )
+            .map_err(|_| Error::new(ErrorKind::Corrupt, "sealing a write-only key failed"))?;
+        let mut wrapped = nonce.to_vec();
+        wrapped.extend_from_slice(&sealed);
+        let slot = KeySlot {
+            version: FORMAT_VERSION,
+            created: jiff::Timestamp::now(),
+            hostname: crate::hostname(),
+            wrapping: Wrapping::WriteOnly {},
+            wrapped_key: B64.encode(wrapped),
+        };
+        let id = store_slot(self.storage.as_ref(), &slot).await?;
+        let file = WriteOnlyKeyFile {
+            coffer_write_only_key: 1,
+            repository: self.config.id.clone(),
+            slot: id.clone(),
+            secret: B64.encode(*secret),
+        };
+        let text = serde_json::to_string_pretty(&file)
+            .map_err(|e| Error::invalid("encoding a key file").with_source(e))?;
+        Ok((id, Zeroizing::new(text)))
+    }
+
+    /// Open a repository with a write-only key file's content.
+    pub async fn open_write_only(storage: Arc<dyn Storage>, key_file: &str) -> Result<Self> {
+        let file: WriteOnlyKeyFile = serde_json::from_str(key_file).map_err(|e| {
+            Error::invalid("COFFER_KEY_FILE is not a coffer write-only key file")
+                .with_source(e)
+                .with_hint("use the file `coffer key add --write-only --output FILE` wrote")
+        })?;
+        let secret = Zeroizing::new(
+            B64.decode(&file.secret)
+                .ok()
+                .and_then(|s| <[u8; 32]>::try_from(s.as_slice()).ok())
+                .ok_or_else(|| Error::invalid("the write-only key file's secret is damaged"))?,
+        );
+        if file.slot.is_empty() || !file.slot.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(
+                "the write-only key file names no valid slot",
+            ));
+        }
+        let name = format!("{}{}", paths::KEYS, file.slot);
+        let listed = storage.list(paths::KEYS).await?;
+        let slot: KeySlot = match listed.into_iter().find(|m| m.name == name) {
+            Some(meta) => read_key_slot(storage.as_ref(), &meta).await?,
+            None => {
+                return Err(Error::new(
+                    ErrorKind::WrongPassword,
+                    format!(
+                        "write-only key slot {} is not in {} (removed, or another repository)",
+                        file.slot,
+                        storage.location()
+                    ),
+                ));
+            }
+        };
+        if !matches!(slot.wrapping, Wrapping::WriteOnly {}) {
+            return Err(Error::invalid(format!(
+                "key slot {} is not a write-only key",
+                file.slot
+            )));
+        }
+        let wrapped = B64
+            .decode(&slot.wrapped_key)
+            .map_err(|e| Error::corrupt("write-only key slot is not base64").with_source(e))?;
+        if wrapped.len() < NONCE_LEN {
+            return Err(Error::corrupt("write-only key slot is truncated"));
+        }
+        let (nonce, body) = wrapped.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| Error::corrupt("nonce length"))?;
+        let json = Zeroizing::new(
+            XChaCha20Poly1305::new(&(*secret).into())
+                .decrypt(
+                    &XNonce::from(nonce),
+                    Payload {
+                        msg: body,
+                        aad: WRITE_ONLY_AAD,
+                    },
+                )
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::WrongPassword,
+                        format!(
+                            "the key file does not open write-only key slot {}",
+                            file.slot
+                        ),
+                    )
+                })?,
+        );
+        let grant: WriteOnlyGrant = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt("write-only key slot is not valid").with_source(e))?;
+        if grant.config.id != file.repository || grant.config.version != FORMAT_VERSION {
+            return Err(Error::invalid(
+                "the write-only key belongs to another repository or format version",
+            ));
+        }
+        Ok(Repository {
+            storage,
+            keys: Keys::write_only(&grant.material),
+            config: grant.config.clone(),
+            master: None,
+            opened_slot: file.slot,
+        })
+    }
+
+    /// Seal again, under the metadata key, every index file written before coffer 0.3 under
+    /// the AEAD key (so write-only keys can read the whole index): the new file is stored
+    /// before the old one is deleted, so the index is complete at every moment.
+    async fn reseal_legacy_index_files(&self) -> Result<usize> {
+        let mut resealed = 0;
+        for meta in self.storage.list(paths::INDEX).await? {
+            let sealed = self
+                .storage
+                .get(&meta.name, super::MAX_METADATA_OBJECT)
+                .await?;
+            if self.keys.is_sealed_as_metadata(Role::Index, &sealed) {
+                continue;
+            }
+            let file: super::index::IndexFile = self.load_json(&meta.name, Role::Index).await?;
+            self.save_index(&file).await?;
+            self.storage.delete(&meta.name).await?;
+            resealed += 1;
+        }
+        Ok(resealed)
     }
 }

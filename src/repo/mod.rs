@@ -37,7 +37,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Largest plaintext of a metadata object (index, snapshot, tree) accepted when reading.
 const MAX_METADATA_LEN: usize = 1 << 30;
 /// Largest stored index file or snapshot read (sealed and compressed; real ones are a few MB).
-const MAX_METADATA_OBJECT: u64 = 256 << 20;
+pub(crate) const MAX_METADATA_OBJECT: u64 = 256 << 20;
 /// Largest stored key slot or config read (real ones are under 1 KiB).
 pub(crate) const MAX_SMALL_OBJECT: u64 = 64 << 10;
 
@@ -127,8 +127,8 @@ pub struct Repository {
     storage: Arc<dyn Storage>,
     keys: Keys,
     config: Config,
-    /// Kept to wrap new key slots; zeroized on drop.
-    master: MasterSecret,
+    /// Kept to wrap new key slots; zeroized on drop. `None` when opened with a write-only key.
+    master: Option<MasterSecret>,
     /// The id of the key slot that opened the repository.
     opened_slot: String,
 }
@@ -185,7 +185,7 @@ impl Repository {
             storage,
             keys,
             config,
-            master,
+            master: Some(master),
             opened_slot: slot_id,
         })
     }
@@ -265,7 +265,7 @@ impl Repository {
                 storage,
                 keys,
                 config,
-                master,
+                master: Some(master),
                 opened_slot: meta.name.trim_start_matches(paths::KEYS).to_string(),
             });
         }
@@ -447,7 +447,10 @@ impl Repository {
                 Ok(v) => loaded.push(v),
                 // Removed since it was listed (by a prune): it is no longer part of the folder.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
+                // Not damage: these keys may not read such objects (a write-only key).
+                Err(e) if matches!(e.kind(), ErrorKind::Storage | ErrorKind::WrongPassword) => {
+                    return Err(e);
+                }
                 Err(e) => damaged.push(e.with_hint(
                     "run `coffer check` to list every damaged object and the snapshots it affects",
                 )),

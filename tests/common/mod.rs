@@ -467,14 +467,15 @@ fn spawn_service(
     env: &[(&str, &str)],
 ) -> std::process::Child {
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-    // The service's folder (its log's) goes with it: shared servers live in statics, which are
-    // never dropped, so their temp dirs would otherwise pile up run after run.
+    // A MariaDB datadir (~300 MB) goes with its server: shared servers live in statics, which
+    // are never dropped, so their temp dirs would otherwise pile up run after run. Emulators'
+    // folders (small) stay, with their logs for a failure's post-mortem.
     let folder = log
         .parent()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
     let script = format!(
-        "'{}' {} >'{}' 2>&1 & srv=$!; while kill -0 {} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv; case '{folder}' in /tmp/coffer-*) rm -rf '{folder}';; esac",
+        "'{}' {} >'{}' 2>&1 & srv=$!; while kill -0 {} 2>/dev/null && kill -0 $srv 2>/dev/null; do sleep 0.5; done; kill $srv 2>/dev/null; wait $srv; case '{folder}' in /tmp/coffer-mariadb-*) rm -rf '{folder}';; esac",
         program.display(),
         quoted.join(" "),
         log.display(),

@@ -88,7 +88,7 @@ impl KmsKey {
                 algorithm: algorithm.clone(),
                 allow_http: *allow_http,
             })),
-            Wrapping::Passphrase { .. } => None,
+            Wrapping::Passphrase { .. } | Wrapping::WriteOnly { .. } => None,
         }
     }
 }
