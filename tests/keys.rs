@@ -520,6 +520,19 @@ fn a_write_only_key_backs_up_deduplicating_but_reads_nothing() {
     let removed = write_only(&["key", "add", "--passphrase"]);
     assert!(!removed.status.success());
 
+    // The write-only host's audit records are readable with the full key only.
+    let audit: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["audit", "--json"]))).expect("json");
+    let backups = audit
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["command"] == "backup" && r["outcome"]["status"] == "succeeded")
+        .count();
+    assert_eq!(
+        backups, 2,
+        "both backups, one by the write-only host: {audit:#}"
+    );
     // A full key restores the write-only host's snapshot exactly and checks everything.
     ok(repo.coffer(&[
         "restore",

@@ -227,11 +227,14 @@ impl Keys {
                 return Ok(plain);
             }
             // Written before coffer 0.3 under the AEAD key.
-            return self
-                .aead
-                .as_ref()
-                .and_then(|aead| open_with(aead, role, sealed))
-                .ok_or_else(damaged);
+            return match &self.aead {
+                Some(aead) => open_with(aead, role, sealed).ok_or_else(damaged),
+                None => Err(Error::new(
+                    ErrorKind::WrongPassword,
+                    format!("{what} cannot be read with a write-only key (it was written before coffer 0.3, or it is damaged)"),
+                )
+                .with_hint("a full key reads it; `coffer check` with a full key tells damage apart")),
+            };
         }
         let (Some(aead), Some(private)) = (&self.aead, &self.private) else {
             return Err(Error::new(
