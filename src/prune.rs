@@ -28,7 +28,6 @@ use crate::repo::marks::{Condemned, CondemnedPack, ListedMark, PruneMark};
 use crate::repo::pack::PackBuilder;
 use crate::repo::runs::{ActiveRun, ListedRun, friendly};
 use crate::repo::snapshot::Snapshot;
-use crate::repo::tree::{DatabaseTree, TableTree};
 use crate::repo::{Repository, paths};
 
 /// Blobs per index file prune writes (as backups do).
@@ -193,7 +192,7 @@ impl References {
             .map(|(name, tree)| {
                 let number = numbers.get(name).copied().unwrap_or(0);
                 async move {
-                    database_blobs(repo, index, &tree)
+                    repo.database_blobs(index, &tree)
                         .await
                         .map(|found| (number, found))
                         .map_err(|e| e.context(format!("reading database {name}")))
@@ -207,18 +206,6 @@ impl References {
         }
         Ok(References { blobs })
     }
-}
-
-/// A database tree, its table trees and their chunks.
-async fn database_blobs(repo: &Repository, index: &Index, tree: &BlobId) -> Result<Vec<BlobId>> {
-    let database: DatabaseTree = repo.read_tree(index, tree).await?;
-    let mut blobs = vec![*tree];
-    for table in &database.tables {
-        blobs.push(table.tree);
-        let table_tree: TableTree = repo.read_tree(index, &table.tree).await?;
-        blobs.extend(table_tree.chunks.iter().map(|c| c.id));
-    }
-    Ok(blobs)
 }
 
 /// Refuse to go on when a snapshot references a blob the index does not have: the repository

@@ -12,7 +12,6 @@ use crate::error::Result;
 use crate::repo::Repository;
 use crate::repo::ids::BlobId;
 use crate::repo::index::Index;
-use crate::repo::tree::{DatabaseTree, TableTree};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RepositoryStats {
@@ -80,7 +79,7 @@ pub async fn repository_stats(repo: &Repository) -> Result<RepositoryStats> {
             if let std::collections::hash_map::Entry::Vacant(vacant) =
                 blobs_of_tree.entry(entry.tree)
             {
-                vacant.insert(database_blobs(repo, &index, &entry.tree).await?);
+                vacant.insert(repo.database_blobs(&index, &entry.tree).await?);
             }
             for blob in &blobs_of_tree[&entry.tree] {
                 owners
@@ -156,16 +155,4 @@ pub async fn repository_stats(repo: &Repository) -> Result<RepositoryStats> {
 
 fn stored(index: &Index, blob: &BlobId) -> u64 {
     index.get(blob).map_or(0, |l| u64::from(l.length))
-}
-
-/// Every blob a database tree references: itself, its table trees and their chunks.
-async fn database_blobs(repo: &Repository, index: &Index, tree: &BlobId) -> Result<Vec<BlobId>> {
-    let database: DatabaseTree = repo.read_tree(index, tree).await?;
-    let mut blobs = vec![*tree];
-    for table in &database.tables {
-        blobs.push(table.tree);
-        let table_tree: TableTree = repo.read_tree(index, &table.tree).await?;
-        blobs.extend(table_tree.chunks.iter().map(|c| c.id));
-    }
-    Ok(blobs)
 }

@@ -48,6 +48,31 @@ async fn small_repo(storage: Arc<dyn Storage>) -> Arc<Repository> {
     )
 }
 
+/// `check --read-data` finds nothing, and database `db` of `made` restores (as `DB_back`) to
+/// the `expected` checksums.
+async fn checks_clean_and_restores(
+    repo: &Arc<Repository>,
+    made: &coffer::backup::BackupReport,
+    db: &str,
+    expected: &[(String, String)],
+) {
+    let report = check(repo, DataCheck::All).await.expect("check");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let index = Arc::new(repo.load_index().await.expect("index"));
+    let into = format!("{db}_back");
+    restore_into(
+        repo,
+        index,
+        (&made.snapshot_id, &made.snapshot),
+        MariaDb::shared(),
+        db,
+        &into,
+    )
+    .await
+    .expect("restore");
+    assert_eq!(checksums(MariaDb::shared(), &into), expected);
+}
+
 fn pack_files(dir: &std::path::Path) -> usize {
     files_under(&dir.join("data")).len()
 }
@@ -244,20 +269,7 @@ async fn a_backup_that_started_before_the_mark_keeps_what_it_deduplicated() {
     let swept = prune(&repo, &now_prune()).await.expect("prune");
     assert!(swept.packs_kept > 0, "{swept:?}");
     assert!(swept.marks_waiting.is_empty(), "{swept:?}");
-    let report = check(&repo, DataCheck::All).await.expect("check");
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let index = Arc::new(repo.load_index().await.expect("index"));
-    restore_into(
-        &repo,
-        index,
-        (&late.snapshot_id, &late.snapshot),
-        server,
-        "prune_early",
-        "prune_early_back",
-    )
-    .await
-    .expect("restore");
-    assert_eq!(checksums(server, "prune_early_back"), expected);
+    checks_clean_and_restores(&repo, &late, "prune_early", &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -501,18 +513,5 @@ async fn objects_the_store_refuses_to_delete_are_skipped_named_and_tried_again()
     );
     assert!(retried.not_deleted.is_empty(), "{retried:?}");
     assert!(repo.list_prune_marks().await.expect("marks").is_empty());
-    let report = check(&repo, DataCheck::All).await.expect("check");
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let index = Arc::new(repo.load_index().await.expect("index"));
-    restore_into(
-        &repo,
-        index,
-        (&kept.snapshot_id, &kept.snapshot),
-        server,
-        "prune_locked",
-        "prune_locked_back",
-    )
-    .await
-    .expect("restore");
-    assert_eq!(checksums(server, "prune_locked_back"), expected);
+    checks_clean_and_restores(&repo, &kept, "prune_locked", &expected).await;
 }

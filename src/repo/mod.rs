@@ -559,6 +559,18 @@ impl Repository {
             .map_err(|e| Error::corrupt(format!("tree {} is not valid", id.short())).with_source(e))
     }
 
+    /// Every blob a database tree references: itself, its table trees and their chunks.
+    pub async fn database_blobs(&self, index: &Index, tree: &BlobId) -> Result<Vec<BlobId>> {
+        let database: tree::DatabaseTree = self.read_tree(index, tree).await?;
+        let mut blobs = vec![*tree];
+        for table in &database.tables {
+            blobs.push(table.tree);
+            let table_tree: tree::TableTree = self.read_tree(index, &table.tree).await?;
+            blobs.extend(table_tree.chunks.iter().map(|c| c.id));
+        }
+        Ok(blobs)
+    }
+
     /// Store a pack under its content name.
     pub async fn save_pack(&self, id: &PackId, bytes: &[u8]) -> Result<()> {
         self.storage

@@ -652,18 +652,8 @@ impl Moto {
 
     /// A new bucket and a repository URL inside it.
     pub fn repo_url(&self, bucket: &str) -> String {
-        let port = self.0.port;
         // moto accepts an unsigned bucket creation.
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
-        use std::io::{Read, Write};
-        write!(
-            stream,
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .expect("create bucket");
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
+        let response = bodyless_request(self.0.port, "PUT", &format!("/{bucket}"));
         assert!(
             response.starts_with("HTTP/1.1 200") || response.contains("BucketAlreadyOwnedByYou"),
             "{response}"
@@ -717,22 +707,31 @@ impl KeyVaultDouble {
 
     /// A test control: `rotate`, `disable` or `enable` key `name`.
     pub fn control(&self, name: &str, action: &str) {
-        let port = self.0.port;
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the vault");
-        use std::io::{Read, Write};
-        write!(
-            stream,
-            "POST /control/keys/{name}/{action} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .expect("control");
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
+        let response = bodyless_request(
+            self.0.port,
+            "POST",
+            &format!("/control/keys/{name}/{action}"),
+        );
         assert!(
             response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
             "{response}"
         );
     }
+}
+
+/// Send `METHOD PATH` with no body to a local server; returns the whole response.
+fn bodyless_request(port: u16, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the local server");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
 }
 
 /// Environment for the coffer binary to reach the emulators.
