@@ -5,6 +5,7 @@
 //! Owns everything that speaks the MySQL protocol; the repository layer never imports it.
 
 pub mod catalog;
+pub mod changes;
 pub mod dump;
 pub mod rowtext;
 
