@@ -121,6 +121,8 @@ async fn write_snapshot(
             tables: 1,
             rows: u64::from(chunks),
             bytes: 0,
+            carried_from: None,
+            read_at: None,
         });
     }
     sink.finish().await?;
@@ -136,6 +138,7 @@ async fn write_snapshot(
             server_version: "8.0.36".into(),
             binlog: None,
             binlog_unavailable: Some("synthetic".into()),
+            server_identity: None,
         },
         databases: entries,
         failed: Vec::new(),
@@ -143,6 +146,7 @@ async fn write_snapshot(
         tags: Vec::new(),
         time_given: false,
         run: None,
+        change_tracking: None,
     };
     Ok(repo.save_snapshot(&snapshot).await?.to_string())
 }

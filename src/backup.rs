@@ -6,6 +6,8 @@
 //! failure. Any failure to store a blob the run claimed, whatever its kind, stops the run before
 //! a snapshot is written (see [`crate::repo::writer`]).
 
+mod tracking;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,10 @@ pub struct BackupOptions {
     /// How long the run may take before a prune may take it for abandoned (see
     /// [`crate::repo::runs`]); past it, the run ends without a snapshot.
     pub run_lease: std::time::Duration,
+    /// Read every database, carrying none over from the previous snapshot (`--full`).
+    pub full: bool,
+    /// Read a database again once its carried data is this old (`--full-every`).
+    pub full_every: Option<jiff::SignedDuration>,
 }
 
 impl Default for BackupOptions {
@@ -52,6 +58,8 @@ impl Default for BackupOptions {
             tags: Vec::new(),
             time: None,
             run_lease: crate::repo::runs::DEFAULT_RUN_LEASE,
+            full: false,
+            full_every: None,
         }
     }
 }
@@ -119,6 +127,7 @@ async fn back_up(
     let mut control = target.connect().await?;
     let server_version = catalog::server_version(&mut control).await?;
     let binlog = catalog::binlog_position(&mut control).await;
+    let server_log = tracking::server_log(&mut control).await;
     let all = catalog::list_databases(&mut control).await?;
     drop(control);
     let databases: Vec<DatabaseInfo> = all
@@ -137,12 +146,31 @@ async fn back_up(
         ))
         .with_hint(format!("system schemas ({}) are never backed up; adjust --include/--exclude", SYSTEM_SCHEMAS.join(", "))));
     }
+    let index = repo.load_index().await?;
+    let names: Vec<String> = databases.iter().map(|d| d.name.clone()).collect();
+    let plan = tracking::plan(
+        tracking::Inputs {
+            repo,
+            index: &index,
+            target,
+            server: &target.describe(),
+            binlog: &binlog,
+            log: &server_log,
+            full: options.full,
+            full_every: options.full_every,
+            now: options.time.unwrap_or(started),
+        },
+        &names,
+    )
+    .await?;
+    let databases: Vec<DatabaseInfo> = databases
+        .into_iter()
+        .filter(|d| !plan.carried.contains_key(&d.name))
+        .collect();
     observer.planned(
         databases.len(),
         databases.iter().map(|d| d.approx_bytes).sum(),
     );
-
-    let index = repo.load_index().await?;
     let store = BlobStore::new(Arc::clone(repo), &index, options.jobs.max(1) + 2);
     drop(index);
     let chunking = Chunking {
@@ -200,6 +228,7 @@ async fn back_up(
             server_version,
             binlog_unavailable: binlog.as_ref().err().cloned(),
             binlog: binlog.ok(),
+            server_identity: server_log.as_ref().ok().map(|l| l.identity.clone()),
         },
         databases: Vec::new(),
         failed: Vec::new(),
@@ -207,6 +236,7 @@ async fn back_up(
         tags: options.tags.clone(),
         time_given: options.time.is_some(),
         run: Some(run.id.clone()),
+        change_tracking: Some(plan.record.clone()),
     };
     for (name, outcome) in outcomes {
         match outcome {
@@ -219,6 +249,8 @@ async fn back_up(
                     tables: d.tables,
                     rows: d.rows,
                     bytes: d.bytes,
+                    carried_from: None,
+                    read_at: None,
                 });
             }
             DatabaseOutcome::Failed { error, attempts } => snapshot.failed.push(FailedDatabase {
@@ -228,6 +260,9 @@ async fn back_up(
             }),
         }
     }
+    // Carried databases join the ones read, in name order like them.
+    snapshot.databases.extend(plan.carried.into_values());
+    snapshot.databases.sort_by(|a, b| a.name.cmp(&b.name));
     snapshot.stats.bytes_read = counters.bytes_read.load(Ordering::Relaxed);
     snapshot.stats.blobs_new = store.blobs_new.load(Ordering::Relaxed);
     snapshot.stats.bytes_stored_new = store.bytes_stored_new.load(Ordering::Relaxed);

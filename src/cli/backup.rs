@@ -39,6 +39,13 @@ pub struct BackupArgs {
     /// instead of the clock's, for importing older data; the snapshot notes that it was given.
     #[arg(long)]
     time: Option<String>,
+    /// Read every database, even those the binary log shows unchanged since the previous
+    /// snapshot of this server.
+    #[arg(long)]
+    full: bool,
+    /// Read a database again once the data carried over for it is this old (e.g. 7d).
+    #[arg(long, value_name = "DURATION")]
+    full_every: Option<String>,
 }
 
 fn compile_globs(globs: &[String]) -> Result<Vec<glob::Pattern>> {
@@ -62,6 +69,17 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
             .time
             .as_deref()
             .map(|t| coffer::timespec::parse_point_in_time(t, jiff::Timestamp::now()))
+            .transpose()?,
+        full: args.full,
+        full_every: args
+            .full_every
+            .as_deref()
+            .map(|d| {
+                let now = jiff::Timestamp::now();
+                coffer::timespec::parse_duration(d)
+                    .and_then(|span| coffer::timespec::before(now, span))
+                    .map(|since| now.duration_since(since))
+            })
             .transpose()?,
         ..Default::default()
     };
@@ -128,6 +146,18 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
     );
     if let Some(why) = &s.source.binlog_unavailable {
         println!("binlog position not recorded: {why}");
+    }
+    if let Some(tracking) = &s.change_tracking {
+        match (&tracking.full_read_because, &tracking.from_snapshot) {
+            (Some(why), _) => println!("every database read: {why}"),
+            (None, Some(from)) => println!(
+                "{} databases unchanged since snapshot {} carried over, {} read",
+                tracking.carried,
+                &from[..8.min(from.len())],
+                s.databases.len() - tracking.carried
+            ),
+            (None, None) => {}
+        }
     }
     if s.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);

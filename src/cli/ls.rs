@@ -53,11 +53,15 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
         );
         for db in &snap.databases {
             println!(
-                "{:<40} {:>6} tables {:>12} rows {:>10}",
+                "{:<40} {:>6} tables {:>12} rows {:>10}  {}",
                 db.name,
                 db.tables,
                 db.rows,
-                HumanBytes(db.bytes).to_string()
+                HumanBytes(db.bytes).to_string(),
+                match &db.carried_from {
+                    Some(from) => format!("carried over from {}", &from[..8.min(from.len())]),
+                    None => "read".to_string(),
+                }
             );
         }
         for failed in &snap.failed {

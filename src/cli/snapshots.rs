@@ -29,6 +29,7 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
                     "server": s.source.server, "databases": s.databases.len(), "failed": s.failed.len(),
                     "bytes": s.total_bytes(), "tags": s.tags, "binlog": s.source.binlog,
                     "time_given": s.time_given, "stats": s.stats,
+                    "change_tracking": s.change_tracking,
                 })
             })
             .collect();
@@ -57,6 +58,26 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
         );
     }
     println!("{} snapshots", snapshots.len());
+    let carried: usize = snapshots
+        .iter()
+        .filter_map(|(_, s)| s.change_tracking.as_ref())
+        .map(|t| t.carried)
+        .sum();
+    if carried > 0 {
+        for (id, s) in &snapshots {
+            if let Some(t) = s.change_tracking.as_ref().filter(|t| t.carried > 0) {
+                println!(
+                    "{}: {} of {} databases carried over unchanged (binary log since {})",
+                    id.short(),
+                    t.carried,
+                    s.databases.len(),
+                    t.from_snapshot
+                        .as_deref()
+                        .map_or("", |f| &f[..8.min(f.len())])
+                );
+            }
+        }
+    }
     if snapshots.iter().any(|(_, s)| s.time_given) {
         println!("* time given with `backup --time`, not read from the clock");
     }

@@ -188,6 +188,15 @@ impl Index {
         })
     }
 
+    /// Whether `blob` has an indexed copy outside condemned packs.
+    pub fn is_live(&self, blob: &BlobId) -> bool {
+        self.blobs.get(blob).is_some_and(|loc| {
+            self.packs
+                .get(loc.pack as usize)
+                .is_some_and(|(pack, _)| !self.condemned.contains(pack))
+        })
+    }
+
     pub fn has_pack(&self, pack: &PackId) -> bool {
         self.pack_numbers.contains_key(pack)
     }

@@ -28,6 +28,22 @@ pub struct Snapshot {
     /// waits for a run until a snapshot names it (or its lease ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// Whether databases were carried over from an earlier snapshot, and if not, why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_tracking: Option<ChangeTracking>,
+}
+
+/// How a backup used the binary log to skip unchanged databases.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeTracking {
+    /// The snapshot whose binary-log position the changes were read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_snapshot: Option<String>,
+    /// Why every database was read, when none could be carried over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_read_because: Option<String>,
+    /// Databases carried over without reading them.
+    pub carried: usize,
 }
 
 /// Which server was backed up (never credentials).
@@ -41,6 +57,10 @@ pub struct SourceInfo {
     /// Why the binlog position is missing, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog_unavailable: Option<String>,
+    /// `server_uuid:…` (MySQL) or `server_id:…` (MariaDB): change tracking only follows a
+    /// binary log of the same server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_identity: Option<String>,
 }
 
 /// The server's binary-log coordinates when the backup started (for point-in-time recovery).
@@ -60,6 +80,12 @@ pub struct DatabaseEntry {
     pub tables: u64,
     pub rows: u64,
     pub bytes: u64,
+    /// Not read by this backup: unchanged since this (earlier) snapshot read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_from: Option<String>,
+    /// When the data was read from the server, for a carried database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<jiff::Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,244 @@
+//! Change tracking: which databases a backup can carry over from the previous snapshot of the
+//! same server instead of reading them (issue 10). Why a carried database equals what a dump at
+//! the new snapshot's time would give is argued in docs/ARCHITECTURE.md ("Change tracking");
+//! whenever that cannot be guaranteed, every database is read and the snapshot says why.
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::Queryable;
+
+use crate::error::Result;
+use crate::repo::Repository;
+use crate::repo::index::Index;
+use crate::repo::snapshot::{BinlogPosition, ChangeTracking, DatabaseEntry};
+use crate::source::mysql::MysqlTarget;
+use crate::source::mysql::changes::changes_since;
+
+/// What this run may carry over, and what the snapshot records about it.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Databases carried over, by name: the previous snapshot's entry.
+    pub carried: HashMap<String, DatabaseEntry>,
+    pub record: ChangeTracking,
+}
+
+impl Plan {
+    fn full(why: impl Into<String>) -> Self {
+        Plan {
+            carried: HashMap::new(),
+            record: ChangeTracking {
+                from_snapshot: None,
+                full_read_because: Some(why.into()),
+                carried: 0,
+            },
+        }
+    }
+}
+
+/// What the server says about its binary log beyond the position.
+pub struct ServerLog {
+    /// MySQL's `server_uuid`, or MariaDB's `server_id` (it has no UUID).
+    pub identity: String,
+    pub binlog_format: String,
+    /// `Binlog_Do_DB` / `Binlog_Ignore_DB`, if any is set.
+    pub filters: Option<String>,
+}
+
+/// Read the server's identity, binlog format and binlog filters.
+pub async fn server_log(conn: &mut mysql_async::Conn) -> std::result::Result<ServerLog, String> {
+    let (uuid, id, format): (Option<String>, Option<u64>, Option<String>) = {
+        let uuid: Option<Option<String>> = conn
+            .query_first("SELECT @@GLOBAL.server_uuid")
+            .await
+            .unwrap_or(None);
+        let row: Option<(Option<u64>, Option<String>)> = conn
+            .query_first("SELECT @@GLOBAL.server_id, @@GLOBAL.binlog_format")
+            .await
+            .map_err(|e| e.to_string())?;
+        let (id, format) = row.unwrap_or((None, None));
+        (uuid.flatten(), id, format)
+    };
+    let statement = if ((8, 2, 0)..(10, 0, 0)).contains(&conn.server_version()) {
+        "SHOW BINARY LOG STATUS"
+    } else {
+        "SHOW MASTER STATUS"
+    };
+    let status: Option<mysql_async::Row> = conn
+        .query_first(statement)
+        .await
+        .map_err(|e| e.to_string())?;
+    let filters = status.and_then(|row| {
+        let column = |i: usize| -> String {
+            row.get_opt::<Option<String>, usize>(i)
+                .and_then(|v| v.ok())
+                .flatten()
+                .unwrap_or_default()
+        };
+        let (only, ignore) = (column(2), column(3));
+        (!only.is_empty() || !ignore.is_empty())
+            .then(|| format!("binlog_do_db={only:?} binlog_ignore_db={ignore:?}"))
+    });
+    Ok(ServerLog {
+        identity: match uuid {
+            Some(uuid) if !uuid.is_empty() => format!("server_uuid:{uuid}"),
+            _ => format!("server_id:{}", id.unwrap_or(0)),
+        },
+        binlog_format: format.unwrap_or_default(),
+        filters,
+    })
+}
+
+/// Everything a plan needs to know about this run.
+pub struct Inputs<'a> {
+    pub repo: &'a Repository,
+    pub index: &'a Index,
+    pub target: &'a MysqlTarget,
+    pub server: &'a str,
+    pub binlog: &'a std::result::Result<BinlogPosition, String>,
+    pub log: &'a std::result::Result<ServerLog, String>,
+    pub full: bool,
+    pub full_every: Option<jiff::SignedDuration>,
+    pub now: jiff::Timestamp,
+}
+
+/// Decide which of `selected` databases can be carried over.
+pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
+    if inputs.full {
+        return Ok(Plan::full("--full was given"));
+    }
+    if let Err(why) = inputs.binlog {
+        return Ok(Plan::full(format!("no binary-log position: {why}")));
+    }
+    let log = match inputs.log {
+        Ok(log) => log,
+        Err(why) => {
+            return Ok(Plan::full(format!(
+                "the binary-log settings could not be read: {why}"
+            )));
+        }
+    };
+    if !matches!(
+        log.binlog_format.to_ascii_uppercase().as_str(),
+        "ROW" | "MIXED"
+    ) {
+        return Ok(Plan::full(format!(
+            "binlog_format is {:?}, not ROW or MIXED",
+            log.binlog_format
+        )));
+    }
+    if let Some(filters) = &log.filters {
+        return Ok(Plan::full(format!(
+            "the server filters its binary log ({filters}): changes to some databases are not logged"
+        )));
+    }
+    let snapshots = match inputs.repo.snapshots().await {
+        Ok(snapshots) => snapshots,
+        Err(e) => {
+            return Ok(Plan::full(format!(
+                "the earlier snapshots could not be read: {e}"
+            )));
+        }
+    };
+    let previous = snapshots.iter().rev().find(|(_, s)| {
+        s.source.server == inputs.server
+            && s.source.binlog.is_some()
+            && s.source.server_identity.as_deref() == Some(log.identity.as_str())
+    });
+    let Some((previous_id, previous)) = previous else {
+        let other_identity = snapshots
+            .iter()
+            .rev()
+            .find(|(_, s)| s.source.server == inputs.server && s.source.server_identity.is_some());
+        return Ok(Plan::full(match other_identity {
+            Some((id, _)) => format!(
+                "the server is not the one snapshot {} was taken from ({}): failover, restore or a new server",
+                id.short(),
+                log.identity
+            ),
+            None => "no earlier snapshot of this server with a binary-log position".to_string(),
+        }));
+    };
+    let Some(from) = &previous.source.binlog else {
+        return Ok(Plan::full(
+            "the previous snapshot has no binary-log position",
+        ));
+    };
+    let server_id = scan_server_id()?;
+    let changes = match changes_since(inputs.target, from, server_id).await {
+        Ok(changes) => changes,
+        Err(e) => {
+            return Ok(Plan::full(format!(
+                "the binary log since snapshot {} ({}:{}) could not be read: {e}",
+                previous_id.short(),
+                from.file,
+                from.position
+            )));
+        }
+    };
+    if let Some(why) = &changes.all {
+        return Ok(Plan::full(format!(
+            "{why} since snapshot {}: every database may have changed",
+            previous_id.short()
+        )));
+    }
+    let condemned_exist = inputs
+        .index
+        .packs()
+        .any(|(p, _)| inputs.index.is_condemned(p));
+    let mut carried = HashMap::new();
+    for name in selected {
+        if changes.database_changed(name) {
+            continue;
+        }
+        let Some(entry) = previous.databases.iter().find(|d| &d.name == name) else {
+            continue;
+        };
+        let read_at = entry.read_at.unwrap_or(previous.time);
+        if let Some(limit) = inputs.full_every
+            && inputs.now.duration_since(read_at) >= limit
+        {
+            continue;
+        }
+        // A prune may be about to delete a pack only condemned copies of its blobs live in;
+        // such a database is read again, as a backup stores such blobs again.
+        if condemned_exist {
+            let live = match inputs.repo.database_blobs(inputs.index, &entry.tree).await {
+                Ok(blobs) => blobs.iter().all(|b| inputs.index.is_live(b)),
+                // Trees this key cannot read (a write-only key): read the database instead.
+                Err(_) => false,
+            };
+            if !live {
+                continue;
+            }
+        }
+        carried.insert(
+            name.clone(),
+            DatabaseEntry {
+                carried_from: Some(
+                    entry
+                        .carried_from
+                        .clone()
+                        .unwrap_or_else(|| previous_id.to_string()),
+                ),
+                read_at: Some(read_at),
+                ..entry.clone()
+            },
+        );
+    }
+    let count = carried.len();
+    Ok(Plan {
+        carried,
+        record: ChangeTracking {
+            from_snapshot: Some(previous_id.to_string()),
+            full_read_because: None,
+            carried: count,
+        },
+    })
+}
+
+/// A replica id for the binary-log dump, high and random so it collides with no real replica.
+fn scan_server_id() -> Result<u32> {
+    let mut raw = [0u8; 4];
+    crate::crypto::fill_random(&mut raw)?;
+    Ok(u32::from_le_bytes(raw) | 0x8000_0000)
+}
