@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use futures_util::StreamExt;
 use mysql_async::BinlogStreamRequest;
 use mysql_async::binlog::EventType;
-use mysql_async::binlog::events::{QueryEvent, RotateEvent, TableMapEvent};
+use mysql_async::binlog::events::{
+    QueryEvent, RotateEvent, TableMapEvent, TransactionPayloadEvent,
+};
 
 use super::MysqlTarget;
 use crate::error::{Error, ErrorKind, Result};
@@ -129,9 +131,15 @@ pub async fn changes_since(
                 | EventType::IGNORABLE_EVENT
                 | EventType::TRANSACTION_CONTEXT_EVENT
                 | EventType::VIEW_CHANGE_EVENT
-                | EventType::XA_PREPARE_LOG_EVENT
-                | EventType::TRANSACTION_PAYLOAD_EVENT,
+                | EventType::XA_PREPARE_LOG_EVENT,
             ) => {}
+            // MySQL's compressed transactions: the stream yields the events inside after it;
+            // one that cannot even be decoded would hide them, so it counts as everything.
+            Ok(EventType::TRANSACTION_PAYLOAD_EVENT) => {
+                if event.read_event::<TransactionPayloadEvent<'_>>().is_err() {
+                    changes.everything("an undecodable compressed transaction".to_string());
+                }
+            }
             Ok(other) => changes.everything(format!("a {other:?} in the binary log")),
             Err(_) => {
                 let raw = header.event_type_raw();
