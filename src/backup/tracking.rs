@@ -12,6 +12,7 @@ use crate::repo::Repository;
 use crate::repo::index::Index;
 use crate::repo::snapshot::{BinlogPosition, ChangeTracking, DatabaseEntry};
 use crate::source::mysql::MysqlTarget;
+use crate::source::mysql::catalog::binlog_status_statement;
 use crate::source::mysql::changes::changes_since;
 
 /// What this run may carry over, and what the snapshot records about it.
@@ -46,23 +47,19 @@ pub struct ServerLog {
 
 /// Read the server's identity, binlog format and binlog filters.
 pub async fn server_log(conn: &mut mysql_async::Conn) -> std::result::Result<ServerLog, String> {
-    let (uuid, id, format): (Option<String>, Option<u64>, Option<String>) = {
-        let uuid: Option<Option<String>> = conn
-            .query_first("SELECT @@GLOBAL.server_uuid")
-            .await
-            .unwrap_or(None);
-        let row: Option<(Option<u64>, Option<String>)> = conn
-            .query_first("SELECT @@GLOBAL.server_id, @@GLOBAL.binlog_format")
-            .await
-            .map_err(|e| e.to_string())?;
-        let (id, format) = row.unwrap_or((None, None));
-        (uuid.flatten(), id, format)
-    };
-    let statement = if ((8, 2, 0)..(10, 0, 0)).contains(&conn.server_version()) {
-        "SHOW BINARY LOG STATUS"
-    } else {
-        "SHOW MASTER STATUS"
-    };
+    // MariaDB has no server_uuid (the query fails there); its server_id identifies it.
+    let uuid: Option<String> = conn
+        .query_first::<Option<String>, _>("SELECT @@GLOBAL.server_uuid")
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    let (id, format): (Option<u64>, Option<String>) = conn
+        .query_first("SELECT @@GLOBAL.server_id, @@GLOBAL.binlog_format")
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or((None, None));
+    let statement = binlog_status_statement(conn.server_version());
     let status: Option<mysql_async::Row> = conn
         .query_first(statement)
         .await
@@ -163,6 +160,18 @@ pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
             "the previous snapshot has no binary-log position",
         ));
     };
+    if let Ok(now) = inputs.binlog
+        && !log_moved_forward(from, now)
+    {
+        return Ok(Plan::full(format!(
+            "the binary log restarted since snapshot {} (it was at {}:{}, it is at {}:{})",
+            previous_id.short(),
+            from.file,
+            from.position,
+            now.file,
+            now.position
+        )));
+    }
     let server_id = scan_server_id()?;
     let changes = match changes_since(inputs.target, from, server_id).await {
         Ok(changes) => changes,
@@ -236,9 +245,63 @@ pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
     })
 }
 
+/// Whether `now` lies at or after `then` in the same binary-log sequence (`name.000042`): a log
+/// that restarted (a new data directory with the same server id) would otherwise be read from a
+/// position that means something else there.
+fn log_moved_forward(then: &BinlogPosition, now: &BinlogPosition) -> bool {
+    let split = |file: &str| -> Option<(String, u64)> {
+        let (base, number) = file.rsplit_once('.')?;
+        Some((base.to_string(), number.parse().ok()?))
+    };
+    match (split(&then.file), split(&now.file)) {
+        (Some((base_then, n_then)), Some((base_now, n_now))) => {
+            base_then == base_now
+                && (n_now > n_then || (n_now == n_then && now.position >= then.position))
+        }
+        _ => false,
+    }
+}
+
 /// A replica id for the binary-log dump, high and random so it collides with no real replica.
 fn scan_server_id() -> Result<u32> {
     let mut raw = [0u8; 4];
     crate::crypto::fill_random(&mut raw)?;
     Ok(u32::from_le_bytes(raw) | 0x8000_0000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(file: &str, position: u64) -> BinlogPosition {
+        BinlogPosition {
+            file: file.into(),
+            position,
+            gtid_set: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_restarted_log_is_not_followed() {
+        assert!(log_moved_forward(
+            &at("binlog.000007", 900),
+            &at("binlog.000007", 900)
+        ));
+        assert!(log_moved_forward(
+            &at("binlog.000007", 900),
+            &at("binlog.000008", 4)
+        ));
+        assert!(!log_moved_forward(
+            &at("binlog.000007", 900),
+            &at("binlog.000007", 300)
+        ));
+        assert!(!log_moved_forward(
+            &at("binlog.000007", 900),
+            &at("binlog.000001", 9000)
+        ));
+        assert!(!log_moved_forward(
+            &at("mysql-bin.000007", 1),
+            &at("binlog.000008", 1)
+        ));
+    }
 }

@@ -88,7 +88,7 @@ pub async fn binlog_position(conn: &mut Conn) -> std::result::Result<BinlogPosit
 
 /// MySQL 8.4 removed `SHOW MASTER STATUS` (a syntax error there); its replacement `SHOW BINARY
 /// LOG STATUS` exists from 8.2.0 on. MariaDB (10.x and later) keeps `SHOW MASTER STATUS`.
-fn binlog_status_statement(version: (u16, u16, u16)) -> &'static str {
+pub(crate) fn binlog_status_statement(version: (u16, u16, u16)) -> &'static str {
     if ((8, 2, 0)..(10, 0, 0)).contains(&version) {
         "SHOW BINARY LOG STATUS"
     } else {
