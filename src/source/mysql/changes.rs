@@ -135,15 +135,20 @@ pub async fn changes_since(
             ) => {}
             // MySQL's compressed transactions: the stream yields the events inside after it;
             // one that cannot even be decoded would hide them, so it counts as everything.
+            // The driver yields the inner events after it, but on a payload it cannot
+            // decompress it yields none, silently: such a transaction counts as everything.
             Ok(EventType::TRANSACTION_PAYLOAD_EVENT) => {
-                if event.read_event::<TransactionPayloadEvent<'_>>().is_err() {
+                let readable = event
+                    .read_event::<TransactionPayloadEvent<'_>>()
+                    .is_ok_and(|payload| !payload.danger_decompress().is_empty());
+                if !readable {
                     changes.everything("an undecodable compressed transaction".to_string());
                 }
             }
             Ok(other) => changes.everything(format!("a {other:?} in the binary log")),
             Err(_) => {
                 let raw = header.event_type_raw();
-                if !MARIADB_WITHOUT_DATA.contains(&raw) {
+                if !WITHOUT_DATA.contains(&raw) {
                     changes.everything(format!(
                         "binary-log event type {raw} this coffer does not attribute"
                     ));
@@ -156,10 +161,11 @@ pub async fn changes_since(
     Ok(changes)
 }
 
-/// MariaDB event types that carry no row data: ANNOTATE_ROWS (160), BINLOG_CHECKPOINT (161),
-/// GTID (162), GTID_LIST (163), START_ENCRYPTION (164). Its compressed query and rows events
-/// (165-171) are not attributed here and count as "everything".
-const MARIADB_WITHOUT_DATA: [u8; 5] = [160, 161, 162, 163, 164];
+/// Event types the driver does not know that carry no row data: MySQL 8.4's tagged GTID (42);
+/// MariaDB's ANNOTATE_ROWS (160), BINLOG_CHECKPOINT (161), GTID (162), GTID_LIST (163),
+/// START_ENCRYPTION (164). MariaDB's compressed query and rows events (165-171) are not
+/// attributed here and count as "everything".
+const WITHOUT_DATA: [u8; 6] = [42, 160, 161, 162, 163, 164];
 
 fn unreadable(e: std::io::Error) -> Error {
     Error::new(
