@@ -110,9 +110,13 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
             if file_name.starts_with(TMP_PREFIX) {
                 continue;
             }
-            let meta = entry
-                .metadata()
-                .map_err(|e| io_err("reading metadata of", &entry.path(), e))?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Deleted between the directory read and now (a run marker, a pruned pack):
+                // it is no longer part of the listing.
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(io_err("reading metadata of", &entry.path(), e)),
+            };
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if let Ok(rel) = entry.path().strip_prefix(root) {
