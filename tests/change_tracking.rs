@@ -1,11 +1,58 @@
 //! Backups that carry unchanged databases over from the previous snapshot (issue 10): the binary
 //! log decides; carried databases restore exactly, also after the snapshots that read them were
 //! forgotten and pruned; `--full` and an unsupported binlog format read everything and say why.
-//! Its own test binary, so no other test writes to this server's binary log meanwhile.
+//! Every kind of change is caught (row and statement format, DDL, renames, triggers writing
+//! another database), and every fallback (purged or restarted log, another server, binlog off
+//! or filtered) reads everything and still gives an exact snapshot.
+//! Its own test binary, and its tests take turns: each one's changes and `SET GLOBAL`s would
+//! otherwise show up in the other's scans.
 
 mod common;
 
+use std::sync::Mutex;
+
 use common::*;
+
+static SERVER_TURN: Mutex<()> = Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    SERVER_TURN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Restore `db` from `snapshot` under a new name and compare it with the live one.
+fn assert_restores_exactly(repo: &Repo, server: &MariaDb, snapshot: &str, db: &str) {
+    let into = format!("{db}_back");
+    server.sql(&format!("DROP DATABASE IF EXISTS {into}"));
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &server.socket_url(),
+        "--snapshot",
+        snapshot,
+        "--db",
+        db,
+        "--into",
+        &into,
+    ]));
+    assert_eq!(checksums(server, db), checksums(server, &into), "{db}");
+    let names = |d: &str| {
+        server.sql(&format!(
+            "SELECT GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{d}'"
+        ))
+    };
+    assert_eq!(names(db), names(&into), "{db}: tables");
+}
+
+/// The databases `ls latest` shows as read (the rest were carried over).
+fn read_in_latest(repo: &Repo, prefix: &str) -> Vec<String> {
+    ok(repo.coffer(&["ls", "latest"]))
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.trim_end().ends_with("read"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
 
 fn backup(repo: &Repo, server: &MariaDb, extra: &[&str]) -> String {
     let url = server.socket_url();
@@ -26,6 +73,7 @@ fn latest_tracking(repo: &Repo) -> serde_json::Value {
 
 #[test]
 fn unchanged_databases_are_carried_over_and_restore_exactly() {
+    let _turn = take_turn();
     let server = MariaDb::shared();
     for db in ["ct_a", "ct_b", "ct_c"] {
         server.sql(&format!(
@@ -95,4 +143,171 @@ fn unchanged_databases_are_carried_over_and_restore_exactly() {
         ]));
         assert_eq!(checksums(server, db), checksums(server, &into), "{db}");
     }
+}
+
+#[test]
+fn every_kind_of_change_is_caught_and_every_database_restores_equal() {
+    let _turn = take_turn();
+    let server = MariaDb::shared();
+    let dbs = [
+        "ck_insert",
+        "ck_update",
+        "ck_delete",
+        "ck_alter",
+        "ck_rename",
+        "ck_recreate",
+        "ck_cross_from",
+        "ck_cross_to",
+        "ck_trigger_stmt",
+        "ck_trigger_stmt_log",
+        "ck_trigger_row",
+        "ck_trigger_row_log",
+        "ck_quiet",
+    ];
+    for db in dbs {
+        server.sql(&format!(
+            "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+             INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_500;"
+        ));
+    }
+    // Triggers writing another database, defined before the first backup.
+    for (db, log) in [
+        ("ck_trigger_stmt", "ck_trigger_stmt_log"),
+        ("ck_trigger_row", "ck_trigger_row_log"),
+    ] {
+        server.sql(&format!(
+            "CREATE TRIGGER {db}.copy AFTER INSERT ON {db}.t FOR EACH ROW \
+             INSERT INTO {log}.t VALUES (NEW.id, CONCAT('from ', NEW.v));"
+        ));
+    }
+    let repo = Repo::new();
+    let url = server.socket_url();
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "ck_*"]));
+
+    server.sql("SET SESSION binlog_format = 'ROW'; INSERT INTO ck_insert.t VALUES (9001, 'new');");
+    server.sql("SET SESSION binlog_format = 'ROW'; UPDATE ck_update.t SET v = 'u' WHERE id = 3;");
+    server.sql("SET SESSION binlog_format = 'ROW'; DELETE FROM ck_delete.t WHERE id < 10;");
+    server.sql("ALTER TABLE ck_alter.t ADD COLUMN w INT DEFAULT 7;");
+    server.sql("RENAME TABLE ck_rename.t TO ck_rename.t_renamed;");
+    server.sql(
+        "DROP TABLE ck_recreate.t; CREATE TABLE ck_recreate.t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO ck_recreate.t VALUES (1, 'recreated');",
+    );
+    // A cross-database UPDATE in statement format: only its qualifier names the database written.
+    server.sql(
+        "SET SESSION binlog_format = 'STATEMENT'; USE ck_cross_from; \
+         UPDATE t f JOIN ck_cross_to.t x ON f.id = x.id SET x.v = CONCAT('x', f.v) WHERE f.id <= 5;",
+    );
+    server.sql(
+        "SET SESSION binlog_format = 'STATEMENT'; USE ck_trigger_stmt; INSERT INTO t VALUES (9002, 'stmt');",
+    );
+    server.sql(
+        "SET SESSION binlog_format = 'ROW'; USE ck_trigger_row; INSERT INTO t VALUES (9003, 'row');",
+    );
+    let out = ok(repo.coffer(&["backup", "--mysql", &url, "--include", "ck_*"]));
+    assert!(out.contains("carried over"), "{out}");
+    let mut read = read_in_latest(&repo, "ck_");
+    read.sort();
+    let mut expected: Vec<String> = dbs
+        .iter()
+        .filter(|d| **d != "ck_quiet")
+        .map(|d| d.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(read, expected, "{out}");
+    let latest = latest_snapshot(&repo);
+    for db in dbs {
+        assert_restores_exactly(&repo, server, &latest, db);
+    }
+}
+
+#[test]
+fn every_fallback_reads_everything_and_the_snapshot_is_exact() {
+    let _turn = take_turn();
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE fb_a; USE fb_a; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO fb_a.t SELECT seq, SHA2(seq, 256) FROM seq_1_to_800;",
+    );
+    let repo = Repo::new();
+    let url = server.socket_url();
+    let backup = |change: &str| {
+        server.sql(&format!("UPDATE fb_a.t SET v = '{change}' WHERE id = 1;"));
+        let out = ok(repo.coffer(&["backup", "--mysql", &url, "--include", "fb_*"]));
+        assert_restores_exactly(&repo, server, &latest_snapshot(&repo), "fb_a");
+        out
+    };
+    server.sql("FLUSH BINARY LOGS;");
+    backup("first");
+    let carried = backup("second");
+    assert!(carried.contains("0 databases unchanged"), "{carried}");
+
+    // The log the previous snapshot points into was purged.
+    let current = server
+        .sql("SHOW MASTER STATUS")
+        .split('\t')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    server.sql(&format!(
+        "FLUSH BINARY LOGS; PURGE BINARY LOGS TO '{}';",
+        next_binlog(&current)
+    ));
+    let purged = backup("purged");
+    assert!(
+        purged.contains("every database read") && purged.contains("could not be read"),
+        "{purged}"
+    );
+
+    // The server restarted into a new binary log without the old one.
+    server.sql("RESET MASTER;");
+    let restarted = backup("restarted");
+    assert!(
+        restarted.contains("every database read") && restarted.contains("restarted"),
+        "{restarted}"
+    );
+
+    // Another server behind the same address: a failover to a replica.
+    server.sql("SET GLOBAL server_id = 2;");
+    let failover = backup("failover");
+    server.sql("SET GLOBAL server_id = 1;");
+    assert!(
+        failover.contains("every database read") && failover.contains("is not the one"),
+        "{failover}"
+    );
+
+    // Binary log off; binary log filtered.
+    for (options, expected) in [
+        (&["--skip-log-bin"][..], "no binary-log position"),
+        (
+            &["--binlog-ignore-db=fb_ignored"][..],
+            "filters its binary log",
+        ),
+    ] {
+        let other = MariaDb::start_with(None, options);
+        other.sql(
+            "CREATE DATABASE fb_b; CREATE TABLE fb_b.t (id INT PRIMARY KEY); INSERT INTO fb_b.t VALUES (1), (2);",
+        );
+        let repo = Repo::new();
+        let other_url = other.socket_url();
+        for round in 0..2 {
+            other.sql(&format!("INSERT INTO fb_b.t VALUES ({})", 10 + round));
+            let out = ok(repo.coffer(&["backup", "--mysql", &other_url]));
+            if round == 1 {
+                assert!(
+                    out.contains("every database read") && out.contains(expected),
+                    "{out}"
+                );
+            }
+            assert_restores_exactly(&repo, &other, &latest_snapshot(&repo), "fb_b");
+        }
+    }
+}
+
+/// `binlog.000007` → `binlog.000008`.
+fn next_binlog(file: &str) -> String {
+    let (base, number) = file.rsplit_once('.').expect("a numbered binlog file");
+    let width = number.len();
+    let next: u64 = number.parse::<u64>().expect("a number") + 1;
+    format!("{base}.{next:0width$}")
 }

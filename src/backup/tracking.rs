@@ -13,7 +13,7 @@ use crate::repo::index::Index;
 use crate::repo::snapshot::{BinlogPosition, ChangeTracking, DatabaseEntry};
 use crate::source::mysql::MysqlTarget;
 use crate::source::mysql::catalog::binlog_status_statement;
-use crate::source::mysql::changes::changes_since;
+use crate::source::mysql::changes::{changes_since, definition_reach, expand_statement_reach};
 
 /// What this run may carry over, and what the snapshot records about it.
 #[derive(Debug, Default)]
@@ -174,7 +174,24 @@ pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
     }
     let server_id = scan_server_id()?;
     let changes = match changes_since(inputs.target, from, server_id).await {
-        Ok(changes) => changes,
+        Ok(mut changes) => {
+            if !changes.statement_databases.is_empty() {
+                let reach = async {
+                    let mut conn = inputs.target.connect().await?;
+                    definition_reach(&mut conn).await
+                };
+                match reach.await {
+                    Ok(reach) => expand_statement_reach(&mut changes, &reach),
+                    Err(e) => {
+                        return Ok(Plan::full(format!(
+                            "statement-format writes since snapshot {}, and the definitions they may run through could not be read: {e}",
+                            previous_id.short()
+                        )));
+                    }
+                }
+            }
+            changes
+        }
         Err(e) => {
             return Ok(Plan::full(format!(
                 "the binary log since snapshot {} ({}:{}) could not be read: {e}",

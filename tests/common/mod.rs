@@ -124,6 +124,12 @@ impl MariaDb {
     }
 
     pub fn start(certs: Option<&Certs>) -> MariaDb {
+        MariaDb::start_with(certs, &[])
+    }
+
+    /// A server with `extra` options after the usual ones (later options win, so
+    /// `--skip-log-bin` turns the binary log off).
+    pub fn start_with(certs: Option<&Certs>, extra: &[&str]) -> MariaDb {
         let tmp = tempfile::Builder::new()
             .prefix("coffer-mariadb-")
             .tempdir()
@@ -157,6 +163,7 @@ impl MariaDb {
             "--server-id=1".into(),
             "--event-scheduler=OFF".into(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         if let Some(c) = certs {
             args.push(format!("--ssl-ca={}", c.ca.display()));
             args.push(format!("--ssl-cert={}", c.server_cert.display()));

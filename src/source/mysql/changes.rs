@@ -8,8 +8,11 @@
 //! statement with no default database and no qualified name, `LOAD DATA` events, an incident,
 //! an event type this code does not know — makes every database count as changed (`all`).
 //!
-//! Not wired into `backup` yet: this is the detection half of change tracking, tested on its
-//! own; carrying unchanged databases into a snapshot follows (see docs/ARCHITECTURE.md).
+//! Statement-format DML is widened further: a trigger, a view or a stored function can write
+//! a database the statement never names (row-format events name every table they write, so
+//! they need nothing more). [`expand_statement_reach`] adds every database the definitions of
+//! the named ones mention, transitively; a definition it cannot read, or one changed within
+//! the scanned range, makes every database count.
 
 use std::collections::BTreeSet;
 
@@ -31,6 +34,19 @@ pub struct Changes {
     pub databases: BTreeSet<String>,
     /// Tables changed by row events, as `(database, table)`.
     pub tables: BTreeSet<(String, String)>,
+    /// Databases named by statement-format DML (`binlog_format=STATEMENT/MIXED`). Such a
+    /// statement can also write databases it does not name, through a trigger, a view or a
+    /// stored function: the caller widens these with [`expand_statement_reach`].
+    pub statement_databases: BTreeSet<String>,
+    /// Databases created within the scanned range: every definition they had is in the range.
+    pub created_databases: BTreeSet<String>,
+    /// What definitions created or changed within the range name (their bodies are in the
+    /// log): by database, the databases such a definition in it mentions.
+    pub defined_in_range: std::collections::BTreeMap<String, BTreeSet<String>>,
+    /// Databases, existing before the range, where a trigger, view or routine was dropped or
+    /// replaced (or that were dropped), with the statement: what the old definition reached is
+    /// nowhere to be read any more.
+    pub replaced_definitions: std::collections::BTreeMap<String, String>,
     /// Why every database must count as changed, if one event could not be attributed.
     pub all: Option<String>,
     /// The file and position the scan stopped at (the end of the log when it ran).
@@ -202,10 +218,173 @@ fn attribute_statement(schema: &str, query: &str, changes: &mut Changes) {
         changes.everything(format!("a statement with no database ({shown}…)"));
         return;
     }
-    if !schema.is_empty() {
-        changes.databases.insert(schema.to_string());
+    let named: BTreeSet<String> = qualifiers
+        .into_iter()
+        .chain((!schema.is_empty()).then(|| schema.to_string()))
+        .collect();
+    match statement_kind(&trimmed) {
+        StatementKind::Dml => changes.statement_databases.extend(named.iter().cloned()),
+        StatementKind::Definition { replaces } => {
+            for db in &named {
+                changes
+                    .defined_in_range
+                    .entry(db.clone())
+                    .or_default()
+                    .extend(named.iter().cloned());
+            }
+            if replaces {
+                let shown: String = query.chars().take(60).collect();
+                for db in named.difference(&changes.created_databases) {
+                    changes
+                        .replaced_definitions
+                        .entry(db.clone())
+                        .or_insert_with(|| shown.clone());
+                }
+            }
+        }
+        StatementKind::CreateDatabase => {
+            changes.created_databases.extend(named.iter().cloned());
+        }
+        StatementKind::OtherDdl => {}
     }
-    changes.databases.extend(qualifiers);
+    changes.databases.extend(named);
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum StatementKind {
+    /// Writes rows, and may fire triggers or call functions that write elsewhere.
+    Dml,
+    /// Creates, or (`replaces`) alters, replaces or drops, what a DML statement can reach
+    /// other databases through: a trigger, view, routine, or a whole database being dropped.
+    Definition {
+        replaces: bool,
+    },
+    CreateDatabase,
+    /// DDL on tables, users and the like: writes only what it names, fires nothing.
+    OtherDdl,
+}
+
+/// Classify an upper-cased statement. Over-inclusive where unsure: anything not recognised as
+/// DDL counts as DML, and a DDL naming one of the reaching object kinds among its leading
+/// words counts as a definition.
+fn statement_kind(upper: &str) -> StatementKind {
+    let words: Vec<&str> = upper
+        .split(|c: char| c.is_whitespace() || c == '(' || c == '`')
+        .filter(|w| !w.is_empty())
+        .take(12)
+        .collect();
+    let first = words.first().copied().unwrap_or_default();
+    if !matches!(
+        first,
+        "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE" | "GRANT" | "REVOKE"
+    ) {
+        return StatementKind::Dml;
+    }
+    let database = words.iter().any(|w| *w == "DATABASE" || *w == "SCHEMA");
+    let reaching = ["VIEW", "TRIGGER", "FUNCTION", "PROCEDURE", "PACKAGE"];
+    if (first == "DROP" && database) || words.iter().any(|w| reaching.contains(w)) {
+        StatementKind::Definition {
+            replaces: first != "CREATE" || words.contains(&"REPLACE"),
+        }
+    } else if first == "CREATE" && database {
+        StatementKind::CreateDatabase
+    } else if upper.contains("SELECT") {
+        // CREATE TABLE … SELECT can call stored functions like any DML.
+        StatementKind::Dml
+    } else {
+        StatementKind::OtherDdl
+    }
+}
+
+/// What the definitions in one database mention: the databases its triggers, views and
+/// routines name as qualifiers, or `None` when one of them could not be read (no privilege
+/// to see its body), so it may reach anything.
+pub type DefinitionReach = std::collections::HashMap<String, Option<BTreeSet<String>>>;
+
+/// Read [`DefinitionReach`] for every database from `information_schema`.
+pub async fn definition_reach(conn: &mut mysql_async::Conn) -> Result<DefinitionReach> {
+    use mysql_async::prelude::Queryable;
+    let mut reach = DefinitionReach::new();
+    for (what, query) in [
+        (
+            "triggers",
+            "SELECT TRIGGER_SCHEMA, ACTION_STATEMENT FROM information_schema.TRIGGERS",
+        ),
+        (
+            "views",
+            "SELECT TABLE_SCHEMA, VIEW_DEFINITION FROM information_schema.VIEWS",
+        ),
+        (
+            "routines",
+            "SELECT ROUTINE_SCHEMA, ROUTINE_DEFINITION FROM information_schema.ROUTINES",
+        ),
+    ] {
+        let rows: Vec<(String, Option<String>)> = conn
+            .query(query)
+            .await
+            .map_err(|e| super::mysql_error(e, &format!("reading the definitions of {what}")))?;
+        for (schema, body) in rows {
+            let entry = reach.entry(schema).or_insert_with(|| Some(BTreeSet::new()));
+            match (body.filter(|b| !b.trim().is_empty()), entry.as_mut()) {
+                (Some(body), Some(names)) => names.extend(qualifiers(&body)),
+                // A body this account may not see (MySQL shows NULL or nothing without
+                // SHOW_ROUTINE / SHOW VIEW): it may write anywhere.
+                (None, _) => *entry = None,
+                (Some(_), None) => {}
+            }
+        }
+    }
+    Ok(reach)
+}
+
+/// Widen `changes.databases` with every database statement-format DML may have written through
+/// definitions (transitively: a trigger calling a function in a third database). Makes every
+/// database count when a database so reached had a definition that existed before the range
+/// replaced or dropped in it (what it reached cannot be read any more), or holds one this
+/// account cannot read. Definitions created in the range are in the log and count too.
+pub fn expand_statement_reach(changes: &mut Changes, reach: &DefinitionReach) {
+    if changes.statement_databases.is_empty() {
+        return;
+    }
+    let mut queue: Vec<String> = changes.statement_databases.iter().cloned().collect();
+    let mut seen: BTreeSet<String> = queue.iter().cloned().collect();
+    while let Some(db) = queue.pop() {
+        if let Some(statement) = changes.replaced_definitions.get(&db) {
+            changes.everything(format!(
+                "statement-format writes reaching {db}, where a definition was replaced or dropped since ({statement}…)"
+            ));
+            return;
+        }
+        let in_range = changes
+            .defined_in_range
+            .get(&db)
+            .cloned()
+            .unwrap_or_default();
+        for name in in_range {
+            if seen.insert(name.clone()) {
+                queue.push(name);
+            }
+        }
+        // A database created in the range had nothing before it; what it has now was either
+        // created in the range (above) or is read now.
+        match reach.get(&db) {
+            None => {}
+            Some(None) => {
+                changes.everything(format!(
+                    "statement-format writes to {db}, whose triggers, views or routines this account cannot read"
+                ));
+                return;
+            }
+            Some(Some(names)) => {
+                for name in names {
+                    if seen.insert(name.clone()) {
+                        queue.push(name.clone());
+                    }
+                }
+            }
+        }
+    }
+    changes.databases.extend(seen);
 }
 
 /// Every identifier directly followed by `.` and another identifier, outside string literals
@@ -289,6 +468,66 @@ mod tests {
     use super::*;
 
     #[test]
+    fn statement_writes_reach_through_definitions() {
+        let reach: DefinitionReach = [
+            ("a".to_string(), Some(["b".to_string()].into())),
+            ("b".to_string(), Some(["c".to_string()].into())),
+            ("secret".to_string(), None),
+        ]
+        .into();
+        let mut changes = Changes::default();
+        attribute_statement("a", "INSERT INTO t VALUES (1)", &mut changes);
+        expand_statement_reach(&mut changes, &reach);
+        assert!(changes.all.is_none());
+        for db in ["a", "b", "c"] {
+            assert!(changes.database_changed(db), "{db}: {changes:?}");
+        }
+        assert!(!changes.database_changed("d"));
+
+        let mut hidden = Changes::default();
+        attribute_statement("secret", "DELETE FROM t", &mut hidden);
+        expand_statement_reach(&mut hidden, &reach);
+        assert!(hidden.all.is_some(), "an unreadable body reaches anything");
+
+        let mut redefined = Changes::default();
+        attribute_statement("a", "UPDATE t SET v = 1", &mut redefined);
+        attribute_statement("a", "DROP TRIGGER tr", &mut redefined);
+        expand_statement_reach(&mut redefined, &reach);
+        assert!(redefined.all.is_some(), "a trigger dropped after it fired");
+
+        let mut elsewhere = Changes::default();
+        attribute_statement("a", "UPDATE t SET v = 1", &mut elsewhere);
+        attribute_statement("gone", "DROP DATABASE gone", &mut elsewhere);
+        expand_statement_reach(&mut elsewhere, &reach);
+        assert!(
+            elsewhere.all.is_none(),
+            "a definition the writes cannot reach"
+        );
+
+        // A staging database: created, given a trigger, written, dropped, all in the range.
+        let mut staged = Changes::default();
+        attribute_statement("st", "CREATE DATABASE st", &mut staged);
+        attribute_statement(
+            "st",
+            "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW INSERT INTO far.log VALUES (1)",
+            &mut staged,
+        );
+        attribute_statement("st", "INSERT INTO t VALUES (1)", &mut staged);
+        attribute_statement("st", "DROP DATABASE st", &mut staged);
+        expand_statement_reach(&mut staged, &reach);
+        assert!(staged.all.is_none(), "{staged:?}");
+        assert!(
+            staged.database_changed("far"),
+            "reached through a trigger created in the range"
+        );
+
+        let mut rows_only = Changes::default();
+        attribute_statement("a", "DROP TRIGGER tr", &mut rows_only);
+        expand_statement_reach(&mut rows_only, &reach);
+        assert!(rows_only.all.is_none(), "DDL alone fires nothing");
+    }
+
+    #[test]
     fn statements_are_attributed_to_their_databases() {
         let mut changes = Changes::default();
         attribute_statement("a", "BEGIN", &mut changes);
@@ -307,6 +546,33 @@ mod tests {
         for not in ["x", "d", "e"] {
             assert!(!changes.databases.contains(not), "{not}: {changes:?}");
         }
+        assert_eq!(
+            changes.statement_databases,
+            ["a", "b", "c", "t", "u"].map(String::from).into()
+        );
+        attribute_statement("a", "ALTER TABLE t ADD COLUMN w INT", &mut changes);
+        // The server names the database created or dropped as the event's default database.
+        attribute_statement("z", "CREATE DATABASE z", &mut changes);
+        attribute_statement(
+            "z",
+            "CREATE DEFINER=`root`@`%` TRIGGER tr AFTER INSERT ON t FOR EACH ROW INSERT INTO w.log VALUES (1)",
+            &mut changes,
+        );
+        attribute_statement("z", "DROP TRIGGER tr", &mut changes);
+        assert!(
+            changes.replaced_definitions.is_empty(),
+            "created in the range: {changes:?}"
+        );
+        assert_eq!(
+            changes.defined_in_range["z"],
+            ["w", "z"].map(String::from).into()
+        );
+        attribute_statement("b", "CREATE OR REPLACE VIEW v AS SELECT 1", &mut changes);
+        attribute_statement("y", "DROP DATABASE IF EXISTS y", &mut changes);
+        assert_eq!(
+            changes.replaced_definitions.keys().collect::<Vec<_>>(),
+            ["b", "y"]
+        );
         attribute_statement("", "DROP USER 'u'@'%'", &mut changes);
         assert!(changes.all.is_some(), "an unattributable statement");
         assert!(changes.database_changed("anything"));
