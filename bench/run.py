@@ -128,10 +128,10 @@ class Bench:
         cmd = " & ".join(f"mariadb --no-defaults --socket={self.socket} -uroot --quick -N < {f} > /dev/null" for f in files) + " & wait"
         return timed(cmd, shell=True)
 
-    def coffer_backup(self, repo, prefix, jobs=None):
+    def coffer_backup(self, repo, prefix, jobs=None, extra=()):
         before = dir_size(repo)
-        r = timed([str(self.coffer), "backup", "--mysql", self.mysql_url(), "--include", f"{prefix}*", "--jobs", str(jobs or self.args.jobs)],
-                  env=self.coffer_env(repo))
+        r = timed([str(self.coffer), "backup", "--mysql", self.mysql_url(), "--include", f"{prefix}*", "--jobs", str(jobs or self.args.jobs),
+                   *extra], env=self.coffer_env(repo))
         r["repo_bytes_added"] = dir_size(repo) - before
         return r
 
@@ -154,16 +154,10 @@ class Bench:
             self.metadata_scale()
             return self.results
         prefix = "study_"
-        log(f"generating {a.databases} studies at scale {a.scale}")
-        started = time.monotonic()
-        self.generate(prefix, a.databases, a.scale)
-        dbs = self.databases(prefix)
-        size = int(self.sql(f"SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE '{prefix}%'"))
-        rows = int(self.sql(f"SELECT SUM(TABLE_ROWS) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE '{prefix}%'"))
-        self.results["estate"] = {"databases": len(dbs), "tables": len(dbs) * 12, "innodb_bytes": size, "approx_rows": rows,
-                                  "generation_s": round(time.monotonic() - started, 1)}
-        log(f"estate: {len(dbs)} databases, {size / 2**20:.0f} MiB in InnoDB, ~{rows} rows")
-        self.warm(prefix)
+        dbs = self.estate(prefix)
+        if a.speed_only:
+            self.speed(prefix)
+            return self.results
 
         full = {}
         log("1. full backup")
@@ -222,6 +216,61 @@ class Bench:
         if not a.quick:
             self.metadata_scale()
         return self.results
+
+    def estate(self, prefix):
+        a = self.args
+        log(f"generating {a.databases} studies at scale {a.scale}")
+        started = time.monotonic()
+        self.generate(prefix, a.databases, a.scale)
+        dbs = self.databases(prefix)
+        size = int(self.sql(f"SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE '{prefix}%'"))
+        rows = int(self.sql(f"SELECT SUM(TABLE_ROWS) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE '{prefix}%'"))
+        largest = self.sql(f"SELECT MAX(s) FROM (SELECT SUM(DATA_LENGTH) s FROM information_schema.TABLES "
+                           f"WHERE TABLE_SCHEMA LIKE '{prefix}%' GROUP BY TABLE_SCHEMA) t").strip()
+        self.results["estate"] = {"databases": len(dbs), "tables": len(dbs) * 12, "innodb_bytes": size, "approx_rows": rows,
+                                  "largest_study_share": round(int(largest) / max(1, size), 3),
+                                  "generation_s": round(time.monotonic() - started, 1)}
+        log(f"estate: {len(dbs)} databases, {size / 2**20:.0f} MiB in InnoDB, ~{rows} rows")
+        self.warm(prefix)
+        return dbs
+
+    def speed(self, prefix):
+        """Full-backup speed at each connection count of --jobs-list, against the raw read and
+        mydumper on the same estate in the same run; coffer also without reads inside a database
+        split over connections (--lock-wait 0), the behaviour before issue 10. Each tool twice,
+        the faster run kept (the machine is noisy; every tool gets the same treatment)."""
+        a = self.args
+        speed = {}
+        for jobs in [int(j) for j in a.jobs_list.split(",")]:
+            self.args.jobs = jobs
+            log(f"speed at {jobs} connections")
+            def best(run):
+                return min((run() for _ in range(2)), key=lambda r: r["wall_s"])
+            def coffer(extra):
+                def once():
+                    repo = self.work / f"repo-speed-{jobs}"
+                    shutil.rmtree(repo, ignore_errors=True)
+                    self.coffer_init(repo)
+                    return self.coffer_backup(repo, prefix, jobs=jobs, extra=extra)
+                return once
+            def mydumper(compress):
+                def once():
+                    out = self.work / f"mydumper-speed-{jobs}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    return self.mydumper(out, prefix, compress)
+                return once
+            r = {
+                "raw_read": best(lambda: self.raw_read(prefix)),
+                "coffer": best(coffer([])),
+                "coffer_one_connection_per_database": best(coffer(["--lock-wait", "0"])),
+                "mydumper": best(mydumper(False)),
+                "mydumper_compressed": best(mydumper(True)),
+            }
+            raw = r["raw_read"]["wall_s"]
+            for v in r.values():
+                v["ratio_to_raw_read"] = round(v["wall_s"] / raw, 2)
+            speed[str(jobs)] = r
+        self.results["speed"] = speed
 
     def metadata_scale(self):
         """Many small databases (the 25,000-schema shape): a full backup against mydumper, then a
@@ -290,7 +339,20 @@ def machine():
             "mariadb": version, "date": time.strftime("%Y-%m-%d")}
 
 
+def speed_lines(r):
+    e = r["estate"]
+    lines = ["", f"estate: {e['databases']} databases, {e['innodb_bytes'] / 2**20:.0f} MiB InnoDB, ~{e['approx_rows']} rows, "
+                 f"largest study {100 * e.get('largest_study_share', 0):.0f} %; {r['machine']['cores']} cores"]
+    for jobs, x in r["speed"].items():
+        lines += ["", f"full backup, {jobs} connections       wall s   x raw read   CPU s   peak MiB"]
+        for name, v in x.items():
+            lines.append(f"   {name:<36} {v['wall_s']:>7.1f}   {v['ratio_to_raw_read']:>9.2f}   {v['cpu_s']:>5.1f}   {v['peak_mib']:>8.1f}")
+    return lines
+
+
 def report(r):
+    if "speed" in r:
+        return "\n".join(speed_lines(r))
     if "full_backup" not in r:
         return "\n".join(metadata_lines(r))
     f = r["full_backup"]
@@ -344,6 +406,8 @@ def main():
     ap.add_argument("--churn", type=float, default=2.0)
     ap.add_argument("--quick", action="store_true", help="skip the 10x metadata-scale run")
     ap.add_argument("--metadata-only", action="store_true", help="only the many-small-databases run")
+    ap.add_argument("--speed-only", action="store_true", help="only full-backup speed at each of --jobs-list connections")
+    ap.add_argument("--jobs-list", default="2,4", help="connection counts for --speed-only")
     ap.add_argument("--tiny-databases", type=int, default=0, help="databases in the metadata-scale run (default 10x --databases)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     ap.add_argument("--baseline", help="another coffer binary (e.g. the previous release) whose one-study restore is timed "

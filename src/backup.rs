@@ -1,6 +1,11 @@
 //! The backup run: select databases, dump them with `jobs` connections (largest first), store
 //! trees and chunks, then write the index and, last, the snapshot.
 //!
+//! A database larger than its share of the run is read first, by all `jobs` connections at
+//! once in synchronised snapshots ([`crate::source::mysql::dump::parallel`]), so it does not
+//! hold one connection while the others run out of work; the rest are read one per
+//! connection.
+//!
 //! A database that fails is retried when the error is transient (lost connection, lock wait
 //! timeout, concurrent DDL); if it still fails the others carry on and the snapshot records the
 //! failure. Any failure to store a blob the run claimed, whatever its kind, stops the run before
@@ -8,7 +13,7 @@
 
 mod tracking;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,8 +25,10 @@ use crate::repo::Repository;
 use crate::repo::ids::SnapshotId;
 use crate::repo::runs::ActiveRun;
 use crate::repo::snapshot::{BackupStats, DatabaseEntry, FailedDatabase, Snapshot, SourceInfo};
+use crate::repo::tree::{DatabaseTree, TableTree};
 use crate::repo::writer::BlobStore;
 use crate::source::mysql::catalog::{self, DatabaseInfo};
+use crate::source::mysql::dump::parallel::{ParallelError, ParallelRead, PreviousTable, Reader};
 use crate::source::mysql::dump::{Chunking, DumpedDatabase, dump_database};
 use crate::source::mysql::{MysqlTarget, SYSTEM_SCHEMAS};
 
@@ -46,7 +53,21 @@ pub struct BackupOptions {
     pub full: bool,
     /// Read a database again once its carried data is this old (`--full-every`).
     pub full_every: Option<jiff::SignedDuration>,
+    /// How long the brief `LOCK TABLES … READ` that synchronises the connections reading one
+    /// large database may wait; zero reads every database on one connection (`--lock-wait`).
+    pub lock_wait: Duration,
+    /// A database at least this large (and over half a connection's share of the run) is read
+    /// by all connections at once (`--large-database`); its key ranges aim at a quarter of it.
+    pub large_database_bytes: u64,
 }
+
+/// Writers to a large database being synchronised wait at most this long (plus the
+/// milliseconds the snapshots take to start).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// A database is read by several connections when it holds at least this much, and more than
+/// half a connection's share of the run.
+pub const DEFAULT_LARGE_DATABASE_BYTES: u64 = 64 << 20;
 
 impl Default for BackupOptions {
     fn default() -> Self {
@@ -60,6 +81,8 @@ impl Default for BackupOptions {
             run_lease: crate::repo::runs::DEFAULT_RUN_LEASE,
             full: false,
             full_every: None,
+            lock_wait: DEFAULT_LOCK_WAIT,
+            large_database_bytes: DEFAULT_LARGE_DATABASE_BYTES,
         }
     }
 }
@@ -82,7 +105,7 @@ pub trait BackupObserver: Send + Sync {
 /// Counters a progress display can poll while the backup runs.
 #[derive(Debug, Default)]
 pub struct LiveCounters {
-    pub bytes_read: AtomicU64,
+    pub bytes_read: Arc<AtomicU64>,
 }
 
 /// The result of a backup run.
@@ -129,7 +152,6 @@ async fn back_up(
     let binlog = catalog::binlog_position(&mut control).await;
     let server_log = tracking::server_log(&mut control).await;
     let all = catalog::list_databases(&mut control).await?;
-    drop(control);
     let databases: Vec<DatabaseInfo> = all
         .iter()
         .filter(|db| selected(&db.name, options))
@@ -163,24 +185,105 @@ async fn back_up(
         &names,
     )
     .await?;
-    let databases: Vec<DatabaseInfo> = databases
+    let mut databases: Vec<DatabaseInfo> = databases
         .into_iter()
         .filter(|d| !plan.carried.contains_key(&d.name))
         .collect();
+    catalog::estimate_sizes(&mut control, &mut databases, &plan.previous_sizes).await?;
+    drop(control);
     observer.planned(
         databases.len(),
         databases.iter().map(|d| d.approx_bytes).sum(),
     );
-    let store = BlobStore::new(Arc::clone(repo), &index, options.jobs.max(1) + 2);
+    let jobs = options.jobs.max(1);
+    let total: u64 = databases.iter().map(|d| d.approx_bytes).sum();
+    let large_from = (total / (2 * jobs as u64)).max(options.large_database_bytes);
+    let parallel = jobs > 1 && !options.lock_wait.is_zero();
+    let (large, databases): (Vec<DatabaseInfo>, Vec<DatabaseInfo>) = databases
+        .into_iter()
+        .partition(|d| parallel && d.approx_bytes >= large_from);
+    // What the previous snapshot knew of the large databases' tables, read while the index
+    // is at hand (the blob store keeps only the ids).
+    let mut previous_tables = HashMap::new();
+    for db in &large {
+        if let Some(tree) = plan.previous_trees.get(&db.name) {
+            previous_tables.insert(
+                db.name.clone(),
+                previous_tables_of(repo, &index, tree).await,
+            );
+        }
+    }
+    let store = BlobStore::new(Arc::clone(repo), &index, jobs + 2);
     drop(index);
     let chunking = Chunking {
         gear: crate::chunker::gear_table(repo.keys().chunker_key()),
         params: repo.config().chunker,
     };
-    let queue = Arc::new(Mutex::new(databases.into_iter().collect::<VecDeque<_>>()));
-    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let mut readers: Vec<Reader> = (0..jobs)
+        .map(|_| Reader {
+            conn: None,
+            sink: store.sink(),
+        })
+        .collect();
+    let mut queue = databases.into_iter().collect::<VecDeque<_>>();
+    let mut outcomes = Vec::new();
+    let mut longest_lock = None;
+    for db in large {
+        let empty = HashMap::new();
+        let read = ParallelRead {
+            target,
+            db: &db,
+            chunking: &chunking,
+            bytes_read: &counters.bytes_read,
+            lock_wait: options.lock_wait,
+            min_range_bytes: (options.large_database_bytes / 4).max(1),
+            previous: previous_tables.get(&db.name).unwrap_or(&empty),
+        };
+        let started = Instant::now();
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let (back, result) = read.read(readers).await;
+            readers = back;
+            match result {
+                Ok(done) => {
+                    longest_lock = longest_lock.max(Some(done.lock.held));
+                    break Some(DatabaseOutcome::Done(done.dumped));
+                }
+                Err(ParallelError::Unsynchronised(why)) => {
+                    tracing::warn!(database = %db.name, reason = %why, "reading the database on one connection");
+                    break None;
+                }
+                Err(ParallelError::Failed(e)) if store.failure().is_some() => {
+                    return Err(e.context("backup aborted, no snapshot written"));
+                }
+                Err(ParallelError::Failed(e))
+                    if e.is_transient() && attempt < options.attempts.max(1) =>
+                {
+                    tracing::warn!(database = %db.name, attempt, error = %e, "retrying database");
+                    tokio::time::sleep(Duration::from_millis(500 * (1 << attempt.min(6)))).await;
+                }
+                Err(ParallelError::Failed(e)) => {
+                    break Some(DatabaseOutcome::Failed {
+                        error: e.to_string(),
+                        attempts: attempt,
+                    });
+                }
+            }
+        };
+        match outcome {
+            Some(outcome) => {
+                observer.database_done(&db.name, &outcome, started.elapsed());
+                outcomes.push((db.name.clone(), outcome));
+            }
+            // Read on one connection, first, like the large database it is.
+            None => queue.push_front(db),
+        }
+    }
+    let queue = Arc::new(Mutex::new(queue));
+    let outcomes = Arc::new(Mutex::new(outcomes));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.jobs.max(1) {
+    for reader in readers {
         let worker = Worker {
             target: target.clone(),
             store: Arc::clone(&store),
@@ -191,7 +294,7 @@ async fn back_up(
             counters: Arc::clone(&counters),
             attempts: options.attempts.max(1),
         };
-        workers.spawn(worker.run());
+        workers.spawn(worker.run(reader));
     }
     let mut fatal_error = None;
     while let Some(joined) = workers.join_next().await {
@@ -267,6 +370,7 @@ async fn back_up(
     snapshot.stats.blobs_new = store.blobs_new.load(Ordering::Relaxed);
     snapshot.stats.bytes_stored_new = store.bytes_stored_new.load(Ordering::Relaxed);
     snapshot.stats.duration_secs = clock.elapsed().as_secs_f64();
+    snapshot.stats.longest_lock_ms = longest_lock.map(|d| d.as_millis() as u64);
     run.check_lease()
         .map_err(|e| e.context("backup aborted, no snapshot written"))?;
     let snapshot_id = repo.save_snapshot(&snapshot).await?;
@@ -274,6 +378,34 @@ async fn back_up(
         snapshot_id,
         snapshot,
     })
+}
+
+/// The tables of a database in a previous snapshot, for splitting them at the same places; a
+/// tree that cannot be read only means the tables are split afresh.
+async fn previous_tables_of(
+    repo: &Repository,
+    index: &crate::repo::index::Index,
+    tree: &crate::repo::ids::BlobId,
+) -> HashMap<String, PreviousTable> {
+    let mut tables = HashMap::new();
+    let Ok(database) = repo.read_tree::<DatabaseTree>(index, tree).await else {
+        return tables;
+    };
+    for table in database.tables {
+        let (key_columns, chunks) = match repo.read_tree::<TableTree>(index, &table.tree).await {
+            Ok(tree) => (tree.key_columns, tree.chunks),
+            Err(_) => continue,
+        };
+        tables.insert(
+            table.name,
+            PreviousTable {
+                key_columns,
+                bytes: table.bytes,
+                chunks,
+            },
+        );
+    }
+    tables
 }
 
 struct Worker {
@@ -290,9 +422,8 @@ struct Worker {
 impl Worker {
     /// Pull databases until the queue is empty. Returns an error only when blobs of the run
     /// could not be stored, which ends the whole run.
-    async fn run(self) -> Result<()> {
-        let mut sink = self.store.sink();
-        let mut conn = None;
+    async fn run(self, reader: Reader) -> Result<()> {
+        let Reader { mut conn, mut sink } = reader;
         loop {
             let Some(db) = self.queue.lock().await.pop_front() else {
                 break;

@@ -27,6 +27,19 @@ pub fn parse_duration(text: &str) -> Result<Span> {
     Ok(span)
 }
 
+/// A length of time for a setting given as `flag` (`--grace 1h`, `--lock-wait 2s`), where
+/// `0` (with or without a unit) means none.
+pub fn parse_setting_duration(text: &str, flag: &str) -> Result<std::time::Duration> {
+    if text.trim().trim_end_matches(|c: char| c.is_alphabetic()) == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let span = parse_duration(text).map_err(|e| e.context(flag.to_string()))?;
+    let now = Timestamp::now();
+    let since = before(now, span)?;
+    std::time::Duration::try_from(now.duration_since(since))
+        .map_err(|_| Error::invalid(format!("{flag} {text} is out of range")))
+}
+
 /// `now` minus `span`, calendar units (days, months, years) counted in UTC.
 pub fn before(now: Timestamp, span: Span) -> Result<Timestamp> {
     now.to_zoned(TimeZone::UTC)

@@ -13,7 +13,9 @@ use crate::repo::index::Index;
 use crate::repo::snapshot::{BinlogPosition, ChangeTracking, DatabaseEntry};
 use crate::source::mysql::MysqlTarget;
 use crate::source::mysql::catalog::binlog_status_statement;
-use crate::source::mysql::changes::{changes_since, definition_reach, expand_statement_reach};
+use crate::source::mysql::changes::{
+    DefinitionReach, changes_since, database_reach, expand_statement_reach,
+};
 
 /// What this run may carry over, and what the snapshot records about it.
 #[derive(Debug, Default)]
@@ -21,12 +23,19 @@ pub struct Plan {
     /// Databases carried over, by name: the previous snapshot's entry.
     pub carried: HashMap<String, DatabaseEntry>,
     pub record: ChangeTracking,
+    /// Row bytes per database in the latest snapshot of this server, to schedule the largest
+    /// first without asking the server for sizes.
+    pub previous_sizes: HashMap<String, u64>,
+    /// Database trees of that snapshot, to split large tables where their chunks started.
+    pub previous_trees: HashMap<String, crate::repo::ids::BlobId>,
 }
 
 impl Plan {
     fn full(why: impl Into<String>) -> Self {
         Plan {
             carried: HashMap::new(),
+            previous_sizes: HashMap::new(),
+            previous_trees: HashMap::new(),
             record: ChangeTracking {
                 from_snapshot: None,
                 full_read_because: Some(why.into()),
@@ -100,6 +109,36 @@ pub struct Inputs<'a> {
 
 /// Decide which of `selected` databases can be carried over.
 pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
+    let snapshots = match inputs.repo.snapshots().await {
+        Ok(snapshots) => snapshots,
+        Err(e) => {
+            return Ok(Plan::full(format!(
+                "the earlier snapshots could not be read: {e}"
+            )));
+        }
+    };
+    let latest = snapshots
+        .iter()
+        .rev()
+        .find(|(_, s)| s.source.server == inputs.server);
+    let mut plan = decide(inputs, selected, &snapshots).await?;
+    if let Some((_, latest)) = latest {
+        for db in &latest.databases {
+            plan.previous_sizes.insert(db.name.clone(), db.bytes);
+            plan.previous_trees.insert(db.name.clone(), db.tree);
+        }
+    }
+    Ok(plan)
+}
+
+async fn decide(
+    inputs: Inputs<'_>,
+    selected: &[String],
+    snapshots: &[(
+        crate::repo::ids::SnapshotId,
+        crate::repo::snapshot::Snapshot,
+    )],
+) -> Result<Plan> {
     if inputs.full {
         return Ok(Plan::full("--full was given"));
     }
@@ -128,14 +167,6 @@ pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
             "the server filters its binary log ({filters}): changes to some databases are not logged"
         )));
     }
-    let snapshots = match inputs.repo.snapshots().await {
-        Ok(snapshots) => snapshots,
-        Err(e) => {
-            return Ok(Plan::full(format!(
-                "the earlier snapshots could not be read: {e}"
-            )));
-        }
-    };
     let previous = snapshots.iter().rev().find(|(_, s)| {
         s.source.server == inputs.server
             && s.source.binlog.is_some()
@@ -176,12 +207,22 @@ pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
     let changes = match changes_since(inputs.target, from, server_id).await {
         Ok(mut changes) => {
             if !changes.statement_databases.is_empty() {
-                let reach = async {
+                let widened = async {
                     let mut conn = inputs.target.connect().await?;
-                    definition_reach(&mut conn).await
+                    let mut reach = DefinitionReach::new();
+                    loop {
+                        let missing = expand_statement_reach(&mut changes, &reach);
+                        if missing.is_empty() {
+                            return Ok::<_, crate::error::Error>(());
+                        }
+                        for db in missing {
+                            let found = database_reach(&mut conn, &db).await?;
+                            reach.insert(db, found);
+                        }
+                    }
                 };
-                match reach.await {
-                    Ok(reach) => expand_statement_reach(&mut changes, &reach),
+                match widened.await {
+                    Ok(()) => {}
                     Err(e) => {
                         return Ok(Plan::full(format!(
                             "statement-format writes since snapshot {}, and the definitions they may run through could not be read: {e}",
@@ -254,6 +295,8 @@ pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
     let count = carried.len();
     Ok(Plan {
         carried,
+        previous_sizes: HashMap::new(),
+        previous_trees: HashMap::new(),
         record: ChangeTracking {
             from_snapshot: Some(previous_id.to_string()),
             full_read_because: None,

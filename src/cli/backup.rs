@@ -46,6 +46,16 @@ pub struct BackupArgs {
     /// Read a database again once the data carried over for it is this old (e.g. 7d).
     #[arg(long, value_name = "DURATION")]
     full_every: Option<String>,
+    /// A large database is read by all connections at once, synchronised by a brief
+    /// `LOCK TABLES … READ` on its tables: writers to it wait at most this long (plus a few
+    /// milliseconds). If the lock is not granted in time (a long transaction), the database is
+    /// read on one connection. 0 reads every database on one connection, without the lock.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    lock_wait: String,
+    /// A database at least this large (and larger than half a connection's share of the run)
+    /// is read by all connections at once, its big tables split into key ranges.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = super::parse_large_size)]
+    large_database: u64,
 }
 
 fn compile_globs(globs: &[String]) -> Result<Vec<glob::Pattern>> {
@@ -81,6 +91,8 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
                     .map(|since| now.duration_since(since))
             })
             .transpose()?,
+        lock_wait: coffer::timespec::parse_setting_duration(&args.lock_wait, "--lock-wait")?,
+        large_database_bytes: args.large_database,
         ..Default::default()
     };
     check_reason(&args.reason)?;

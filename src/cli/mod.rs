@@ -430,8 +430,20 @@ pub fn spawn_ticker(bar: ProgressBar, counter: Arc<AtomicU64>) -> tokio::task::J
 
 /// A size such as `1MiB`, `256KiB` or `4096`.
 pub fn parse_size(s: &str) -> std::result::Result<u32, String> {
+    parse_large_size(s).and_then(|n| {
+        u32::try_from(n).map_err(|_| format!("{s:?} is larger than 4 GiB, the most allowed here"))
+    })
+}
+
+/// A size such as `64MiB`, `2GiB`, `256KiB` or `4096`.
+pub fn parse_large_size(s: &str) -> std::result::Result<u64, String> {
     let lower = s.trim().to_ascii_lowercase();
     let (digits, factor) = if let Some(d) = lower
+        .strip_suffix("gib")
+        .or_else(|| lower.strip_suffix('g'))
+    {
+        (d, 1 << 30)
+    } else if let Some(d) = lower
         .strip_suffix("mib")
         .or_else(|| lower.strip_suffix('m'))
     {
@@ -446,7 +458,7 @@ pub fn parse_size(s: &str) -> std::result::Result<u32, String> {
     };
     digits
         .trim()
-        .parse::<u32>()
+        .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
         .ok_or_else(|| format!("{s:?} is not a size such as 1MiB or 256KiB"))

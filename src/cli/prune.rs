@@ -8,7 +8,6 @@ use indicatif::HumanBytes;
 
 use coffer::prune::{PruneOptions, PruneReport, prune};
 use coffer::repo::Repository;
-use coffer::timespec::parse_duration;
 use coffer::{Error, Result};
 
 use super::audit::{AuditTrail, Audited, check_reason};
@@ -45,20 +44,7 @@ pub struct PruneFlags {
 
 impl PruneFlags {
     pub fn options(&self, dry_run: bool) -> Result<PruneOptions> {
-        let grace = if self
-            .grace
-            .trim()
-            .trim_end_matches(|c: char| c.is_alphabetic())
-            == "0"
-        {
-            std::time::Duration::ZERO
-        } else {
-            let span = parse_duration(&self.grace)?;
-            let now = jiff::Timestamp::now();
-            let since = coffer::timespec::before(now, span)?;
-            std::time::Duration::try_from(now.duration_since(since))
-                .map_err(|_| Error::invalid(format!("--grace {} is out of range", self.grace)))?
-        };
+        let grace = coffer::timespec::parse_setting_duration(&self.grace, "--grace")?;
         let text = self.repack_unused.trim();
         let share = match text.strip_suffix('%') {
             Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),

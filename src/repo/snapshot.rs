@@ -106,6 +106,10 @@ pub struct BackupStats {
     /// Stored (compressed, encrypted) bytes this backup added.
     pub bytes_stored_new: u64,
     pub duration_secs: f64,
+    /// The longest `LOCK TABLES … READ` held to synchronise the connections reading one large
+    /// database (writers to it waited at most this, plus the wait for the lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_lock_ms: Option<u64>,
 }
 
 impl Snapshot {

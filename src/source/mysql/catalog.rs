@@ -18,38 +18,86 @@ pub struct DatabaseInfo {
     pub name: String,
     pub charset: String,
     pub collation: String,
-    /// Approximate size (data + index) from `information_schema.TABLES`, to schedule the
-    /// largest databases first.
+    /// Estimated size, to schedule the largest databases first: the row bytes the previous
+    /// snapshot read, else `DATA_LENGTH` from `information_schema.TABLES` (see
+    /// [`estimate_sizes`]); 0 until estimated.
     pub approx_bytes: u64,
 }
 
-/// All user databases, largest first.
+/// All user databases, by name. Reads only `information_schema.SCHEMATA`: sizes come from
+/// `information_schema.TABLES`, which MariaDB answers by opening every table (tens of seconds
+/// over 60,000 tables), so [`estimate_sizes`] asks it only for databases with no earlier size.
 pub async fn list_databases(conn: &mut Conn) -> Result<Vec<DatabaseInfo>> {
-    let rows: Vec<(String, String, String, u64)> = conn
+    let rows: Vec<(String, String, String)> = conn
         .query(
-            "SELECT s.SCHEMA_NAME, s.DEFAULT_CHARACTER_SET_NAME, s.DEFAULT_COLLATION_NAME, \
-             CAST(COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) AS UNSIGNED) \
-             FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.SCHEMA_NAME \
-             GROUP BY s.SCHEMA_NAME, s.DEFAULT_CHARACTER_SET_NAME, s.DEFAULT_COLLATION_NAME",
+            "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
+             FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME",
         )
         .await
         .map_err(|e| mysql_error(e, "listing databases"))?;
-    let mut dbs: Vec<DatabaseInfo> = rows
+    Ok(rows
         .into_iter()
         .filter(|(name, ..)| !SYSTEM_SCHEMAS.contains(&name.to_ascii_lowercase().as_str()))
-        .map(|(name, charset, collation, approx_bytes)| DatabaseInfo {
+        .map(|(name, charset, collation)| DatabaseInfo {
             name,
             charset,
             collation,
-            approx_bytes,
+            approx_bytes: 0,
         })
+        .collect())
+}
+
+/// Up to this many databases without a known size are measured one query each (MariaDB then
+/// opens only their tables); beyond it, one query over the whole server is cheaper.
+const SIZE_QUERIES_ONE_BY_ONE: usize = 64;
+
+/// Fill in `approx_bytes` (from `known` sizes, else the server's table statistics) and sort
+/// `databases` largest first.
+pub async fn estimate_sizes(
+    conn: &mut Conn,
+    databases: &mut [DatabaseInfo],
+    known: &HashMap<String, u64>,
+) -> Result<()> {
+    let unknown: Vec<usize> = (0..databases.len())
+        .filter(|&i| !known.contains_key(&databases[i].name))
         .collect();
-    dbs.sort_by(|a, b| {
+    let mut measured: HashMap<String, u64> = HashMap::new();
+    if unknown.len() > SIZE_QUERIES_ONE_BY_ONE {
+        let rows: Vec<(String, u64)> = conn
+            .query(
+                "SELECT TABLE_SCHEMA, CAST(COALESCE(SUM(DATA_LENGTH), 0) AS UNSIGNED) \
+                 FROM information_schema.TABLES GROUP BY TABLE_SCHEMA",
+            )
+            .await
+            .map_err(|e| mysql_error(e, "reading database sizes"))?;
+        measured.extend(rows);
+    } else {
+        for &i in &unknown {
+            let name = &databases[i].name;
+            let size: Option<u64> = conn
+                .exec_first(
+                    "SELECT CAST(COALESCE(SUM(DATA_LENGTH), 0) AS UNSIGNED) \
+                     FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                    (name,),
+                )
+                .await
+                .map_err(|e| mysql_error(e, &format!("reading the size of {name}")))?;
+            measured.insert(name.clone(), size.unwrap_or(0));
+        }
+    }
+    for db in databases.iter_mut() {
+        db.approx_bytes = known
+            .get(&db.name)
+            .or_else(|| measured.get(&db.name))
+            .copied()
+            .unwrap_or(0);
+    }
+    databases.sort_by(|a, b| {
         b.approx_bytes
             .cmp(&a.approx_bytes)
             .then_with(|| a.name.cmp(&b.name))
     });
-    Ok(dbs)
+    Ok(())
 }
 
 /// `VERSION()`, e.g. `10.11.19-MariaDB-0+deb12u1`.
@@ -114,6 +162,53 @@ fn text(row: &mysql_async::Row, column: &str) -> Option<String> {
         .and_then(|r| r.ok())
         .flatten()
 }
+
+/// The bodies of the triggers, views and routines of `db`, or `None` when this account cannot
+/// read one of them (MySQL shows an empty view definition without SHOW VIEW and no routine
+/// body without SHOW_ROUTINE). A database that does not exist has none.
+pub async fn definition_bodies(conn: &mut Conn, db: &str) -> Result<Option<Vec<String>>> {
+    let triggers: Vec<mysql_async::Row> = match conn
+        .query(format!("SHOW TRIGGERS FROM {}", quote_ident(db)))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(mysql_async::Error::Server(e)) if e.code == ER_BAD_DB_ERROR => {
+            return Ok(Some(Vec::new()));
+        }
+        Err(e) => return Err(mysql_error(e, &format!("listing triggers of {db}"))),
+    };
+    let mut bodies = Vec::with_capacity(triggers.len());
+    for row in &triggers {
+        match text(row, "Statement") {
+            Some(body) => bodies.push(body),
+            None => return Ok(None),
+        }
+    }
+    let views: Vec<Option<String>> = conn
+        .exec(
+            "SELECT VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ?",
+            (db,),
+        )
+        .await
+        .map_err(|e| mysql_error(e, &format!("reading the views of {db}")))?;
+    let routines: Vec<Option<String>> = conn
+        .exec(
+            "SELECT ROUTINE_DEFINITION FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?",
+            (db,),
+        )
+        .await
+        .map_err(|e| mysql_error(e, &format!("reading the routines of {db}")))?;
+    for body in views.into_iter().chain(routines) {
+        match body.filter(|b| !b.trim().is_empty()) {
+            Some(body) => bodies.push(body),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(bodies))
+}
+
+/// Server error "Unknown database".
+const ER_BAD_DB_ERROR: u16 = 1049;
 
 /// Views, routines, triggers and events of `db`, with views in creation order.
 pub async fn stored_objects(conn: &mut Conn, db: &str) -> Result<StoredObjects> {

@@ -296,45 +296,19 @@ fn statement_kind(upper: &str) -> StatementKind {
     }
 }
 
-/// What the definitions in one database mention: the databases its triggers, views and
-/// routines name as qualifiers, or `None` when one of them could not be read (no privilege
-/// to see its body), so it may reach anything.
+/// What the definitions in each database mention: the databases its triggers, views and
+/// routines name as qualifiers, or `None` when one of them could not be read (no privilege to
+/// see its body), so it may reach anything.
 pub type DefinitionReach = std::collections::HashMap<String, Option<BTreeSet<String>>>;
 
-/// Read [`DefinitionReach`] for every database from `information_schema`.
-pub async fn definition_reach(conn: &mut mysql_async::Conn) -> Result<DefinitionReach> {
-    use mysql_async::prelude::Queryable;
-    let mut reach = DefinitionReach::new();
-    for (what, query) in [
-        (
-            "triggers",
-            "SELECT TRIGGER_SCHEMA, ACTION_STATEMENT FROM information_schema.TRIGGERS",
-        ),
-        (
-            "views",
-            "SELECT TABLE_SCHEMA, VIEW_DEFINITION FROM information_schema.VIEWS",
-        ),
-        (
-            "routines",
-            "SELECT ROUTINE_SCHEMA, ROUTINE_DEFINITION FROM information_schema.ROUTINES",
-        ),
-    ] {
-        let rows: Vec<(String, Option<String>)> = conn
-            .query(query)
-            .await
-            .map_err(|e| super::mysql_error(e, &format!("reading the definitions of {what}")))?;
-        for (schema, body) in rows {
-            let entry = reach.entry(schema).or_insert_with(|| Some(BTreeSet::new()));
-            match (body.filter(|b| !b.trim().is_empty()), entry.as_mut()) {
-                (Some(body), Some(names)) => names.extend(qualifiers(&body)),
-                // A body this account may not see (MySQL shows NULL or nothing without
-                // SHOW_ROUTINE / SHOW VIEW): it may write anywhere.
-                (None, _) => *entry = None,
-                (Some(_), None) => {}
-            }
-        }
-    }
-    Ok(reach)
+/// Read what the definitions of `db` mention, for [`DefinitionReach`].
+pub async fn database_reach(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+) -> Result<Option<BTreeSet<String>>> {
+    Ok(super::catalog::definition_bodies(conn, db)
+        .await?
+        .map(|bodies| bodies.iter().flat_map(|b| qualifiers(b)).collect()))
 }
 
 /// Widen `changes.databases` with every database statement-format DML may have written through
@@ -342,10 +316,16 @@ pub async fn definition_reach(conn: &mut mysql_async::Conn) -> Result<Definition
 /// database count when a database so reached had a definition that existed before the range
 /// replaced or dropped in it (what it reached cannot be read any more), or holds one this
 /// account cannot read. Definitions created in the range are in the log and count too.
-pub fn expand_statement_reach(changes: &mut Changes, reach: &DefinitionReach) {
+///
+/// Returns the databases whose definitions the widening needs and `reach` lacks, leaving
+/// `changes` as it was: read those ([`database_reach`]) and call again. Only the databases
+/// actually reached are read, as listing the triggers of a whole server opens every table.
+#[must_use]
+pub fn expand_statement_reach(changes: &mut Changes, reach: &DefinitionReach) -> Vec<String> {
     if changes.statement_databases.is_empty() {
-        return;
+        return Vec::new();
     }
+    let mut missing = Vec::new();
     let mut queue: Vec<String> = changes.statement_databases.iter().cloned().collect();
     let mut seen: BTreeSet<String> = queue.iter().cloned().collect();
     while let Some(db) = queue.pop() {
@@ -353,7 +333,7 @@ pub fn expand_statement_reach(changes: &mut Changes, reach: &DefinitionReach) {
             changes.everything(format!(
                 "statement-format writes reaching {db}, where a definition was replaced or dropped since ({statement}…)"
             ));
-            return;
+            return Vec::new();
         }
         let in_range = changes
             .defined_in_range
@@ -368,12 +348,12 @@ pub fn expand_statement_reach(changes: &mut Changes, reach: &DefinitionReach) {
         // A database created in the range had nothing before it; what it has now was either
         // created in the range (above) or is read now.
         match reach.get(&db) {
-            None => {}
+            None => missing.push(db),
             Some(None) => {
                 changes.everything(format!(
                     "statement-format writes to {db}, whose triggers, views or routines this account cannot read"
                 ));
-                return;
+                return Vec::new();
             }
             Some(Some(names)) => {
                 for name in names {
@@ -384,7 +364,10 @@ pub fn expand_statement_reach(changes: &mut Changes, reach: &DefinitionReach) {
             }
         }
     }
-    changes.databases.extend(seen);
+    if missing.is_empty() {
+        changes.databases.extend(seen);
+    }
+    missing
 }
 
 /// Every identifier directly followed by `.` and another identifier, outside string literals
@@ -467,6 +450,20 @@ fn qualifiers(query: &str) -> BTreeSet<String> {
 mod tests {
     use super::*;
 
+    /// Widen `changes`, treating every database `reach` lacks as one without definitions.
+    fn expand_fully(changes: &mut Changes, reach: &DefinitionReach) {
+        let mut reach = reach.clone();
+        loop {
+            let missing = expand_statement_reach(changes, &reach);
+            if missing.is_empty() {
+                return;
+            }
+            for db in missing {
+                reach.insert(db, Some(BTreeSet::new()));
+            }
+        }
+    }
+
     #[test]
     fn statement_writes_reach_through_definitions() {
         let reach: DefinitionReach = [
@@ -477,7 +474,12 @@ mod tests {
         .into();
         let mut changes = Changes::default();
         attribute_statement("a", "INSERT INTO t VALUES (1)", &mut changes);
-        expand_statement_reach(&mut changes, &reach);
+        assert_eq!(expand_statement_reach(&mut changes, &reach), ["c"]);
+        assert!(
+            !changes.database_changed("b"),
+            "nothing widened while a definition is missing"
+        );
+        expand_fully(&mut changes, &reach);
         assert!(changes.all.is_none());
         for db in ["a", "b", "c"] {
             assert!(changes.database_changed(db), "{db}: {changes:?}");
@@ -486,19 +488,19 @@ mod tests {
 
         let mut hidden = Changes::default();
         attribute_statement("secret", "DELETE FROM t", &mut hidden);
-        expand_statement_reach(&mut hidden, &reach);
+        expand_fully(&mut hidden, &reach);
         assert!(hidden.all.is_some(), "an unreadable body reaches anything");
 
         let mut redefined = Changes::default();
         attribute_statement("a", "UPDATE t SET v = 1", &mut redefined);
         attribute_statement("a", "DROP TRIGGER tr", &mut redefined);
-        expand_statement_reach(&mut redefined, &reach);
+        expand_fully(&mut redefined, &reach);
         assert!(redefined.all.is_some(), "a trigger dropped after it fired");
 
         let mut elsewhere = Changes::default();
         attribute_statement("a", "UPDATE t SET v = 1", &mut elsewhere);
         attribute_statement("gone", "DROP DATABASE gone", &mut elsewhere);
-        expand_statement_reach(&mut elsewhere, &reach);
+        expand_fully(&mut elsewhere, &reach);
         assert!(
             elsewhere.all.is_none(),
             "a definition the writes cannot reach"
@@ -514,7 +516,7 @@ mod tests {
         );
         attribute_statement("st", "INSERT INTO t VALUES (1)", &mut staged);
         attribute_statement("st", "DROP DATABASE st", &mut staged);
-        expand_statement_reach(&mut staged, &reach);
+        expand_fully(&mut staged, &reach);
         assert!(staged.all.is_none(), "{staged:?}");
         assert!(
             staged.database_changed("far"),
@@ -523,7 +525,7 @@ mod tests {
 
         let mut rows_only = Changes::default();
         attribute_statement("a", "DROP TRIGGER tr", &mut rows_only);
-        expand_statement_reach(&mut rows_only, &reach);
+        expand_fully(&mut rows_only, &reach);
         assert!(rows_only.all.is_none(), "DDL alone fires nothing");
     }
 

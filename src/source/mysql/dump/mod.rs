@@ -5,13 +5,21 @@
 //! read first, then rows table by table in primary-key order through the binary protocol,
 //! streamed into the chunker: memory stays bounded by one chunk and one pack whatever the table
 //! size. Concurrent DDL surfaces as server error 1412, which the caller retries.
+//!
+//! A large database can instead be read by several connections at once ([`parallel`]), its
+//! big tables split into key ranges ([`ranges`]); both paths share the pieces here: reading
+//! the definitions, reading the rows of a range, storing the trees.
+
+pub mod parallel;
+pub mod ranges;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::catalog::{self, ColumnInfo, ColumnStorage, DatabaseInfo};
+use self::ranges::KeyRange;
+use super::catalog::{self, ColumnInfo, ColumnStorage, DatabaseInfo, StoredObjects};
 use super::mysql_error;
 use super::rowtext::{ColumnKind, push_row, push_value};
 use crate::chunker::{Chunk, RowChunker};
@@ -39,14 +47,54 @@ pub struct DumpedDatabase {
     pub bytes: u64,
 }
 
-struct TablePlan {
-    name: String,
-    kind: TableKind,
+/// How one table is read: its definition and the stored columns to select.
+pub(crate) struct TablePlan {
+    pub name: String,
+    pub kind: TableKind,
     create_sql: String,
-    columns: Vec<String>,
-    kinds: Vec<ColumnKind>,
-    key_columns: Vec<String>,
+    pub columns: Vec<String>,
+    pub kinds: Vec<ColumnKind>,
+    pub key_columns: Vec<String>,
     sequence_next: Option<String>,
+}
+
+impl TablePlan {
+    /// Whether every primary-key column is an integer: such a table can be split into key
+    /// ranges whose bounds are plain numbers.
+    pub fn integer_key(&self) -> bool {
+        !self.key_columns.is_empty()
+            && self.key_columns.iter().all(|k| {
+                self.columns
+                    .iter()
+                    .position(|c| c == k)
+                    .and_then(|i| self.kinds.get(i))
+                    == Some(&ColumnKind::Integer)
+            })
+    }
+}
+
+/// A database's definitions, read inside its snapshot transaction.
+pub(crate) struct Definitions {
+    pub tables: Vec<TablePlan>,
+    objects: StoredObjects,
+    warnings: Vec<String>,
+}
+
+/// Rows of a table, or of one key range of it, as stored.
+#[derive(Debug, Default)]
+pub(crate) struct StoredRows {
+    pub chunks: Vec<ChunkRef>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl StoredRows {
+    /// Append the rows of the next key range.
+    pub fn extend(&mut self, next: StoredRows) {
+        self.chunks.extend(next.chunks);
+        self.rows += next.rows;
+        self.bytes += next.bytes;
+    }
 }
 
 /// Dump `db` over `conn` into `sink`. `bytes_read` counts row text as it streams (for progress).
@@ -74,7 +122,51 @@ async fn dump_in_transaction(
     chunking: &Chunking,
     bytes_read: &AtomicU64,
 ) -> Result<DumpedDatabase> {
-    let name = &db.name;
+    let definitions = read_definitions(conn, &db.name).await?;
+    binary_results(conn, true).await?;
+    let mut rows = Vec::with_capacity(definitions.tables.len());
+    for plan in &definitions.tables {
+        rows.push(if plan.kind == TableKind::Base {
+            read_rows(
+                conn,
+                &db.name,
+                plan,
+                &KeyRange::whole(),
+                sink,
+                chunking,
+                bytes_read,
+            )
+            .await?
+        } else {
+            StoredRows::default()
+        });
+    }
+    binary_results(conn, false).await?;
+    store_trees(sink, db, definitions, rows).await
+}
+
+/// Rows as the bytes stored, without conversion to the connection character set (`on`), or
+/// back to the utf8mb4 text results definitions are read with.
+pub(crate) async fn binary_results(conn: &mut Conn, on: bool) -> Result<()> {
+    let (statement, what) = if on {
+        (
+            "SET character_set_results = NULL",
+            "switching to binary results",
+        )
+    } else {
+        (
+            "SET character_set_results = utf8mb4",
+            "switching back to text results",
+        )
+    };
+    conn.query_drop(statement)
+        .await
+        .map_err(|e| mysql_error(e, what))
+}
+
+/// Read the definitions of every table and stored object of `name`, in the utf8mb4 session
+/// the connection was set up with, inside the caller's snapshot transaction.
+pub(crate) async fn read_definitions(conn: &mut Conn, name: &str) -> Result<Definitions> {
     let mut warnings = Vec::new();
     let listed: Vec<(String, String, Option<String>)> = conn
         .exec(
@@ -85,7 +177,6 @@ async fn dump_in_transaction(
         .await
         .map_err(|e| mysql_error(e, &format!("listing tables of {name}")))?;
 
-    // Definitions first, in the utf8mb4 session the connection was set up with.
     let mut columns_by_table = catalog::columns_by_table(conn, name).await?;
     let mut keys_by_table = catalog::primary_keys_by_table(conn, name).await?;
     let mut plans = Vec::with_capacity(listed.len());
@@ -149,22 +240,32 @@ async fn dump_in_transaction(
         });
     }
     let objects = catalog::stored_objects(conn, name).await?;
+    Ok(Definitions {
+        tables: plans,
+        objects,
+        warnings,
+    })
+}
 
-    // Rows as the bytes stored, without conversion to the connection character set.
-    conn.query_drop("SET character_set_results = NULL")
-        .await
-        .map_err(|e| mysql_error(e, "switching to binary results"))?;
+/// Store the table trees (rows of each table of `definitions`, in order) and the database
+/// tree of `db`.
+pub(crate) async fn store_trees(
+    sink: &mut PackSink,
+    db: &DatabaseInfo,
+    definitions: Definitions,
+    rows: Vec<StoredRows>,
+) -> Result<DumpedDatabase> {
+    let Definitions {
+        tables: plans,
+        objects,
+        warnings,
+    } = definitions;
     let mut tables = Vec::with_capacity(plans.len());
     let mut total_rows = 0;
     let mut total_bytes = 0;
-    for plan in plans {
-        let (chunks, rows, bytes) = if plan.kind == TableKind::Base {
-            dump_rows(conn, name, &plan, sink, chunking, bytes_read).await?
-        } else {
-            (Vec::new(), 0, 0)
-        };
-        total_rows += rows;
-        total_bytes += bytes;
+    for (plan, stored) in plans.into_iter().zip(rows) {
+        total_rows += stored.rows;
+        total_bytes += stored.bytes;
         let tree = TableTree {
             version: 1,
             name: plan.name.clone(),
@@ -173,7 +274,7 @@ async fn dump_in_transaction(
             columns: plan.columns,
             key_columns: plan.key_columns,
             sequence_next: plan.sequence_next,
-            chunks,
+            chunks: stored.chunks,
         };
         let json = serde_json::to_vec(&tree)
             .map_err(|e| Error::invalid("encoding table tree").with_source(e))?;
@@ -181,17 +282,13 @@ async fn dump_in_transaction(
         tables.push(TableRef {
             name: plan.name,
             tree: id,
-            rows,
-            bytes,
+            rows: stored.rows,
+            bytes: stored.bytes,
         });
     }
-    conn.query_drop("SET character_set_results = utf8mb4")
-        .await
-        .map_err(|e| mysql_error(e, "switching back to text results"))?;
-
     let tree = DatabaseTree {
         version: 1,
-        name: name.clone(),
+        name: db.name.clone(),
         charset: db.charset.clone(),
         collation: db.collation.clone(),
         tables,
@@ -257,14 +354,17 @@ fn is_transactional(engine: &str) -> bool {
     )
 }
 
-async fn dump_rows(
+/// Read the rows of `plan` within `range`, in key order, cutting them into chunks from a fresh
+/// chunker (so a range boundary is a chunk boundary).
+pub(crate) async fn read_rows(
     conn: &mut Conn,
     db: &str,
     plan: &TablePlan,
+    range: &KeyRange,
     sink: &mut PackSink,
     chunking: &Chunking,
     bytes_read: &AtomicU64,
-) -> Result<(Vec<ChunkRef>, u64, u64)> {
+) -> Result<StoredRows> {
     let table = qualified(db, &plan.name);
     let order = if plan.key_columns.is_empty() {
         String::new()
@@ -276,7 +376,14 @@ async fn dump_rows(
         .iter()
         .filter_map(|k| plan.columns.iter().position(|c| c == k))
         .collect();
-    let select = format!("SELECT {} FROM {table}{order}", column_list(&plan.columns));
+    let filter = range
+        .condition(&plan.key_columns)
+        .map(|c| format!(" WHERE {c}"))
+        .unwrap_or_default();
+    let select = format!(
+        "SELECT {} FROM {table}{filter}{order}",
+        column_list(&plan.columns)
+    );
     let context = || format!("reading rows of {table}");
     // The binary protocol returns FLOAT/DOUBLE as IEEE values, not as lossy text.
     let mut result = conn
@@ -310,7 +417,11 @@ async fn dump_rows(
     if let Some(chunk) = chunker.finish() {
         chunks.push(store_chunk(sink, chunk, first_key.take()).await?);
     }
-    Ok((chunks, rows, bytes))
+    Ok(StoredRows {
+        chunks,
+        rows,
+        bytes,
+    })
 }
 
 fn key_literals(
