@@ -107,6 +107,7 @@ async fn write_snapshot(
                 tree: table_id,
                 rows: u64::from(chunks),
                 bytes: 0,
+                read_at: None,
             }],
             views: Vec::new(),
             routines: Vec::new(),
@@ -123,6 +124,7 @@ async fn write_snapshot(
             bytes: 0,
             carried_from: None,
             read_at: None,
+            tables_carried: 0,
         });
     }
     sink.finish().await?;

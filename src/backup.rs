@@ -25,12 +25,14 @@ use crate::repo::Repository;
 use crate::repo::ids::SnapshotId;
 use crate::repo::runs::ActiveRun;
 use crate::repo::snapshot::{BackupStats, DatabaseEntry, FailedDatabase, Snapshot, SourceInfo};
-use crate::repo::tree::{DatabaseTree, TableTree};
+use crate::repo::tree::{DatabaseTree, TableRef, TableTree};
 use crate::repo::writer::BlobStore;
 use crate::source::mysql::catalog::{self, DatabaseInfo};
+use crate::source::mysql::dump::TableCarryOver;
 use crate::source::mysql::dump::parallel::{ParallelError, ParallelRead, PreviousTable, Reader};
 use crate::source::mysql::dump::{Chunking, DumpedDatabase, dump_database};
 use crate::source::mysql::{MysqlTarget, SYSTEM_SCHEMAS};
+use tracking::TableTracker;
 
 /// What to back up and how.
 #[derive(Debug, Clone)]
@@ -64,6 +66,10 @@ pub struct BackupOptions {
 /// Writers to a large database being synchronised wait at most this long (plus the
 /// milliseconds the snapshots take to start).
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Tables of a database being read are carried over one by one only when it holds at least
+/// this much: below, reading it whole costs less than extending the binary-log scan for it.
+const TABLE_CARRY_MIN_BYTES: u64 = 4 << 20;
 
 /// A database is read by several connections when it holds at least this much, and more than
 /// half a connection's share of the run.
@@ -170,7 +176,8 @@ async fn back_up(
     }
     let index = repo.load_index().await?;
     let names: Vec<String> = databases.iter().map(|d| d.name.clone()).collect();
-    let plan = tracking::plan(
+    let now = options.time.unwrap_or(started);
+    let mut plan = tracking::plan(
         tracking::Inputs {
             repo,
             index: &index,
@@ -180,7 +187,7 @@ async fn back_up(
             log: &server_log,
             full: options.full,
             full_every: options.full_every,
-            now: options.time.unwrap_or(started),
+            now,
         },
         &names,
     )
@@ -213,6 +220,39 @@ async fn back_up(
             );
         }
     }
+    let carry: Option<Arc<dyn TableCarryOver>> = match plan.table_basis.take() {
+        Some(basis) => {
+            let worth_it = large
+                .iter()
+                .chain(&databases)
+                .filter(|d| d.approx_bytes >= TABLE_CARRY_MIN_BYTES);
+            let mut earlier = HashMap::new();
+            for db in worth_it {
+                let Some((tree, read_at)) = basis.trees.get(&db.name) else {
+                    continue;
+                };
+                let Ok(tree) = repo.read_tree::<DatabaseTree>(&index, tree).await else {
+                    continue;
+                };
+                let tables: Vec<TableRef> = tree
+                    .tables
+                    .into_iter()
+                    .map(|t| TableRef {
+                        read_at: Some(t.read_at.unwrap_or(*read_at)),
+                        ..t
+                    })
+                    // --full-every bounds how old carried data gets, table by table too.
+                    .filter(|t| match (options.full_every, t.read_at) {
+                        (Some(limit), Some(at)) => now.duration_since(at) < limit,
+                        _ => true,
+                    })
+                    .collect();
+                earlier.insert(db.name.clone(), tables);
+            }
+            Some(Arc::new(TableTracker::new(target.clone(), basis, earlier)))
+        }
+        None => None,
+    };
     let store = BlobStore::new(Arc::clone(repo), &index, jobs + 2);
     drop(index);
     let chunking = Chunking {
@@ -238,6 +278,7 @@ async fn back_up(
             lock_wait: options.lock_wait,
             min_range_bytes: (options.large_database_bytes / 4).max(1),
             previous: previous_tables.get(&db.name).unwrap_or(&empty),
+            carry: carry.as_deref(),
         };
         let started = Instant::now();
         let mut attempt = 0;
@@ -293,6 +334,7 @@ async fn back_up(
             observer: Arc::clone(&observer),
             counters: Arc::clone(&counters),
             attempts: options.attempts.max(1),
+            carry: carry.clone(),
         };
         workers.spawn(worker.run(reader));
     }
@@ -354,6 +396,7 @@ async fn back_up(
                     bytes: d.bytes,
                     carried_from: None,
                     read_at: None,
+                    tables_carried: d.tables_carried,
                 });
             }
             DatabaseOutcome::Failed { error, attempts } => snapshot.failed.push(FailedDatabase {
@@ -417,6 +460,7 @@ struct Worker {
     observer: Arc<dyn BackupObserver>,
     counters: Arc<LiveCounters>,
     attempts: u32,
+    carry: Option<Arc<dyn TableCarryOver>>,
 }
 
 impl Worker {
@@ -447,6 +491,7 @@ impl Worker {
                                 &mut sink,
                                 &self.chunking,
                                 &self.counters.bytes_read,
+                                self.carry.as_deref(),
                             )
                             .await
                         }

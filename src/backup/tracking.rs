@@ -9,13 +9,18 @@ use mysql_async::prelude::Queryable;
 
 use crate::error::Result;
 use crate::repo::Repository;
+use crate::repo::ids::BlobId;
 use crate::repo::index::Index;
 use crate::repo::snapshot::{BinlogPosition, ChangeTracking, DatabaseEntry};
+use crate::repo::tree::TableRef;
 use crate::source::mysql::MysqlTarget;
 use crate::source::mysql::catalog::binlog_status_statement;
+use crate::source::mysql::catalog::cross_database_cascades;
 use crate::source::mysql::changes::{
-    DefinitionReach, changes_since, database_reach, expand_statement_reach,
+    Changes, DefinitionReach, changes_since, database_reach, expand_cascades,
+    expand_statement_reach,
 };
+use crate::source::mysql::dump::TableCarryOver;
 
 /// What this run may carry over, and what the snapshot records about it.
 #[derive(Debug, Default)]
@@ -28,6 +33,19 @@ pub struct Plan {
     pub previous_sizes: HashMap<String, u64>,
     /// Database trees of that snapshot, to split large tables where their chunks started.
     pub previous_trees: HashMap<String, crate::repo::ids::BlobId>,
+    /// What carrying single tables of the databases read over needs; `None` when every
+    /// database is read in full.
+    pub table_basis: Option<TableBasis>,
+}
+
+/// The log scanned so far and the snapshot it starts from: the basis of [`TableTracker`].
+#[derive(Debug)]
+pub struct TableBasis {
+    changes: Changes,
+    server_id: u32,
+    /// Database trees of the snapshot the scan starts from, by name, with when the database
+    /// was read (for tables that carry no time of their own).
+    pub trees: HashMap<String, (BlobId, jiff::Timestamp)>,
 }
 
 impl Plan {
@@ -36,6 +54,7 @@ impl Plan {
             carried: HashMap::new(),
             previous_sizes: HashMap::new(),
             previous_trees: HashMap::new(),
+            table_basis: None,
             record: ChangeTracking {
                 from_snapshot: None,
                 full_read_because: Some(why.into()),
@@ -204,35 +223,8 @@ async fn decide(
         )));
     }
     let server_id = scan_server_id()?;
-    let changes = match changes_since(inputs.target, from, server_id).await {
-        Ok(mut changes) => {
-            if !changes.statement_databases.is_empty() {
-                let widened = async {
-                    let mut conn = inputs.target.connect().await?;
-                    let mut reach = DefinitionReach::new();
-                    loop {
-                        let missing = expand_statement_reach(&mut changes, &reach);
-                        if missing.is_empty() {
-                            return Ok::<_, crate::error::Error>(());
-                        }
-                        for db in missing {
-                            let found = database_reach(&mut conn, &db).await?;
-                            reach.insert(db, found);
-                        }
-                    }
-                };
-                match widened.await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        return Ok(Plan::full(format!(
-                            "statement-format writes since snapshot {}, and the definitions they may run through could not be read: {e}",
-                            previous_id.short()
-                        )));
-                    }
-                }
-            }
-            changes
-        }
+    let mut changes = match changes_since(inputs.target, from, server_id).await {
+        Ok(changes) => changes,
         Err(e) => {
             return Ok(Plan::full(format!(
                 "the binary log since snapshot {} ({}:{}) could not be read: {e}",
@@ -242,6 +234,12 @@ async fn decide(
             )));
         }
     };
+    if let Err(why) = widen(inputs.target, &mut changes).await {
+        return Ok(Plan::full(format!(
+            "{why} (changes since snapshot {})",
+            previous_id.short()
+        )));
+    }
     if let Some(why) = &changes.all {
         return Ok(Plan::full(format!(
             "{why} since snapshot {}: every database may have changed",
@@ -293,16 +291,146 @@ async fn decide(
         );
     }
     let count = carried.len();
+    // Blobs of a carried table would have to be checked against condemned packs one tree at a
+    // time; while a prune mark exists, databases are read whole instead.
+    let table_basis = (!condemned_exist).then(|| TableBasis {
+        changes,
+        server_id,
+        trees: previous
+            .databases
+            .iter()
+            .map(|d| (d.name.clone(), (d.tree, d.read_at.unwrap_or(previous.time))))
+            .collect(),
+    });
     Ok(Plan {
         carried,
         previous_sizes: HashMap::new(),
         previous_trees: HashMap::new(),
+        table_basis,
         record: ChangeTracking {
             from_snapshot: Some(previous_id.to_string()),
             full_read_because: None,
             carried: count,
         },
     })
+}
+
+/// Carries single tables of a database being read over from the snapshot the log scan
+/// starts from: those no event touched from that snapshot's position up to the position read
+/// right after the database's own snapshot started (docs/ARCHITECTURE.md, "Change tracking").
+/// The scan is extended, one database at a time, as far as each needs.
+pub struct TableTracker {
+    target: MysqlTarget,
+    server_id: u32,
+    scan: tokio::sync::Mutex<Scan>,
+    /// The earlier snapshot's tables of the databases worth it, with when each was read.
+    earlier: HashMap<String, Vec<TableRef>>,
+}
+
+struct Scan {
+    changes: Changes,
+    /// Why the log can no longer be followed this run: no table is carried from then on.
+    broken: Option<String>,
+}
+
+impl TableTracker {
+    pub fn new(
+        target: MysqlTarget,
+        basis: TableBasis,
+        earlier: HashMap<String, Vec<TableRef>>,
+    ) -> Self {
+        TableTracker {
+            target,
+            server_id: basis.server_id,
+            scan: tokio::sync::Mutex::new(Scan {
+                changes: basis.changes,
+                broken: None,
+            }),
+            earlier,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TableCarryOver for TableTracker {
+    async fn unchanged_tables(
+        &self,
+        database: &str,
+        position: &BinlogPosition,
+    ) -> HashMap<String, TableRef> {
+        let Some(tables) = self.earlier.get(database) else {
+            return HashMap::new();
+        };
+        let mut scan = self.scan.lock().await;
+        let scanned_to = BinlogPosition {
+            file: scan.changes.end_file.clone(),
+            position: scan.changes.end_position,
+            gtid_set: String::new(),
+        };
+        if scan.broken.is_none() && !log_moved_forward(position, &scanned_to) {
+            match changes_since(&self.target, &scanned_to, self.server_id).await {
+                Ok(later) => {
+                    scan.changes.append(later);
+                    if let Err(why) = widen(&self.target, &mut scan.changes).await {
+                        scan.broken = Some(why);
+                    }
+                }
+                Err(e) => scan.broken = Some(e.to_string()),
+            }
+            if let Some(why) = &scan.broken {
+                tracing::warn!(reason = %why, "tables are read in full from here on");
+            }
+        }
+        if scan.broken.is_some()
+            || !log_moved_forward(
+                position,
+                &BinlogPosition {
+                    file: scan.changes.end_file.clone(),
+                    position: scan.changes.end_position,
+                    gtid_set: String::new(),
+                },
+            )
+        {
+            return HashMap::new();
+        }
+        tables
+            .iter()
+            .filter(|t| !scan.changes.table_changed(database, &t.name))
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect()
+    }
+}
+
+/// Add what the log names only indirectly: databases statement-format writes reach through
+/// triggers, views and routines, then databases foreign keys cascade into. Fails (so every
+/// database is read) when the definitions needed cannot be read.
+async fn widen(target: &MysqlTarget, changes: &mut Changes) -> std::result::Result<(), String> {
+    if changes.all.is_some() || changes.databases.is_empty() {
+        return Ok(());
+    }
+    let mut conn = target.connect().await.map_err(|e| e.to_string())?;
+    let mut reach = DefinitionReach::new();
+    loop {
+        let missing = expand_statement_reach(changes, &reach);
+        if missing.is_empty() {
+            break;
+        }
+        for db in missing {
+            let found = database_reach(&mut conn, &db).await.map_err(|e| {
+                format!(
+                    "the definitions statement-format writes may run through could not be read: {e}"
+                )
+            })?;
+            reach.insert(db, found);
+        }
+    }
+    if changes.all.is_none() {
+        let edges = cross_database_cascades(&mut conn)
+            .await
+            .map_err(|e| format!("the foreign keys between databases could not be read: {e}"))?;
+        expand_cascades(changes, &edges);
+    }
+    Ok(())
 }
 
 /// Whether `now` lies at or after `then` in the same binary-log sequence (`name.000042`): a log

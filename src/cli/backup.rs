@@ -170,6 +170,10 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
             ),
             (None, None) => {}
         }
+        let tables_carried: u64 = s.databases.iter().map(|d| d.tables_carried).sum();
+        if tables_carried > 0 {
+            println!("{tables_carried} unchanged tables of the databases read carried over");
+        }
     }
     if s.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);

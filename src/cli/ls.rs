@@ -60,6 +60,9 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
                 HumanBytes(db.bytes).to_string(),
                 match &db.carried_from {
                     Some(from) => format!("carried over from {}", &from[..8.min(from.len())]),
+                    None if db.tables_carried > 0 => {
+                        format!("read, {} unchanged tables carried over", db.tables_carried)
+                    }
                     None => "read".to_string(),
                 }
             );

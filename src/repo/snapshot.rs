@@ -86,6 +86,14 @@ pub struct DatabaseEntry {
     /// When the data was read from the server, for a carried database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_at: Option<jiff::Timestamp>,
+    /// Of a database read: how many of its tables were carried over from an earlier snapshot
+    /// instead (unchanged since, by the binary log).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tables_carried: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

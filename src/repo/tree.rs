@@ -45,6 +45,10 @@ pub struct TableRef {
     pub rows: u64,
     /// Bytes of the row text (logical size, before compression).
     pub bytes: u64,
+    /// Set when the table was not read but carried over from an earlier snapshot (its tree is
+    /// that snapshot's): when its rows were read from the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<jiff::Timestamp>,
 }
 
 /// A view, routine, trigger or event: its `SHOW CREATE` text and the session it must be run in.

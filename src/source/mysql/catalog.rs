@@ -207,6 +207,65 @@ pub async fn definition_bodies(conn: &mut Conn, db: &str) -> Result<Option<Vec<S
     Ok(Some(bodies))
 }
 
+/// A foreign key whose parent table lives in another database and whose rule changes the child
+/// (`CASCADE`, `SET NULL`, `SET DEFAULT`): a change to the parent database changes the child's,
+/// and the binary log does not say so (InnoDB applies cascades itself; neither row- nor
+/// statement-format logging records the child rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CascadeEdge {
+    pub parent_database: String,
+    /// `None` when the child's database name could not be decoded (MariaDB's InnoDB dictionary
+    /// encodes unusual characters): it may be any database.
+    pub child_database: Option<String>,
+}
+
+/// Every cross-database cascading foreign key. MySQL 8 answers `REFERENTIAL_CONSTRAINTS` from
+/// its data dictionary; MariaDB would open every table of the server for it, so there the
+/// InnoDB dictionary (`INNODB_SYS_FOREIGN`, needs PROCESS) is read, and
+/// `REFERENTIAL_CONSTRAINTS` only when that is refused.
+pub async fn cross_database_cascades(conn: &mut Conn) -> Result<Vec<CascadeEdge>> {
+    if is_mariadb(conn) {
+        let listed: std::result::Result<Vec<(String, String, u32)>, _> = conn
+            .query("SELECT FOR_NAME, REF_NAME, TYPE FROM information_schema.INNODB_SYS_FOREIGN")
+            .await;
+        if let Ok(rows) = listed {
+            // TYPE bits: 1 ON DELETE CASCADE, 2 ON DELETE SET NULL, 4 ON UPDATE CASCADE,
+            // 8 ON UPDATE SET NULL.
+            return Ok(rows
+                .into_iter()
+                .filter(|(_, _, kind)| kind & 0b1111 != 0)
+                .filter_map(|(child, parent, _)| {
+                    let database = |name: &str| name.split_once('/').map(|(db, _)| db.to_string());
+                    let (child_db, parent_db) = (database(&child)?, database(&parent)?);
+                    (child_db != parent_db).then(|| CascadeEdge {
+                        // `@` starts an escape of the filename encoding.
+                        child_database: (!child_db.contains('@')).then_some(child_db),
+                        parent_database: parent_db,
+                    })
+                })
+                .collect());
+        }
+    }
+    let rows: Vec<(String, String, String, String)> = conn
+        .query(
+            "SELECT CONSTRAINT_SCHEMA, UNIQUE_CONSTRAINT_SCHEMA, UPDATE_RULE, DELETE_RULE \
+             FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA <> UNIQUE_CONSTRAINT_SCHEMA",
+        )
+        .await
+        .map_err(|e| mysql_error(e, "reading foreign keys between databases"))?;
+    let changes_child =
+        |rule: &str| !matches!(rule.to_ascii_uppercase().as_str(), "RESTRICT" | "NO ACTION");
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, update, delete)| changes_child(update) || changes_child(delete))
+        .map(|(child, parent, _, _)| CascadeEdge {
+            parent_database: parent,
+            child_database: Some(child),
+        })
+        .collect())
+}
+
 /// Server error "Unknown database".
 const ER_BAD_DB_ERROR: u16 = 1049;
 

@@ -34,6 +34,10 @@ pub struct Changes {
     pub databases: BTreeSet<String>,
     /// Tables changed by row events, as `(database, table)`.
     pub tables: BTreeSet<(String, String)>,
+    /// Databases where any table may have changed: named by a statement (DDL, statement-format
+    /// DML), or reached through definitions or cascading foreign keys. In the other changed
+    /// databases, only the tables row events named changed.
+    pub whole_databases: BTreeSet<String>,
     /// Databases named by statement-format DML (`binlog_format=STATEMENT/MIXED`). Such a
     /// statement can also write databases it does not name, through a trigger, a view or a
     /// stored function: the caller widens these with [`expand_statement_reach`].
@@ -60,8 +64,46 @@ impl Changes {
         self.all.is_some() || self.databases.contains(name)
     }
 
+    /// Whether table `table` of `database` may have changed.
+    pub fn table_changed(&self, database: &str, table: &str) -> bool {
+        self.all.is_some()
+            || self.whole_databases.contains(database)
+            || self
+                .tables
+                .contains(&(database.to_string(), table.to_string()))
+    }
+
+    /// Add the changes of the log right after this one's end (`later` starts where this
+    /// scan stopped).
+    pub fn append(&mut self, later: Changes) {
+        self.databases.extend(later.databases);
+        self.tables.extend(later.tables);
+        self.whole_databases.extend(later.whole_databases);
+        self.statement_databases.extend(later.statement_databases);
+        for (db, names) in later.defined_in_range {
+            self.defined_in_range.entry(db).or_default().extend(names);
+        }
+        for (db, statement) in later.replaced_definitions {
+            // Every definition of a database created in the earlier part is in the range.
+            if !self.created_databases.contains(&db) {
+                self.replaced_definitions.entry(db).or_insert(statement);
+            }
+        }
+        self.created_databases.extend(later.created_databases);
+        if let Some(why) = later.all {
+            self.everything(why);
+        }
+        self.end_file = later.end_file;
+        self.end_position = later.end_position;
+    }
+
     fn everything(&mut self, why: String) {
         self.all.get_or_insert(why);
+    }
+
+    fn whole(&mut self, database: String) -> bool {
+        self.whole_databases.insert(database.clone());
+        self.databases.insert(database)
     }
 }
 
@@ -247,7 +289,9 @@ fn attribute_statement(schema: &str, query: &str, changes: &mut Changes) {
         }
         StatementKind::OtherDdl => {}
     }
-    changes.databases.extend(named);
+    for db in named {
+        changes.whole(db);
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -311,6 +355,32 @@ pub async fn database_reach(
         .map(|bodies| bodies.iter().flat_map(|b| qualifiers(b)).collect()))
 }
 
+/// Widen `changes.databases` with the databases foreign keys cascade into from a changed one,
+/// transitively (cascades fire no triggers, so nothing else follows from them).
+pub fn expand_cascades(changes: &mut Changes, edges: &[super::catalog::CascadeEdge]) {
+    loop {
+        let mut grew = false;
+        for edge in edges {
+            if !changes.databases.contains(&edge.parent_database) {
+                continue;
+            }
+            match &edge.child_database {
+                Some(child) => grew |= changes.whole(child.clone()),
+                None => {
+                    changes.everything(format!(
+                        "a foreign key cascading from {} into a database whose name could not be read",
+                        edge.parent_database
+                    ));
+                    return;
+                }
+            }
+        }
+        if !grew {
+            return;
+        }
+    }
+}
+
 /// Widen `changes.databases` with every database statement-format DML may have written through
 /// definitions (transitively: a trigger calling a function in a third database). Makes every
 /// database count when a database so reached had a definition that existed before the range
@@ -365,7 +435,9 @@ pub fn expand_statement_reach(changes: &mut Changes, reach: &DefinitionReach) ->
         }
     }
     if missing.is_empty() {
-        changes.databases.extend(seen);
+        for db in seen {
+            changes.whole(db);
+        }
     }
     missing
 }
@@ -449,6 +521,25 @@ fn qualifiers(query: &str) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_cascade_into_child_databases() {
+        use crate::source::mysql::catalog::CascadeEdge;
+        let edge = |parent: &str, child: Option<&str>| CascadeEdge {
+            parent_database: parent.into(),
+            child_database: child.map(String::from),
+        };
+        let mut changes = Changes::default();
+        changes.databases.insert("a".into());
+        expand_cascades(&mut changes, &[edge("b", Some("c")), edge("a", Some("b"))]);
+        assert!(changes.database_changed("c"), "transitively: {changes:?}");
+        assert!(!changes.database_changed("d"));
+        expand_cascades(&mut changes, &[edge("c", None)]);
+        assert!(
+            changes.all.is_some(),
+            "an undecodable child may be anything"
+        );
+    }
 
     /// Widen `changes`, treating every database `reach` lacks as one without definitions.
     fn expand_fully(changes: &mut Changes, reach: &DefinitionReach) {

@@ -13,6 +13,7 @@
 pub mod parallel;
 pub mod ranges;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mysql_async::Conn;
@@ -31,6 +32,44 @@ use crate::repo::tree::{ChunkRef, DatabaseTree, TableKind, TableRef, TableTree};
 use crate::repo::writer::PackSink;
 use crate::sql::{column_list, qualified};
 
+/// Tables a dump may take over from an earlier snapshot instead of reading them. Asked once the
+/// database's snapshot transaction has started, with the binary-log position read right after
+/// it: every change that snapshot sees lies before that position, so a table the log shows
+/// unchanged from the earlier snapshot's position up to it is exactly what reading it would give.
+#[async_trait::async_trait]
+pub trait TableCarryOver: Send + Sync {
+    /// The earlier snapshot's entries of the tables of `database` unchanged up to `position`
+    /// (empty when that cannot be told).
+    async fn unchanged_tables(
+        &self,
+        database: &str,
+        position: &crate::repo::snapshot::BinlogPosition,
+    ) -> HashMap<String, TableRef>;
+}
+
+/// What a table tree of the new snapshot holds: rows read now, or an earlier tree taken over.
+#[derive(Debug)]
+pub(crate) enum TableContent {
+    Read(StoredRows),
+    Carried(TableRef),
+}
+
+/// The tables `carry` takes over for `db`, asked with the position read on `conn`, whose
+/// snapshot transaction has started.
+pub(crate) async fn carried_tables(
+    conn: &mut Conn,
+    db: &str,
+    carry: Option<&dyn TableCarryOver>,
+) -> HashMap<String, TableRef> {
+    let Some(carry) = carry else {
+        return HashMap::new();
+    };
+    match catalog::binlog_position(conn).await {
+        Ok(position) => carry.unchanged_tables(db, &position).await,
+        Err(_) => HashMap::new(),
+    }
+}
+
 /// How table data is cut, shared by all workers of a run.
 #[derive(Clone)]
 pub struct Chunking {
@@ -45,6 +84,8 @@ pub struct DumpedDatabase {
     pub tables: u64,
     pub rows: u64,
     pub bytes: u64,
+    /// Tables taken over from an earlier snapshot instead of read.
+    pub tables_carried: u64,
 }
 
 /// How one table is read: its definition and the stored columns to select.
@@ -104,12 +145,13 @@ pub async fn dump_database(
     sink: &mut PackSink,
     chunking: &Chunking,
     bytes_read: &AtomicU64,
+    carry: Option<&dyn TableCarryOver>,
 ) -> Result<DumpedDatabase> {
     let name = &db.name;
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
         .map_err(|e| mysql_error(e, &format!("starting the snapshot transaction for {name}")))?;
-    let result = dump_in_transaction(conn, db, sink, chunking, bytes_read).await;
+    let result = dump_in_transaction(conn, db, sink, chunking, bytes_read, carry).await;
     // Ending the transaction releases metadata locks; after an error the connection may be gone.
     let _ = conn.query_drop("ROLLBACK").await;
     result
@@ -121,24 +163,28 @@ async fn dump_in_transaction(
     sink: &mut PackSink,
     chunking: &Chunking,
     bytes_read: &AtomicU64,
+    carry: Option<&dyn TableCarryOver>,
 ) -> Result<DumpedDatabase> {
+    let mut carried = carried_tables(conn, &db.name, carry).await;
     let definitions = read_definitions(conn, &db.name).await?;
     binary_results(conn, true).await?;
     let mut rows = Vec::with_capacity(definitions.tables.len());
     for plan in &definitions.tables {
-        rows.push(if plan.kind == TableKind::Base {
-            read_rows(
-                conn,
-                &db.name,
-                plan,
-                &KeyRange::whole(),
-                sink,
-                chunking,
-                bytes_read,
-            )
-            .await?
-        } else {
-            StoredRows::default()
+        rows.push(match carried.remove(&plan.name) {
+            Some(earlier) if plan.kind == TableKind::Base => TableContent::Carried(earlier),
+            _ if plan.kind == TableKind::Base => TableContent::Read(
+                read_rows(
+                    conn,
+                    &db.name,
+                    plan,
+                    &KeyRange::whole(),
+                    sink,
+                    chunking,
+                    bytes_read,
+                )
+                .await?,
+            ),
+            _ => TableContent::Read(StoredRows::default()),
         });
     }
     binary_results(conn, false).await?;
@@ -253,7 +299,7 @@ pub(crate) async fn store_trees(
     sink: &mut PackSink,
     db: &DatabaseInfo,
     definitions: Definitions,
-    rows: Vec<StoredRows>,
+    contents: Vec<TableContent>,
 ) -> Result<DumpedDatabase> {
     let Definitions {
         tables: plans,
@@ -263,7 +309,21 @@ pub(crate) async fn store_trees(
     let mut tables = Vec::with_capacity(plans.len());
     let mut total_rows = 0;
     let mut total_bytes = 0;
-    for (plan, stored) in plans.into_iter().zip(rows) {
+    let mut tables_carried = 0;
+    for (plan, content) in plans.into_iter().zip(contents) {
+        let stored = match content {
+            TableContent::Read(stored) => stored,
+            TableContent::Carried(earlier) => {
+                total_rows += earlier.rows;
+                total_bytes += earlier.bytes;
+                tables_carried += 1;
+                tables.push(TableRef {
+                    name: plan.name,
+                    ..earlier
+                });
+                continue;
+            }
+        };
         total_rows += stored.rows;
         total_bytes += stored.bytes;
         let tree = TableTree {
@@ -284,6 +344,7 @@ pub(crate) async fn store_trees(
             tree: id,
             rows: stored.rows,
             bytes: stored.bytes,
+            read_at: None,
         });
     }
     let tree = DatabaseTree {
@@ -306,6 +367,7 @@ pub(crate) async fn store_trees(
         tables: tree.tables.len() as u64,
         rows: total_rows,
         bytes: total_bytes,
+        tables_carried,
     })
 }
 

@@ -56,6 +56,8 @@ pub struct ParallelRead<'a> {
     pub min_range_bytes: u64,
     /// The tables of the previous snapshot of this database, by name.
     pub previous: &'a HashMap<String, PreviousTable>,
+    /// Tables that may be taken over from an earlier snapshot instead of read.
+    pub carry: Option<&'a dyn super::TableCarryOver>,
 }
 
 /// How the lock went, for the run's report.
@@ -220,13 +222,14 @@ impl ParallelRead<'_> {
                 .first_mut()
                 .and_then(|r| r.conn.as_mut())
                 .ok_or_else(|| Error::new(ErrorKind::Mysql, "no connection"))?;
+            let carried = super::carried_tables(leader, &self.db.name, self.carry).await;
             let definitions = super::read_definitions(leader, &self.db.name).await?;
             let tasks = self
-                .plan_tasks(leader, &definitions.tables, connections)
+                .plan_tasks(leader, &definitions.tables, &carried, connections)
                 .await?;
-            Ok::<_, Error>((definitions, tasks))
+            Ok::<_, Error>((definitions, carried, tasks))
         };
-        let (definitions, tasks) = match planned.await {
+        let (definitions, mut carried, tasks) = match planned.await {
             Ok(planned) => planned,
             Err(e) => return (readers, Err(e)),
         };
@@ -301,6 +304,16 @@ impl ParallelRead<'_> {
                 slot.extend(piece);
             }
         }
+        let contents: Vec<super::TableContent> = plans
+            .iter()
+            .zip(rows)
+            .map(|(plan, read)| match carried.remove(&plan.name) {
+                Some(earlier) if plan.kind == TableKind::Base => {
+                    super::TableContent::Carried(earlier)
+                }
+                _ => super::TableContent::Read(read),
+            })
+            .collect();
         let Ok(tables) = Arc::try_unwrap(plans) else {
             let e = Error::new(
                 ErrorKind::Mysql,
@@ -314,7 +327,9 @@ impl ParallelRead<'_> {
             warnings,
         };
         let stored = match readers.first_mut() {
-            Some(leader) => super::store_trees(&mut leader.sink, self.db, definitions, rows).await,
+            Some(leader) => {
+                super::store_trees(&mut leader.sink, self.db, definitions, contents).await
+            }
             None => Err(Error::new(ErrorKind::Mysql, "no reader")),
         };
         (readers, stored.map(|dumped| (dumped, ranges)))
@@ -327,6 +342,7 @@ impl ParallelRead<'_> {
         &self,
         conn: &mut Conn,
         tables: &[TablePlan],
+        carried: &HashMap<String, crate::repo::tree::TableRef>,
         connections: usize,
     ) -> Result<Vec<RangeTask>> {
         let name = &self.db.name;
@@ -357,7 +373,7 @@ impl ParallelRead<'_> {
         let range_bytes = (total / (connections as u64 * 4)).max(self.min_range_bytes);
         let mut tasks = Vec::new();
         for (index, plan) in tables.iter().enumerate() {
-            if plan.kind != TableKind::Base {
+            if plan.kind != TableKind::Base || carried.contains_key(&plan.name) {
                 continue;
             }
             let size = sizes.get(&plan.name).copied().unwrap_or(0);
