@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Install what coffer's tests and demo need from the package registries: MariaDB and openssl
-# (Debian), Azurite (npm), moto (PyPI).
+# Install what coffer's tests and demo need from the package registries: MariaDB, openssl and
+# promtool (Debian), Azurite (npm), moto (PyPI).
 # Idempotent: installs only what is missing. Needs root or sudo. --mariadb-only: just the server.
 set -euo pipefail
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+
+# Keep packages' init scripts from starting system-wide services: tests start their own servers.
+no_service_starts() {
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
+  fi
+}
 
 missing=()
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
@@ -14,16 +22,20 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
-  # Keep the package's init scripts from starting a system-wide server: tests start their own.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
-    "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
-  fi
+  no_service_starts
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 [ "${1:-}" = "--mariadb-only" ] && exit 0
+
+# promtool checks the --metrics-file output; Debian ships it with the prometheus package.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing: prometheus (for promtool)" >&2
+  no_service_starts
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 
 # Azure and S3 emulators for the object-storage tests, into the project's .test-tools/ (ignored by
 # git): Azurite from npm (3.35.0 is the last release that runs on Node 20), moto's server from PyPI.

@@ -11,12 +11,25 @@ use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
     no_core_dumps();
-    let matches = cli::Cli::command().get_matches();
+    let args = match cli::config::apply_job(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let matches = cli::Cli::command().get_matches_from(args);
     let parsed = match cli::Cli::from_arg_matches(&matches) {
         Ok(parsed) => parsed,
         Err(e) => e.exit(),
     };
-    init_logging();
+    init_logging(parsed.log_format);
+    let metrics_file = parsed.metrics_file.clone();
+    let command = matches.subcommand_name().unwrap_or("coffer").to_string();
+    let started = std::time::Instant::now();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -27,7 +40,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(parsed, &matches)) {
+    let result = runtime.block_on(cli::run(parsed, &matches));
+    if let Some(path) = metrics_file {
+        let success = matches!(&result, Ok(code) if *code == ExitCode::SUCCESS);
+        let seconds = started.elapsed().as_secs_f64();
+        if let Err(e) = cli::metrics::write(&path, &command, seconds, success) {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+        }
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -39,15 +63,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,coffer=info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        cli::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        cli::LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 /// A core dump of coffer would hold the repository key and whatever passphrase or database

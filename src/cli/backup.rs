@@ -58,6 +58,59 @@ pub struct BackupArgs {
     large_database: u64,
 }
 
+/// The figures of a backup for `--metrics-file`.
+fn record_metrics(s: &coffer::repo::snapshot::Snapshot) {
+    use super::metrics::record;
+    let carried = s
+        .databases
+        .iter()
+        .filter(|d| d.carried_from.is_some())
+        .count();
+    let read = s.databases.len() - carried;
+    for (state, count) in [
+        ("read", read),
+        ("carried", carried),
+        ("failed", s.failed.len()),
+    ] {
+        record(
+            "coffer_backup_databases",
+            "Databases of the last backup: read, carried over unchanged, or failed.",
+            &[("state", state)],
+            count as f64,
+        );
+    }
+    record(
+        "coffer_backup_bytes_read",
+        "Row bytes the last backup read from the server.",
+        &[],
+        s.stats.bytes_read as f64,
+    );
+    record(
+        "coffer_backup_bytes_stored_new",
+        "Bytes (compressed, encrypted) the last backup added to the repository.",
+        &[],
+        s.stats.bytes_stored_new as f64,
+    );
+    record(
+        "coffer_backup_tables",
+        "Tables in the last backup's snapshot.",
+        &[],
+        s.stats.tables as f64,
+    );
+    record(
+        "coffer_backup_rows",
+        "Rows in the last backup's snapshot.",
+        &[],
+        s.stats.rows as f64,
+    );
+    record(
+        "coffer_backup_snapshot_timestamp_seconds",
+        "The time of the last backup's snapshot (Unix time).",
+        &[],
+        s.time.as_millisecond() as f64 / 1000.0,
+    );
+}
+
 fn compile_globs(globs: &[String]) -> Result<Vec<glob::Pattern>> {
     globs
         .iter()
@@ -145,6 +198,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         }))
         .await?;
     let s = &report.snapshot;
+    record_metrics(s);
     println!(
         "snapshot {} saved: {} databases, {} tables, {} rows, {} read, {} stored new ({} new blobs), {:.1}s",
         report.snapshot_id.short(),

@@ -5,12 +5,14 @@
 pub mod audit;
 pub mod backup;
 pub mod check;
+pub mod config;
 pub mod dump;
 pub mod forget;
 pub mod history;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod metrics;
 pub mod prune;
 pub mod repair;
 pub mod restore;
@@ -51,6 +53,27 @@ use coffer::{Error, Result};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Configuration file (default /etc/coffer/coffer.toml when it exists), read for --job.
+    #[arg(long, global = true, env = "COFFER_CONFIG", value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+    /// Take the settings of this job of the configuration file where the command line and the
+    /// environment give none.
+    #[arg(long, global = true, env = "COFFER_JOB", value_name = "NAME")]
+    pub job: Option<String>,
+    /// Write Prometheus text-format metrics of this run to PATH when it ends (for
+    /// node_exporter's textfile collector; one file per job and command).
+    #[arg(long, global = true, env = "COFFER_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// Log lines on stderr as text, or as one JSON object per line for log shippers.
+    #[arg(long, global = true, env = "COFFER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +108,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// The audit log: who backed up, restored, dumped or looked at what, when and why.
     Audit(audit::AuditArgs),
+    /// The configuration file: `config check [--connect]`.
+    Config(config::ConfigArgs),
 }
 
 /// Exit code of a backup that stored a snapshot in which some databases failed.
@@ -109,6 +134,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Key(args) => key::run(args).await,
         Command::History(args) => history::run(args, matches).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Config(args) => config::run(args, cli.config.as_deref()).await,
     }
 }
 
@@ -150,6 +176,7 @@ impl RepoArg {
 
     /// The repository and the counters of what was transferred to and from its storage.
     pub async fn open_metered(&self) -> Result<(Arc<Repository>, Arc<Traffic>)> {
+        metrics::label("repository", metrics::repository_label(&self.repo));
         let opened = self.storage()?;
         let repo = open_with_available_keys(opened.storage).await?;
         Ok((Arc::new(repo), opened.traffic))
@@ -162,7 +189,7 @@ impl RepoArg {
 async fn open_with_available_keys(
     storage: Arc<dyn coffer::storage::Storage>,
 ) -> Result<Repository> {
-    if let Some(path) = std::env::var_os("COFFER_KEY_FILE") {
+    if let Some(path) = config::setting_from_env("COFFER_KEY_FILE") {
         let file = read_secret_file(&path, "COFFER_KEY_FILE")?;
         return Repository::open_write_only(storage, &file).await;
     }
@@ -214,13 +241,19 @@ impl MysqlArg {
             return Err(Error::invalid("the --mysql URL contains a password, which other users can see in the process list")
                 .with_hint("remove it from the URL and set COFFER_MYSQL_PASSWORD or COFFER_MYSQL_PASSWORD_FILE (or pass the whole URL in COFFER_MYSQL_URL)"));
         }
-        if let Ok(p) = std::env::var("COFFER_MYSQL_PASSWORD") {
-            target.set_password(Zeroizing::new(p));
-        } else if let Some(path) = std::env::var_os("COFFER_MYSQL_PASSWORD_FILE") {
-            target.set_password(read_secret_file(&path, "COFFER_MYSQL_PASSWORD_FILE")?);
-        }
+        set_mysql_password(&mut target)?;
+        metrics::label("server", target.describe());
         Ok(target)
     }
+}
+
+/// The server password from COFFER_MYSQL_PASSWORD or COFFER_MYSQL_PASSWORD_FILE (or what the
+/// job's configuration refers to), if one is given.
+pub fn set_mysql_password(target: &mut MysqlTarget) -> Result<()> {
+    if let Some(password) = secret_from_env("COFFER_MYSQL_PASSWORD")? {
+        target.set_password(password);
+    }
+    Ok(())
 }
 
 /// Which snapshot to read: `--snapshot` or `--at` (restore, dump, ls, history).
@@ -341,13 +374,17 @@ fn passphrase_from_env() -> Result<Option<Zeroizing<String>>> {
     secret_from_env("COFFER_PASSWORD")
 }
 
-/// `VAR`, or the content of the file `VAR_FILE`, if either is set.
+/// `VAR`, or the content of the file `VAR_FILE`, if either is set (in the environment, or by
+/// the job's configuration).
 fn secret_from_env(var: &str) -> Result<Option<Zeroizing<String>>> {
-    if let Ok(value) = std::env::var(var) {
+    if let Some(value) = config::setting_from_env(var) {
+        let value = value
+            .into_string()
+            .map_err(|_| Error::invalid(format!("{var} is not valid UTF-8")))?;
         return Ok(Some(Zeroizing::new(value)));
     }
     let file_var = format!("{var}_FILE");
-    match std::env::var_os(&file_var) {
+    match config::setting_from_env(&file_var) {
         Some(path) => read_secret_file(&path, &file_var).map(Some),
         None => Ok(None),
     }
