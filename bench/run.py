@@ -263,6 +263,8 @@ class Bench:
                 "raw_read": best(lambda: self.raw_read(prefix)),
                 "coffer": best(coffer([])),
                 "coffer_one_connection_per_database": best(coffer(["--lock-wait", "0"])),
+                # Studies from 16 MiB read by every connection: the parallel read on this estate.
+                "coffer_large_from_16MiB": best(coffer(["--large-database", "16MiB"])),
                 "mydumper": best(mydumper(False)),
                 "mydumper_compressed": best(mydumper(True)),
             }
