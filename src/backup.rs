@@ -288,6 +288,14 @@ async fn back_up(
             readers = back;
             match result {
                 Ok(done) => {
+                    tracing::info!(
+                        database = %db.name,
+                        connections = done.connections,
+                        ranges = done.ranges,
+                        lock_waited_ms = done.lock.waited.as_millis() as u64,
+                        lock_held_ms = done.lock.held.as_millis() as u64,
+                        "large database read by several connections in one state"
+                    );
                     longest_lock = longest_lock.max(Some(done.lock.held));
                     break Some(DatabaseOutcome::Done(done.dumped));
                 }

@@ -109,7 +109,6 @@ impl ParallelRead<'_> {
         Vec<Reader>,
         std::result::Result<ParallelDump, ParallelError>,
     ) {
-        let name = &self.db.name;
         for reader in &mut readers {
             if reader.conn.is_none() {
                 match self.target.connect().await {
@@ -125,13 +124,6 @@ impl ParallelRead<'_> {
                 return (readers, Err(e));
             }
         };
-        tracing::info!(
-            database = %name,
-            connections = readers.len(),
-            lock_waited_ms = lock.waited.as_millis() as u64,
-            lock_held_ms = lock.held.as_millis() as u64,
-            "reading a large database with several connections"
-        );
         let (mut readers, result) = self.read_in_snapshots(readers).await;
         end_transactions(&mut readers).await;
         let result = result.map(|(dumped, ranges)| ParallelDump {
