@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what coffer's tests and demo need from the package registries: MariaDB, openssl and
-# promtool (Debian), Azurite (npm), moto (PyPI).
+# Install what coffer's tests and demo need from the package registries: MariaDB, openssl,
+# promtool and systemd-analyze (Debian), Azurite (npm), moto (PyPI).
 # Idempotent: installs only what is missing. Needs root or sudo. --mariadb-only: just the server.
 set -euo pipefail
 
@@ -28,6 +28,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ "${1:-}" = "--mariadb-only" ] && exit 0
+
+# systemd-analyze checks the units in deploy/systemd (container images often lack systemd).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "installing: systemd (for systemd-analyze)" >&2
+  no_service_starts
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
 
 # promtool checks the --metrics-file output; Debian ships it with the prometheus package.
 if ! command -v promtool >/dev/null 2>&1; then

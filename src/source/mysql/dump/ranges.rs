@@ -4,9 +4,9 @@
 //! the range conditions compare exactly as the server orders the key. A range boundary is a
 //! chunk boundary (each range starts a fresh chunker), so boundaries that move between runs
 //! would cost deduplication around them. They are therefore taken from the previous
-//! snapshot's chunk `first_key`s, each chosen by its chunk's content id (a keyed hash): the
-//! same chunks give the same boundaries, run after run, and a boundary lands exactly where a
-//! chunk of the previous run started. Only a table with no earlier chunks is split evenly
+//! snapshot's chunk `first_key`s, each chosen by a hash of that key: the same chunk starts give
+//! the same boundaries, run after run (also when rows inside a chunk change), and a boundary
+//! lands exactly where a chunk of the previous run started. Only a table with no earlier chunks is split evenly
 //! between its smallest and largest leading key; the run after takes its boundaries from that
 //! run's chunks, and from then on they stay.
 
@@ -78,9 +78,10 @@ pub fn ranges_between(points: &[Vec<i128>]) -> Vec<KeyRange> {
 }
 
 /// Split points for about `wanted` ranges from the previous run's chunks of the table: the
-/// `first_key` of every chunk whose content id falls in a 1-in-2^b sample, with b the
-/// largest that still gives `wanted` ranges on average. `None` when the chunks carry no
-/// usable keys (another key, or a first run).
+/// `first_key` of every chunk whose key hashes into a 1-in-2^b sample, with b the largest that
+/// still gives `wanted` ranges on average. The key, not the chunk's content id, is hashed: a
+/// row changing inside a chunk changes its id but rarely where it starts, so the split point
+/// stays. `None` when the chunks carry no usable keys (another key, or a first run).
 pub fn points_from_chunks(
     chunks: &[ChunkRef],
     key_len: usize,
@@ -93,9 +94,14 @@ pub fn points_from_chunks(
         .iter()
         .skip(1)
         .filter_map(|c| {
-            let key = parse_key(c.first_key.as_deref()?, key_len)?;
-            let id = &c.id.0;
-            Some((u32::from_le_bytes([id[0], id[1], id[2], id[3]]), key))
+            let literals = c.first_key.as_deref()?;
+            let key = parse_key(literals, key_len)?;
+            let hash = blake3::hash(literals.join(",").as_bytes());
+            let bytes = hash.as_bytes();
+            Some((
+                u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                key,
+            ))
         })
         .collect();
     if keyed.is_empty() {
@@ -203,6 +209,15 @@ mod tests {
         let grown: Vec<ChunkRef> = (0..4100).map(chunk).collect();
         let again = points_from_chunks(&grown, 1, 16).expect("keys");
         assert!(points.iter().all(|p| again.contains(p)));
+        // Rows changed inside every chunk (new content ids, same starts): the same points.
+        let changed: Vec<ChunkRef> = chunks
+            .iter()
+            .map(|c| ChunkRef {
+                id: BlobId([7; 32]),
+                ..c.clone()
+            })
+            .collect();
+        assert_eq!(points_from_chunks(&changed, 1, 16).expect("keys"), points);
         // Keys of another shape are not used.
         assert_eq!(points_from_chunks(&chunks, 2, 16), None);
     }
