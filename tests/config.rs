@@ -76,6 +76,7 @@ impl Setup {
              tag = [\"from-config\"]\n\
              jobs = 2\n\
              {extra}\n\
+             metrics_file = \"{dir}/backup.prom\"\n\
              [jobs.nightly.retention]\n\
              keep_last = 1\n",
             repo = self.repo.path().display(),
@@ -139,6 +140,9 @@ fn a_job_supplies_what_flags_and_environment_do_not() {
     let first = &listed[0];
     assert_eq!(databases(setup.repo.path(), first), ["cfg_a"]);
     assert_eq!(first["tags"][0], "from-config");
+    // A global flag from the file too.
+    let metrics = std::fs::read_to_string(setup.dir.path().join("backup.prom")).expect("metrics");
+    assert!(metrics.contains("job=\"nightly\""), "{metrics}");
 
     // Flags win over the file (also for lists: the file's exclude is not added to the flag's).
     ok(bare(

@@ -333,6 +333,17 @@ struct Scan {
     broken: Option<String>,
 }
 
+impl Scan {
+    /// Where the scan so far stopped.
+    fn scanned_to(&self) -> BinlogPosition {
+        BinlogPosition {
+            file: self.changes.end_file.clone(),
+            position: self.changes.end_position,
+            gtid_set: String::new(),
+        }
+    }
+}
+
 impl TableTracker {
     pub fn new(
         target: MysqlTarget,
@@ -362,13 +373,9 @@ impl TableCarryOver for TableTracker {
             return HashMap::new();
         };
         let mut scan = self.scan.lock().await;
-        let scanned_to = BinlogPosition {
-            file: scan.changes.end_file.clone(),
-            position: scan.changes.end_position,
-            gtid_set: String::new(),
-        };
-        if scan.broken.is_none() && !log_moved_forward(position, &scanned_to) {
-            match changes_since(&self.target, &scanned_to, self.server_id).await {
+        if scan.broken.is_none() && !log_moved_forward(position, &scan.scanned_to()) {
+            let from = scan.scanned_to();
+            match changes_since(&self.target, &from, self.server_id).await {
                 Ok(later) => {
                     scan.changes.append(later);
                     if let Err(why) = widen(&self.target, &mut scan.changes).await {
@@ -381,16 +388,7 @@ impl TableCarryOver for TableTracker {
                 tracing::warn!(reason = %why, "tables are read in full from here on");
             }
         }
-        if scan.broken.is_some()
-            || !log_moved_forward(
-                position,
-                &BinlogPosition {
-                    file: scan.changes.end_file.clone(),
-                    position: scan.changes.end_position,
-                    gtid_set: String::new(),
-                },
-            )
-        {
+        if scan.broken.is_some() || !log_moved_forward(position, &scan.scanned_to()) {
             return HashMap::new();
         }
         tables

@@ -351,11 +351,15 @@ pub fn apply_job(args: Vec<OsString>) -> Result<Vec<OsString>> {
     }
 
     // Which command runs, and which of its flags the command line or environment already give.
-    let probe = super::Cli::command()
+    // A command line clap cannot read even leniently (`--help`, `--version`) is left to it.
+    let Ok(probe) = super::Cli::command()
         .ignore_errors(true)
         .try_get_matches_from(&args)
-        .map_err(|e| Error::invalid(format!("cannot read the command line: {e}")))?;
-    let mut command = super::Cli::command();
+    else {
+        return Ok(args);
+    };
+    let root = super::Cli::command();
+    let mut command = root.clone();
     let mut matches = &probe;
     while let Some((name, sub)) = matches.subcommand() {
         let Some(found) = command.find_subcommand(name).cloned() else {
@@ -364,16 +368,25 @@ pub fn apply_job(args: Vec<OsString>) -> Result<Vec<OsString>> {
         command = found;
         matches = sub;
     }
+    // The command's own flags, and the global ones (`--metrics-file`, `--log-format`).
+    let flags = command
+        .get_arguments()
+        .map(|arg| (arg, matches))
+        .chain(root.get_arguments().map(|arg| (arg, &probe)));
     let mut added: Vec<OsString> = Vec::new();
-    for arg in command.get_arguments() {
+    let mut seen = BTreeSet::new();
+    for (arg, source) in flags {
         let Some(long) = arg.get_long() else {
             continue;
         };
+        if matches!(long, "config" | "job") || !seen.insert(long) {
+            continue;
+        }
         let Some(setting) = settings.get(&long.replace('-', "_")) else {
             continue;
         };
         let given = matches!(
-            matches.value_source(arg.get_id().as_str()),
+            source.value_source(arg.get_id().as_str()),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         ) || arg
             .get_env()
