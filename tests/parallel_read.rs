@@ -110,13 +110,7 @@ fn start_transfers(
 }
 
 fn snapshot_stats(repo: &Repo) -> serde_json::Value {
-    let listed: serde_json::Value =
-        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
-    listed
-        .as_array()
-        .and_then(|l| l.last())
-        .map(|s| s["stats"].clone())
-        .expect("a snapshot")
+    latest_snapshot_json(repo)["stats"].clone()
 }
 
 fn restore_into(repo: &Repo, server: &MariaDb, db: &str, into: &str) {

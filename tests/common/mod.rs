@@ -394,6 +394,17 @@ pub fn ok(out: Output) -> String {
     stdout(&out)
 }
 
+/// The newest snapshot as `snapshots --json` lists it.
+pub fn latest_snapshot_json(repo: &Repo) -> serde_json::Value {
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
+    listed
+        .as_array()
+        .and_then(|l| l.last())
+        .cloned()
+        .expect("a snapshot")
+}
+
 /// The id (first column) of the newest snapshot.
 pub fn latest_snapshot(repo: &Repo) -> String {
     let list = ok(repo.coffer(&["snapshots", "--json"]));
