@@ -1,7 +1,7 @@
 //! Observability (issue 11): `--metrics-file` writes Prometheus text format that `promtool
 //! check metrics` accepts, with the backup's figures labelled by command, repository and
 //! server, and a failed run says so and keeps the time of the last success; `--log-format json`
-//! writes one JSON object per log line.
+//! writes one JSON object per log line; `backup --json` prints one summary.
 
 mod common;
 
@@ -133,4 +133,31 @@ fn json_logs_are_one_object_per_line() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn a_backup_prints_one_json_summary() {
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE sum_a; CREATE TABLE sum_a.t (id INT PRIMARY KEY); INSERT INTO sum_a.t VALUES (1), (2);",
+    );
+    let repo = Repo::new();
+    let out = ok(repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "sum_a",
+        "--json",
+    ]));
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(summary["databases"], 1, "{summary}");
+    assert_eq!(summary["databases_read"], 1, "{summary}");
+    assert_eq!(summary["stats"]["rows"], 2, "{summary}");
+    assert_eq!(
+        summary["failed"].as_array().map(Vec::len),
+        Some(0),
+        "{summary}"
+    );
+    assert_eq!(summary["snapshot"], latest_snapshot(&repo), "{summary}");
 }

@@ -56,6 +56,9 @@ pub struct BackupArgs {
     /// is read by all connections at once, its big tables split into key ranges.
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = super::parse_large_size)]
     large_database: u64,
+    /// Print one JSON summary on stdout instead of the text lines (the exit code is the same).
+    #[arg(long)]
+    json: bool,
 }
 
 /// The figures of a backup for `--metrics-file`.
@@ -199,6 +202,31 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         .await?;
     let s = &report.snapshot;
     record_metrics(s);
+    let code = if s.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_PARTIAL)
+    };
+    if args.json {
+        let carried = s
+            .databases
+            .iter()
+            .filter(|d| d.carried_from.is_some())
+            .count();
+        super::print_json(&serde_json::json!({
+            "snapshot": report.snapshot_id.to_hex(),
+            "time": s.time,
+            "server": s.source.server,
+            "databases": s.databases.len(),
+            "databases_read": s.databases.len() - carried,
+            "databases_carried": carried,
+            "tables_carried": s.databases.iter().map(|d| d.tables_carried).sum::<u64>(),
+            "failed": s.failed,
+            "stats": s.stats,
+            "change_tracking": s.change_tracking,
+        }))?;
+        return Ok(code);
+    }
     println!(
         "snapshot {} saved: {} databases, {} tables, {} rows, {} read, {} stored new ({} new blobs), {:.1}s",
         report.snapshot_id.short(),
@@ -230,7 +258,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         }
     }
     if s.failed.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     eprintln!(
         "{} databases FAILED and are not in this snapshot:",
@@ -239,7 +267,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
     for f in &s.failed {
         eprintln!("  {}: {} ({} attempts)", f.name, f.error, f.attempts);
     }
-    Ok(ExitCode::from(super::EXIT_PARTIAL))
+    Ok(code)
 }
 
 /// Progress of a backup: a bar on a terminal, a log line per database otherwise.
