@@ -206,13 +206,13 @@ async fn back_up(
     let total: u64 = databases.iter().map(|d| d.approx_bytes).sum();
     let large_from = (total / (2 * jobs as u64)).max(options.large_database_bytes);
     let parallel = jobs > 1 && !options.lock_wait.is_zero();
-    let (large, databases): (Vec<DatabaseInfo>, Vec<DatabaseInfo>) = databases
+    let (large_dbs, databases): (Vec<DatabaseInfo>, Vec<DatabaseInfo>) = databases
         .into_iter()
         .partition(|d| parallel && d.approx_bytes >= large_from);
     // What the previous snapshot knew of the large databases' tables, read while the index
     // is at hand (the blob store keeps only the ids).
     let mut previous_tables = HashMap::new();
-    for db in &large {
+    for db in &large_dbs {
         if let Some(tree) = plan.previous_trees.get(&db.name) {
             previous_tables.insert(
                 db.name.clone(),
@@ -222,7 +222,7 @@ async fn back_up(
     }
     let carry: Option<Arc<dyn TableCarryOver>> = match plan.table_basis.take() {
         Some(basis) => {
-            let worth_it = large
+            let worth_it = large_dbs
                 .iter()
                 .chain(&databases)
                 .filter(|d| d.approx_bytes >= TABLE_CARRY_MIN_BYTES);
@@ -259,75 +259,28 @@ async fn back_up(
         gear: crate::chunker::gear_table(repo.keys().chunker_key()),
         params: repo.config().chunker,
     };
-    let mut readers: Vec<Reader> = (0..jobs)
+    let readers: Vec<Reader> = (0..jobs)
         .map(|_| Reader {
             conn: None,
             sink: store.sink(),
         })
         .collect();
     let mut queue = databases.into_iter().collect::<VecDeque<_>>();
-    let mut outcomes = Vec::new();
-    let mut longest_lock = None;
-    for db in large {
-        let empty = HashMap::new();
-        let read = ParallelRead {
-            target,
-            db: &db,
-            chunking: &chunking,
-            bytes_read: &counters.bytes_read,
-            lock_wait: options.lock_wait,
-            min_range_bytes: (options.large_database_bytes / 4).max(1),
-            previous: previous_tables.get(&db.name).unwrap_or(&empty),
-            carry: carry.as_deref(),
-        };
-        let started = Instant::now();
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            let (back, result) = read.read(readers).await;
-            readers = back;
-            match result {
-                Ok(done) => {
-                    tracing::info!(
-                        database = %db.name,
-                        connections = done.connections,
-                        ranges = done.ranges,
-                        lock_waited_ms = done.lock.waited.as_millis() as u64,
-                        lock_held_ms = done.lock.held.as_millis() as u64,
-                        "large database read by several connections in one state"
-                    );
-                    longest_lock = longest_lock.max(Some(done.lock.held));
-                    break Some(DatabaseOutcome::Done(done.dumped));
-                }
-                Err(ParallelError::Unsynchronised(why)) => {
-                    tracing::warn!(database = %db.name, reason = %why, "reading the database on one connection");
-                    break None;
-                }
-                Err(ParallelError::Failed(e)) if store.failure().is_some() => {
-                    return Err(e.context("backup aborted, no snapshot written"));
-                }
-                Err(ParallelError::Failed(e))
-                    if e.is_transient() && attempt < options.attempts.max(1) =>
-                {
-                    tracing::warn!(database = %db.name, attempt, error = %e, "retrying database");
-                    tokio::time::sleep(Duration::from_millis(500 * (1 << attempt.min(6)))).await;
-                }
-                Err(ParallelError::Failed(e)) => {
-                    break Some(DatabaseOutcome::Failed {
-                        error: e.to_string(),
-                        attempts: attempt,
-                    });
-                }
-            }
-        };
-        match outcome {
-            Some(outcome) => {
-                observer.database_done(&db.name, &outcome, started.elapsed());
-                outcomes.push((db.name.clone(), outcome));
-            }
-            // Read on one connection, first, like the large database it is.
-            None => queue.push_front(db),
-        }
+    let large = LargeDatabases {
+        target,
+        chunking: &chunking,
+        options,
+        store: &store,
+        observer: observer.as_ref(),
+        bytes_read: &counters.bytes_read,
+        previous_tables: &previous_tables,
+        carry: carry.as_deref(),
+    };
+    let (readers, outcomes, unsynchronised, longest_lock) = large.read(large_dbs, readers).await?;
+    // Those the lock could not synchronise are read on one connection, first, as the large
+    // databases they are.
+    for db in unsynchronised.into_iter().rev() {
+        queue.push_front(db);
     }
     let queue = Arc::new(Mutex::new(queue));
     let outcomes = Arc::new(Mutex::new(outcomes));
@@ -429,6 +382,101 @@ async fn back_up(
         snapshot_id,
         snapshot,
     })
+}
+
+/// What reading the large databases, each by every connection at once, needs.
+struct LargeDatabases<'a> {
+    target: &'a MysqlTarget,
+    chunking: &'a Chunking,
+    options: &'a BackupOptions,
+    store: &'a BlobStore,
+    observer: &'a dyn BackupObserver,
+    bytes_read: &'a Arc<AtomicU64>,
+    previous_tables: &'a HashMap<String, HashMap<String, PreviousTable>>,
+    carry: Option<&'a dyn TableCarryOver>,
+}
+
+/// The readers back, the outcomes, the databases the lock could not synchronise (to be read
+/// on one connection), and the longest lock held.
+type LargeRead = (
+    Vec<Reader>,
+    Vec<(String, DatabaseOutcome)>,
+    Vec<DatabaseInfo>,
+    Option<Duration>,
+);
+
+impl LargeDatabases<'_> {
+    /// Read `large`, one database at a time, each with all `readers`; transient failures are
+    /// retried like on one connection. An error means blobs of the run were lost.
+    async fn read(&self, large: Vec<DatabaseInfo>, mut readers: Vec<Reader>) -> Result<LargeRead> {
+        let options = self.options;
+        let mut outcomes = Vec::new();
+        let mut unsynchronised = Vec::new();
+        let mut longest_lock = None;
+        let empty = HashMap::new();
+        for db in large {
+            let read = ParallelRead {
+                target: self.target,
+                db: &db,
+                chunking: self.chunking,
+                bytes_read: self.bytes_read,
+                lock_wait: options.lock_wait,
+                min_range_bytes: (options.large_database_bytes / 4).max(1),
+                previous: self.previous_tables.get(&db.name).unwrap_or(&empty),
+                carry: self.carry,
+            };
+            let started = Instant::now();
+            let mut attempt = 0;
+            let outcome = loop {
+                attempt += 1;
+                let (back, result) = read.read(readers).await;
+                readers = back;
+                match result {
+                    Ok(done) => {
+                        tracing::info!(
+                            database = %db.name,
+                            connections = done.connections,
+                            ranges = done.ranges,
+                            lock_waited_ms = done.lock.waited.as_millis() as u64,
+                            lock_held_ms = done.lock.held.as_millis() as u64,
+                            "large database read by several connections in one state"
+                        );
+                        longest_lock = longest_lock.max(Some(done.lock.held));
+                        break Some(DatabaseOutcome::Done(done.dumped));
+                    }
+                    Err(ParallelError::Unsynchronised(why)) => {
+                        tracing::warn!(database = %db.name, reason = %why, "reading the database on one connection");
+                        break None;
+                    }
+                    Err(ParallelError::Failed(e)) if self.store.failure().is_some() => {
+                        return Err(e.context("backup aborted, no snapshot written"));
+                    }
+                    Err(ParallelError::Failed(e))
+                        if e.is_transient() && attempt < options.attempts.max(1) =>
+                    {
+                        tracing::warn!(database = %db.name, attempt, error = %e, "retrying database");
+                        tokio::time::sleep(Duration::from_millis(500 * (1 << attempt.min(6))))
+                            .await;
+                    }
+                    Err(ParallelError::Failed(e)) => {
+                        break Some(DatabaseOutcome::Failed {
+                            error: e.to_string(),
+                            attempts: attempt,
+                        });
+                    }
+                }
+            };
+            match outcome {
+                Some(outcome) => {
+                    self.observer
+                        .database_done(&db.name, &outcome, started.elapsed());
+                    outcomes.push((db.name.clone(), outcome));
+                }
+                None => unsynchronised.push(db),
+            }
+        }
+        Ok((readers, outcomes, unsynchronised, longest_lock))
+    }
 }
 
 /// The tables of a database in a previous snapshot, for splitting them at the same places; a
