@@ -709,7 +709,7 @@ fn why_waiting(
 ) -> Option<String> {
     let grace = options.grace;
     let name = listed.name.trim_start_matches(paths::PRUNE_MARKS);
-    let short = &name[..8.min(name.len())];
+    let short = crate::repo::ids::short_text(name);
     let Some(marked) = listed.modified else {
         return Some(format!("mark {short}: the store reports no time for it"));
     };

@@ -9,6 +9,7 @@ use clap::ArgMatches;
 use indicatif::{HumanBytes, ProgressBar};
 
 use coffer::backup::{BackupObserver, BackupOptions, DatabaseOutcome, LiveCounters, run_backup};
+use coffer::repo::ids::short_text;
 use coffer::{Error, Result};
 
 use super::audit::{AuditTrail, Audited, check_reason};
@@ -247,7 +248,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
             (None, Some(from)) => println!(
                 "{} databases unchanged since snapshot {} carried over, {} read",
                 tracking.carried,
-                &from[..8.min(from.len())],
+                short_text(from),
                 s.databases.len() - tracking.carried
             ),
             (None, None) => {}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use coffer::repo::ids::SnapshotId;
+use coffer::repo::ids::{SnapshotId, short_text};
 use coffer::repo::snapshot::Snapshot;
 use coffer::retention::{Candidate, Decision, Policy, decide};
 use coffer::timespec::parse_duration;
@@ -191,7 +191,7 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
                 println!(
                     "  {:<6} {}  {}  {}",
                     if d.keep() { "keep" } else { "remove" },
-                    &d.id[..8.min(d.id.len())],
+                    short_text(&d.id),
                     d.time.strftime("%Y-%m-%d %H:%M:%S"),
                     d.reasons.join(", ")
                 );
@@ -260,10 +260,7 @@ async fn forget(
                 }
             }
             Err(e) => {
-                eprintln!(
-                    "snapshot {} was not removed: {e}",
-                    &r.id[..8.min(r.id.len())]
-                );
+                eprintln!("snapshot {} was not removed: {e}", short_text(&r.id));
                 refused.push(r.id.clone());
             }
         }

@@ -7,6 +7,7 @@ use clap::ArgMatches;
 
 use coffer::Result;
 use coffer::repo::Repository;
+use coffer::repo::ids::short_text;
 use coffer::restore::history::{RowStatus, SnapshotRows, table_history};
 use coffer::source::mysql::MysqlTarget;
 use coffer::timespec::parse_point_in_time;
@@ -129,7 +130,7 @@ async fn history(
             .collect();
         println!(
             "snapshot {}  {}  {}",
-            &snapshot.snapshot[..8.min(snapshot.snapshot.len())],
+            short_text(&snapshot.snapshot),
             snapshot.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
             if snapshot.table_present {
                 format!("{} matching rows", shown.len())

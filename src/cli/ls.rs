@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use indicatif::HumanBytes;
 
 use coffer::Result;
+use coffer::repo::ids::short_text;
 use coffer::restore::{RestoreOptions, RestorePlan};
 
 use coffer::repo::select::ChosenSnapshot;
@@ -59,7 +60,7 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
                 db.rows,
                 HumanBytes(db.bytes).to_string(),
                 match &db.carried_from {
-                    Some(from) => format!("carried over from {}", &from[..8.min(from.len())]),
+                    Some(from) => format!("carried over from {}", short_text(from)),
                     None if db.tables_carried > 0 => {
                         format!("read, {} unchanged tables carried over", db.tables_carried)
                     }

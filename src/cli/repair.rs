@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use coffer::repair::repair_index;
+use coffer::repo::ids::short_text;
 use coffer::{Error, Result};
 
 use super::{RepoArg, print_json};
@@ -43,7 +44,7 @@ pub async fn run(args: RepairArgs) -> Result<ExitCode> {
             report
                 .index_file
                 .as_deref()
-                .map(|id| format!(" in index file {}", &id[..8.min(id.len())]))
+                .map(|id| format!(" in index file {}", short_text(id)))
                 .unwrap_or_default()
         );
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use indicatif::HumanBytes;
 
 use coffer::Result;
+use coffer::repo::ids::short_text;
 
 use super::{RepoArg, print_json};
 
@@ -71,9 +72,7 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
                     id.short(),
                     t.carried,
                     s.databases.len(),
-                    t.from_snapshot
-                        .as_deref()
-                        .map_or("", |f| &f[..8.min(f.len())])
+                    t.from_snapshot.as_deref().map_or("", short_text)
                 );
             }
         }

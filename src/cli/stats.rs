@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use indicatif::HumanBytes;
 
 use coffer::Result;
+use coffer::repo::ids::short_text;
 use coffer::stats::repository_stats;
 
 use super::{RepoArg, print_json};
@@ -62,7 +63,7 @@ pub async fn run(args: StatsArgs) -> Result<ExitCode> {
     for g in &stats.growth {
         println!(
             "  {}  {}  +{}",
-            &g.id[..8.min(g.id.len())],
+            short_text(&g.id),
             g.time.strftime("%Y-%m-%d %H:%M:%S"),
             HumanBytes(g.new_bytes)
         );

@@ -77,6 +77,12 @@ typed_id!(
     IndexId
 );
 
+/// The first 8 characters of an id kept as text (a snapshot's `carried_from`, an object name),
+/// as users are shown ids; the whole text if it is shorter or not cut cleanly there.
+pub fn short_text(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
 fn parse_hex32(s: &str) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s, &mut out)

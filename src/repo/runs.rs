@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::short_text;
 use super::{MAX_SMALL_OBJECT, Repository, paths};
 use crate::crypto::{Role, pack_body, unpack_body};
 use crate::error::{Error, ErrorKind, Result};
@@ -75,11 +76,11 @@ impl ListedRun {
             Ok(m) => format!(
                 "{} run {} on {} (pid {})",
                 m.command,
-                short(&m.id),
+                short_text(&m.id),
                 m.host,
                 m.pid
             ),
-            Err(e) => format!("run {} (marker unreadable: {e})", short(&self.id)),
+            Err(e) => format!("run {} (marker unreadable: {e})", short_text(&self.id)),
         }
     }
 }
@@ -90,10 +91,6 @@ pub(crate) fn friendly(duration: Duration) -> String {
     jiff::SignedDuration::try_from(whole)
         .map(|d| format!("{d:#}"))
         .unwrap_or_else(|_| format!("{}s", whole.as_secs()))
-}
-
-fn short(id: &str) -> &str {
-    &id[..8.min(id.len())]
 }
 
 impl ActiveRun {
