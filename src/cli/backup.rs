@@ -65,11 +65,7 @@ pub struct BackupArgs {
 /// The figures of a backup for `--metrics-file`.
 fn record_metrics(s: &coffer::repo::snapshot::Snapshot) {
     use super::metrics::record;
-    let carried = s
-        .databases
-        .iter()
-        .filter(|d| d.carried_from.is_some())
-        .count();
+    let carried = s.databases_carried();
     let read = s.databases.len() - carried;
     for (state, count) in [
         ("read", read),
@@ -209,11 +205,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         ExitCode::from(super::EXIT_PARTIAL)
     };
     if args.json {
-        let carried = s
-            .databases
-            .iter()
-            .filter(|d| d.carried_from.is_some())
-            .count();
+        let carried = s.databases_carried();
         super::print_json(&serde_json::json!({
             "snapshot": report.snapshot_id.to_hex(),
             "time": s.time,
@@ -221,7 +213,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
             "databases": s.databases.len(),
             "databases_read": s.databases.len() - carried,
             "databases_carried": carried,
-            "tables_carried": s.databases.iter().map(|d| d.tables_carried).sum::<u64>(),
+            "tables_carried": s.tables_carried(),
             "failed": s.failed,
             "stats": s.stats,
             "change_tracking": s.change_tracking,
@@ -253,7 +245,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
             ),
             (None, None) => {}
         }
-        let tables_carried: u64 = s.databases.iter().map(|d| d.tables_carried).sum();
+        let tables_carried = s.tables_carried();
         if tables_carried > 0 {
             println!("{tables_carried} unchanged tables of the databases read carried over");
         }

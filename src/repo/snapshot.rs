@@ -124,4 +124,17 @@ impl Snapshot {
     pub fn total_bytes(&self) -> u64 {
         self.databases.iter().map(|d| d.bytes).sum()
     }
+
+    /// Databases carried over from an earlier snapshot instead of read.
+    pub fn databases_carried(&self) -> usize {
+        self.databases
+            .iter()
+            .filter(|d| d.carried_from.is_some())
+            .count()
+    }
+
+    /// Tables of the databases read that were carried over from an earlier snapshot.
+    pub fn tables_carried(&self) -> u64 {
+        self.databases.iter().map(|d| d.tables_carried).sum()
+    }
 }
