@@ -323,32 +323,7 @@ pub fn apply_job(args: Vec<OsString>) -> Result<Vec<OsString>> {
     })?;
     let config = ConfigFile::load(&path)?;
     let settings = config.job(&job_name)?;
-
-    let mut configured_env = HashMap::new();
-    for (key, env, is_file) in SECRET_REFERENCES {
-        let Some(setting) = settings.get(key) else {
-            continue;
-        };
-        let Some(text) = setting.value.as_str() else {
-            return Err(Error::invalid(format!(
-                "{} line {}: `{key}` must be a string",
-                path.display(),
-                setting.line
-            )));
-        };
-        let value = if is_file {
-            Some(OsString::from(text))
-        } else {
-            // `password_env = "VAR"`: the secret is in VAR.
-            std::env::var_os(text)
-        };
-        if let Some(value) = value {
-            configured_env.insert(env.to_string(), value);
-        }
-    }
-    if let Ok(mut slot) = CONFIGURED_ENV.write() {
-        *slot = Some(configured_env);
-    }
+    use_secret_references(&path, &settings)?;
 
     // Which command runs, and which of its flags the command line or environment already give.
     // A command line clap cannot read even leniently (`--help`, `--version`) is left to it.
@@ -433,6 +408,36 @@ pub fn apply_job(args: Vec<OsString>) -> Result<Vec<OsString>> {
     Ok(args)
 }
 
+/// Make the job's secret references what [`setting_from_env`] falls back to.
+fn use_secret_references(path: &Path, settings: &BTreeMap<String, Setting>) -> Result<()> {
+    let mut configured_env = HashMap::new();
+    for (key, env, is_file) in SECRET_REFERENCES {
+        let Some(setting) = settings.get(key) else {
+            continue;
+        };
+        let Some(text) = setting.value.as_str() else {
+            return Err(Error::invalid(format!(
+                "{} line {}: `{key}` must be a string",
+                path.display(),
+                setting.line
+            )));
+        };
+        let value = if is_file {
+            Some(OsString::from(text))
+        } else {
+            // `password_env = "VAR"`: the secret is in VAR.
+            std::env::var_os(text)
+        };
+        if let Some(value) = value {
+            configured_env.insert(env.to_string(), value);
+        }
+    }
+    if let Ok(mut slot) = CONFIGURED_ENV.write() {
+        *slot = Some(configured_env);
+    }
+    Ok(())
+}
+
 /// `coffer config check`: validate a configuration file, and with `--connect` that each job's
 /// server and repository answer.
 #[derive(clap::Args)]
@@ -480,14 +485,7 @@ pub async fn run(args: ConfigArgs, config_flag: Option<&Path>) -> Result<ExitCod
         if !connect {
             continue;
         }
-        // Run the job's own settings through the same path a command takes.
-        let argv: Vec<OsString> = ["coffer", "snapshots", "--job", name.as_str()]
-            .iter()
-            .map(OsString::from)
-            .chain(["--config".into(), path.clone().into_os_string()])
-            .collect();
-        let probe = check_connections(argv, &settings).await;
-        match probe {
+        match check_connections(&path, &settings).await {
             Ok(()) => println!("    server and repository answer"),
             Err(e) => {
                 failed = true;
@@ -505,11 +503,9 @@ pub async fn run(args: ConfigArgs, config_flag: Option<&Path>) -> Result<ExitCod
     })
 }
 
-async fn check_connections(
-    argv: Vec<OsString>,
-    settings: &BTreeMap<String, Setting>,
-) -> Result<()> {
-    apply_job(argv)?;
+/// Connect to the job's server and open its repository, with the job's secret references.
+async fn check_connections(path: &Path, settings: &BTreeMap<String, Setting>) -> Result<()> {
+    use_secret_references(path, settings)?;
     if let Some(url) = settings.get("mysql").and_then(|s| s.value.as_str()) {
         let mut target = coffer::source::mysql::MysqlTarget::parse(url)?;
         super::set_mysql_password(&mut target)?;
