@@ -24,18 +24,7 @@ fn take_turn() -> std::sync::MutexGuard<'static, ()> {
 /// Restore `db` from `snapshot` under a new name and compare it with the live one.
 fn assert_restores_exactly(repo: &Repo, server: &MariaDb, snapshot: &str, db: &str) {
     let into = format!("{db}_back");
-    server.sql(&format!("DROP DATABASE IF EXISTS {into}"));
-    ok(repo.coffer(&[
-        "restore",
-        "--mysql",
-        &server.socket_url(),
-        "--snapshot",
-        snapshot,
-        "--db",
-        db,
-        "--into",
-        &into,
-    ]));
+    restore_copy(repo, server, snapshot, db, &into);
     assert_eq!(checksums(server, db), checksums(server, &into), "{db}");
     let names = |d: &str| {
         server.sql(&format!(
@@ -124,18 +113,9 @@ fn unchanged_databases_are_carried_over_and_restore_exactly() {
     ok(repo.coffer(&["forget", "--keep-last", "1", "--prune", "--grace", "0s"]));
     let check = ok(repo.coffer(&["check", "--read-data"]));
     assert!(check.contains("no problems"), "{check}");
+    let latest = latest_snapshot(&repo);
     for db in ["ct_a", "ct_b", "ct_c"] {
-        let into = format!("{db}_back");
-        ok(repo.coffer(&[
-            "restore",
-            "--mysql",
-            &server.socket_url(),
-            "--db",
-            db,
-            "--into",
-            &into,
-        ]));
-        assert_eq!(checksums(server, db), checksums(server, &into), "{db}");
+        assert_restores_exactly(&repo, server, &latest, db);
     }
 }
 

@@ -113,19 +113,6 @@ fn snapshot_stats(repo: &Repo) -> serde_json::Value {
     latest_snapshot_json(repo)["stats"].clone()
 }
 
-fn restore_into(repo: &Repo, server: &MariaDb, db: &str, into: &str) {
-    server.sql(&format!("DROP DATABASE IF EXISTS {into}"));
-    ok(repo.coffer(&[
-        "restore",
-        "--mysql",
-        &server.socket_url(),
-        "--db",
-        db,
-        "--into",
-        into,
-    ]));
-}
-
 #[test]
 fn connections_reading_one_database_see_one_state_under_writes() {
     let server = MariaDb::shared();
@@ -164,7 +151,7 @@ fn connections_reading_one_database_see_one_state_under_writes() {
     );
 
     // Every connection saw the same state: no transfer is half in the copy.
-    restore_into(&repo, server, "bank", "bank_copy");
+    restore_copy(&repo, server, "latest", "bank", "bank_copy");
     assert_eq!(total_money(server, "bank_copy"), expected_total);
     assert_eq!(total_money(server, "bank"), expected_total);
     let unique = server.sql("SELECT COUNT(*) = COUNT(DISTINCT id) FROM bank_copy.checking");
@@ -172,7 +159,7 @@ fn connections_reading_one_database_see_one_state_under_writes() {
 
     // Quiet now: a second run splits where the first run's chunks started, and restores exactly.
     backup(&["--full"]);
-    restore_into(&repo, server, "bank", "bank_copy");
+    restore_copy(&repo, server, "latest", "bank", "bank_copy");
     assert_eq!(checksums(server, "bank"), checksums(server, "bank_copy"));
 
     // One row changes: the boundaries stay put, so almost every chunk is deduplicated.
@@ -184,7 +171,7 @@ fn connections_reading_one_database_see_one_state_under_writes() {
         new_blobs <= 6,
         "one changed row stored {new_blobs} new blobs: {stats}"
     );
-    restore_into(&repo, server, "bank", "bank_copy");
+    restore_copy(&repo, server, "latest", "bank", "bank_copy");
     assert_eq!(checksums(server, "bank"), checksums(server, "bank_copy"));
 }
 
@@ -228,7 +215,7 @@ fn a_lock_not_granted_in_time_means_one_connection() {
     assert!(log.contains("one connection"), "{log}");
     let stats = snapshot_stats(&repo);
     assert!(stats["longest_lock_ms"].is_null(), "{stats}");
-    restore_into(&repo, server, "bank_busy", "bank_busy_copy");
+    restore_copy(&repo, server, "latest", "bank_busy", "bank_busy_copy");
     assert_eq!(
         checksums(server, "bank_busy"),
         checksums(server, "bank_busy_copy")

@@ -394,6 +394,22 @@ pub fn ok(out: Output) -> String {
     stdout(&out)
 }
 
+/// Restore `db` from `snapshot` (an id or `latest`) under the name `into`, dropped first.
+pub fn restore_copy(repo: &Repo, server: &MariaDb, snapshot: &str, db: &str, into: &str) {
+    server.sql(&format!("DROP DATABASE IF EXISTS {into}"));
+    ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &server.socket_url(),
+        "--snapshot",
+        snapshot,
+        "--db",
+        db,
+        "--into",
+        into,
+    ]));
+}
+
 /// The newest snapshot as `snapshots --json` lists it.
 pub fn latest_snapshot_json(repo: &Repo) -> serde_json::Value {
     let listed: serde_json::Value =
