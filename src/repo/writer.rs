@@ -42,6 +42,9 @@ pub struct BlobStore {
     failure: std::sync::Mutex<Option<String>>,
     /// Bounds the packs being uploaded at once (and so the memory they hold).
     upload_slots: Arc<Semaphore>,
+    /// Bounds the blobs compressed and sealed at once to the machine's cores: more would only
+    /// make the threads reading rows wait for a core.
+    sealing_slots: Arc<Semaphore>,
     /// Blobs claimed by this run (each must end up stored and indexed).
     pub blobs_new: AtomicU64,
     pub bytes_stored_new: AtomicU64,
@@ -64,6 +67,9 @@ impl BlobStore {
             recorded: AtomicU64::new(0),
             failure: std::sync::Mutex::new(None),
             upload_slots: Arc::new(Semaphore::new(concurrent_uploads.max(1))),
+            sealing_slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             blobs_new: AtomicU64::new(0),
             bytes_stored_new: AtomicU64::new(0),
         })
@@ -225,7 +231,17 @@ impl PackSink {
             let blob = seal().map_err(fatal)?;
             self.pack_blob(blob).await?;
         } else {
-            self.sealing.push_back(tokio::task::spawn_blocking(seal));
+            let slot = Arc::clone(&self.store.sealing_slots)
+                .acquire_owned()
+                .await
+                .map_err(|e| {
+                    fatal(Error::new(ErrorKind::Storage, "sealing pool closed").with_source(e))
+                })?;
+            self.sealing.push_back(tokio::task::spawn_blocking(move || {
+                let sealed = seal();
+                drop(slot);
+                sealed
+            }));
             while self.sealing.len() > SEALING_IN_FLIGHT {
                 self.pack_next_sealed().await?;
             }

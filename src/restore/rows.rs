@@ -167,8 +167,8 @@ fn hex_value(digit: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::mysql::rowtext::{ColumnKind, push_row};
-    use mysql_async::Value;
+    use crate::source::mysql::rowtext::test_packets::{Cell, row};
+    use crate::source::mysql::rowtext::{ColumnKind, RowDecoder};
 
     fn spans(row: &str) -> Result<Vec<String>, String> {
         let row = row.as_bytes();
@@ -191,17 +191,21 @@ mod tests {
             ColumnKind::Text,
         ];
         let values = [
-            Some(Value::Int(-7)),
-            Some(Value::Bytes(b"it's a \\ test,\n)(".to_vec())),
-            Some(Value::Bytes(vec![0xff, 0x00, b'\''])),
-            Some(Value::Bytes(br#"{"a": "b'c"}"#.to_vec())),
-            Some(Value::Double(-1.5e-7)),
-            Some(Value::Date(2024, 2, 29, 23, 59, 1, 5)),
-            None,
+            Cell::Int(-7),
+            Cell::Bytes(b"it's a \\ test,\n)("),
+            Cell::Bytes(&[0xff, 0x00, b'\'']),
+            Cell::Bytes(br#"{"a": "b'c"}"#),
+            Cell::Double(-1.5e-7),
+            Cell::Date(2024, 2, 29, 23, 59, 1, 5),
+            Cell::Null,
         ];
-        let mut row = Vec::new();
-        push_row(&mut row, &kinds, &values);
-        let line = &row[..row.len() - 1];
+        let (columns, packet) = row(&values);
+        let decoder = RowDecoder::new(&columns, &kinds).expect("decoder");
+        let mut text = Vec::new();
+        decoder
+            .push_row(&packet, &mut text, &mut Vec::new())
+            .expect("row");
+        let line = &text[..text.len() - 1];
         let spans = value_spans(line).expect("parses");
         assert_eq!(spans.len(), values.len());
         let decoded: Vec<Vec<u8>> = spans

@@ -22,7 +22,7 @@ use mysql_async::prelude::Queryable;
 use self::ranges::KeyRange;
 use super::catalog::{self, ColumnInfo, ColumnStorage, DatabaseInfo, StoredObjects};
 use super::mysql_error;
-use super::rowtext::{ColumnKind, push_row, push_value};
+use super::rowtext::{ColumnKind, RowDecoder};
 use crate::chunker::{Chunk, RowChunker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::ChunkerParams;
@@ -452,21 +452,33 @@ pub(crate) async fn read_rows(
         .exec_iter(select, ())
         .await
         .map_err(|e| mysql_error(e, &context()))?;
+    let decoder = row_decoder(result.columns_ref(), &plan.kinds, &table)?;
     let mut chunker = RowChunker::new(chunking.gear.clone(), chunking.params);
     let mut chunks = Vec::new();
     let mut first_key: Option<Vec<String>> = None;
     let mut row_text = Vec::with_capacity(4096);
+    let mut value_starts = Vec::with_capacity(plan.columns.len() + 1);
     let (mut rows, mut bytes) = (0u64, 0u64);
-    while let Some(row) = result
-        .next()
+    while let Some(packet) = result
+        .next_row_packet()
         .await
         .map_err(|e| mysql_error(e, &context()))?
     {
-        let values = row.unwrap_raw();
         row_text.clear();
-        push_row(&mut row_text, &plan.kinds, &values);
+        decoder
+            .push_row(&packet, &mut row_text, &mut value_starts)
+            .map_err(|what| malformed_row(&table, what))?;
+        drop(packet);
         if chunker.buffered() == 0 && !key_positions.is_empty() {
-            first_key = Some(key_literals(&plan.kinds, &values, &key_positions));
+            first_key = Some(
+                key_positions
+                    .iter()
+                    .map(|&i| {
+                        String::from_utf8_lossy(RowDecoder::value(&row_text, &value_starts, i))
+                            .into_owned()
+                    })
+                    .collect(),
+            );
         }
         rows += 1;
         bytes += row_text.len() as u64;
@@ -486,27 +498,25 @@ pub(crate) async fn read_rows(
     })
 }
 
-fn key_literals(
+/// The decoder for a result's rows; a column the protocol does not define stops the table.
+fn row_decoder(
+    columns: &[mysql_async::Column],
     kinds: &[ColumnKind],
-    values: &[Option<mysql_async::Value>],
-    positions: &[usize],
-) -> Vec<String> {
-    positions
-        .iter()
-        .map(|&i| {
-            let mut out = Vec::new();
-            let kind = kinds.get(i).copied().unwrap_or(ColumnKind::Text);
-            push_value(
-                &mut out,
-                kind,
-                values
-                    .get(i)
-                    .and_then(Option::as_ref)
-                    .unwrap_or(&mysql_async::Value::NULL),
-            );
-            String::from_utf8_lossy(&out).into_owned()
-        })
-        .collect()
+    table: &str,
+) -> Result<RowDecoder> {
+    RowDecoder::new(columns, kinds).map_err(|what| {
+        Error::new(ErrorKind::Mysql, format!("reading rows of {table}: {what}")).with_hint(
+            "report this with the server's version and the table's definition (SHOW CREATE TABLE)",
+        )
+    })
+}
+
+fn malformed_row(table: &str, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Mysql,
+        format!("reading rows of {table}: the server sent a malformed row: {what}"),
+    )
+    .transient(true)
 }
 
 async fn store_chunk(
@@ -587,14 +597,18 @@ pub async fn for_each_row_as_text(
         .exec_iter(select, ())
         .await
         .map_err(|e| mysql_error(e, &context()))?;
-    let mut text = Vec::new();
-    while let Some(row) = result
-        .next()
+    let table = qualified(db, table);
+    let decoder = row_decoder(result.columns_ref(), &kinds, &table)?;
+    let (mut text, mut value_starts) = (Vec::new(), Vec::new());
+    while let Some(packet) = result
+        .next_row_packet()
         .await
         .map_err(|e| mysql_error(e, &context()))?
     {
         text.clear();
-        push_row(&mut text, &kinds, &row.unwrap_raw());
+        decoder
+            .push_row(&packet, &mut text, &mut value_starts)
+            .map_err(|what| malformed_row(&table, what))?;
         if text.last() == Some(&b'\n') {
             text.pop();
         }

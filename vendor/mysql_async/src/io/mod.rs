@@ -32,12 +32,13 @@ use std::{
     net::SocketAddr,
     ops::{Deref, DerefMut},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
 use crate::{
-    buffer_pool::PooledBuf,
+    buffer_pool::{BufferPool, PooledBuf},
     error::IoError,
     opts::{HostPortOrUrl, DEFAULT_PORT},
 };
@@ -68,13 +69,18 @@ mod write_packet;
 pub struct PacketCodec {
     inner: PacketCodecInner,
     decode_buf: PooledBuf,
+    // coffer patch: buffers come from this connection's own pool (see
+    // `BufferPool::per_connection`), not from the process-wide one.
+    pool: Arc<BufferPool>,
 }
 
 impl Default for PacketCodec {
     fn default() -> Self {
+        let pool = Arc::new(BufferPool::per_connection());
         Self {
             inner: Default::default(),
-            decode_buf: crate::buffer_pool().get(),
+            decode_buf: pool.get(),
+            pool,
         }
     }
 }
@@ -99,7 +105,7 @@ impl Decoder for PacketCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> std::result::Result<Option<Self::Item>, IoError> {
         if self.inner.decode(src, self.decode_buf.as_mut())? {
-            let new_buf = crate::buffer_pool().get();
+            let new_buf = self.pool.get();
             Ok(Some(replace(&mut self.decode_buf, new_buf)))
         } else {
             Ok(None)

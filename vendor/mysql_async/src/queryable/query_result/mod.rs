@@ -19,6 +19,19 @@ use crate::{
 };
 
 pub mod result_set_stream;
+
+/// coffer patch: one row as the server sent it (see [`QueryResult::next_row_packet`]). Its
+/// buffer goes back to the connection's pool when dropped.
+#[derive(Debug)]
+pub struct RowPacket(crate::buffer_pool::PooledBuf);
+
+impl std::ops::Deref for RowPacket {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
 mod tests;
 
 /// Result set metadata.
@@ -195,6 +208,39 @@ where
         loop {
             match self.conn.as_mut().use_pending_result()?.cloned() {
                 Some(PendingResult::Pending(meta)) => return self.next_row_or_next_set(meta).await,
+                Some(PendingResult::Taken(meta)) => self.skip_taken(meta).await?,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// coffer patch: the next row of the result set as the packet the server sent, for a
+    /// caller that decodes rows itself (no `Value` and no allocation per cell); `None` after
+    /// the last row. Rows are in the result's protocol (binary rows for `exec_iter`); their
+    /// columns are [`QueryResult::columns_ref`].
+    pub async fn next_row_packet(&mut self) -> Result<Option<RowPacket>> {
+        loop {
+            match self.conn.as_mut().use_pending_result()?.cloned() {
+                Some(PendingResult::Pending(meta)) => {
+                    if meta.columns().is_empty() {
+                        self.conn.as_mut().set_pending_result(None)?;
+                        self.next_set().await?;
+                        return Ok(None);
+                    }
+                    let packet = match self.conn.as_mut().read_packet().await {
+                        Ok(packet) => packet,
+                        Err(err) => {
+                            self.conn.as_mut().set_pending_result(None)?;
+                            return Err(err);
+                        }
+                    };
+                    if P::is_last_result_set_packet(self.conn.capabilities(), &packet) {
+                        self.conn.as_mut().set_pending_result(None)?;
+                        self.next_set().await?;
+                        return Ok(None);
+                    }
+                    return Ok(Some(RowPacket(packet)));
+                }
                 Some(PendingResult::Taken(meta)) => self.skip_taken(meta).await?,
                 None => return Ok(None),
             }
