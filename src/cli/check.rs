@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use coffer::check::DataCheck;
+use coffer::check::{CheckReport, DataCheck};
 use coffer::{Error, Result};
 
-use super::RepoArg;
+use super::{RepoArg, print_json};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -19,6 +19,9 @@ pub struct CheckArgs {
     /// repository over time.
     #[arg(long, value_name = "SHARE|n/N", value_parser = DataCheck::parse_subset)]
     read_data_subset: Option<DataCheck>,
+    /// Print one JSON summary on stdout (the exit code is the same).
+    #[arg(long)]
+    json: bool,
 }
 
 pub async fn run(args: CheckArgs) -> Result<ExitCode> {
@@ -29,6 +32,32 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode> {
         (false, None) => DataCheck::None,
     };
     let report = coffer::check::check(&repo, data).await?;
+    if args.json {
+        print_json(&serde_json::json!({
+            "ok": report.problems.is_empty(),
+            "snapshots": report.snapshots,
+            "packs": report.packs,
+            "packs_read": report.packs_read,
+            "blobs_checked": report.blobs_checked,
+            "problems": report.problems,
+        }))?;
+    } else {
+        print_summary(&report, data);
+    }
+    if report.problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Error::corrupt(format!(
+            "the repository has {} problems",
+            report.problems.len()
+        ))
+        .with_hint(
+            "snapshots not named above still restore; keep the repository as it is and investigate",
+        ))
+    }
+}
+
+fn print_summary(report: &CheckReport, data: DataCheck) {
     for problem in &report.problems {
         println!("problem: {problem}");
     }
@@ -50,15 +79,4 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode> {
             format!("{} problems", report.problems.len())
         }
     );
-    if report.problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(Error::corrupt(format!(
-            "the repository has {} problems",
-            report.problems.len()
-        ))
-        .with_hint(
-            "snapshots not named above still restore; keep the repository as it is and investigate",
-        ))
-    }
 }
