@@ -149,6 +149,7 @@ async fn write_snapshot(
         time_given: false,
         run: None,
         change_tracking: None,
+        shard: None,
     };
     Ok(repo.save_snapshot(&snapshot).await?.to_string())
 }

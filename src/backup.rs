@@ -11,6 +11,7 @@
 //! failure. Any failure to store a blob the run claimed, whatever its kind, stops the run before
 //! a snapshot is written (see [`crate::repo::writer`]).
 
+pub mod shard;
 mod tracking;
 
 use std::collections::{HashMap, VecDeque};
@@ -24,7 +25,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;
 use crate::repo::ids::SnapshotId;
 use crate::repo::runs::ActiveRun;
-use crate::repo::snapshot::{BackupStats, DatabaseEntry, FailedDatabase, Snapshot, SourceInfo};
+use crate::repo::snapshot::{
+    BackupStats, DatabaseEntry, FailedDatabase, ShardOf, Snapshot, SourceInfo,
+};
 use crate::repo::tree::{DatabaseTree, TableRef, TableTree};
 use crate::repo::writer::BlobStore;
 use crate::source::mysql::catalog::{self, DatabaseInfo};
@@ -61,6 +64,8 @@ pub struct BackupOptions {
     /// A database at least this large (and over half a connection's share of the run) is read
     /// by all connections at once (`--large-database`); its key ranges aim at a quarter of it.
     pub large_database_bytes: u64,
+    /// This process's share of a run split over several (`--shard K/N --run-id R`).
+    pub shard: Option<ShardOf>,
 }
 
 /// Writers to a large database being synchronised wait at most this long (plus the
@@ -89,6 +94,7 @@ impl Default for BackupOptions {
             full_every: None,
             lock_wait: DEFAULT_LOCK_WAIT,
             large_database_bytes: DEFAULT_LARGE_DATABASE_BYTES,
+            shard: None,
         }
     }
 }
@@ -174,6 +180,21 @@ async fn back_up(
         ))
         .with_hint(format!("system schemas ({}) are never backed up; adjust --include/--exclude", SYSTEM_SCHEMAS.join(", "))));
     }
+    let databases = match &options.shard {
+        Some(shard) => {
+            let plan = match shard::stored_plan(repo, shard).await? {
+                Some(plan) => plan,
+                None => {
+                    let mut sized = databases.clone();
+                    let previous = tracking::latest_sizes(repo, &target.describe(), shard).await;
+                    catalog::estimate_sizes(&mut control, &mut sized, &previous).await?;
+                    shard::store_plan(repo, shard, &sized).await?
+                }
+            };
+            shard::share_of(&plan, shard, databases)
+        }
+        None => databases,
+    };
     let index = repo.load_index().await?;
     let names: Vec<String> = databases.iter().map(|d| d.name.clone()).collect();
     let now = options.time.unwrap_or(started);
@@ -188,6 +209,7 @@ async fn back_up(
             full: options.full,
             full_every: options.full_every,
             now,
+            run_id: options.shard.as_ref().map(|s| s.run_id.as_str()),
         },
         &names,
     )
@@ -343,6 +365,7 @@ async fn back_up(
         time_given: options.time.is_some(),
         run: Some(run.id.clone()),
         change_tracking: Some(plan.record.clone()),
+        shard: options.shard.clone(),
     };
     for (name, outcome) in outcomes {
         match outcome {
@@ -378,6 +401,12 @@ async fn back_up(
     run.check_lease()
         .map_err(|e| e.context("backup aborted, no snapshot written"))?;
     let snapshot_id = repo.save_snapshot(&snapshot).await?;
+    // Repositories from before summaries existed get them from their first backup on.
+    match repo.store_missing_summaries().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("stored the summaries of {n} earlier snapshots"),
+        Err(e) => tracing::warn!("summaries of earlier snapshots not stored: {e}"),
+    }
     Ok(BackupReport {
         snapshot_id,
         snapshot,

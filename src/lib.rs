@@ -18,6 +18,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod sla;
 pub mod source;
 pub mod sql;
 pub mod stats;

@@ -3,15 +3,16 @@
 //! the new snapshot's time would give is argued in docs/ARCHITECTURE.md ("Change tracking");
 //! whenever that cannot be guaranteed, every database is read and the snapshot says why.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use mysql_async::prelude::Queryable;
 
 use crate::error::Result;
 use crate::repo::Repository;
-use crate::repo::ids::BlobId;
+use crate::repo::ids::{BlobId, SnapshotId};
 use crate::repo::index::Index;
-use crate::repo::snapshot::{BinlogPosition, ChangeTracking, DatabaseEntry};
+use crate::repo::snapshot::{BinlogPosition, ChangeTracking, DatabaseEntry, ShardOf, Snapshot};
+use crate::repo::summary::SnapshotSummary;
 use crate::repo::tree::TableRef;
 use crate::source::mysql::MysqlTarget;
 use crate::source::mysql::catalog::binlog_status_statement;
@@ -124,11 +125,85 @@ pub struct Inputs<'a> {
     pub full: bool,
     pub full_every: Option<jiff::SignedDuration>,
     pub now: jiff::Timestamp,
+    /// This run's id when it is one shard of several: the other shards' snapshots of the same
+    /// run are not earlier backups.
+    pub run_id: Option<&'a str>,
+}
+
+/// Whether a snapshot of shard `shard` belongs to the run `run_id` (this run's other shards).
+fn of_run(shard: Option<&ShardOf>, run_id: Option<&str>) -> bool {
+    run_id.is_some_and(|run| shard.is_some_and(|s| s.run_id == run))
+}
+
+/// The whole snapshots of the earlier backups of `server` that `pick` chooses among the
+/// summaries (newest first; each choice brings every shard of its run), oldest first. Only
+/// these are read whole: a repository of 60 snapshots of 25,000 databases is not decrypted
+/// for every backup.
+async fn earlier_backups(
+    repo: &Repository,
+    server: &str,
+    run_id: Option<&str>,
+    picks: &[&(dyn Fn(&SnapshotSummary) -> bool + Sync)],
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    let summaries = repo.summaries().await?;
+    let earlier =
+        |s: &SnapshotSummary| s.source.server == server && !of_run(s.shard.as_ref(), run_id);
+    let keys: HashSet<String> = picks
+        .iter()
+        .filter_map(|pick| {
+            summaries
+                .iter()
+                .rev()
+                .find(|(_, s)| earlier(s) && pick(s))
+                .map(|(id, s)| s.backup_key(id))
+        })
+        .collect();
+    let mut whole = Vec::new();
+    for (id, summary) in &summaries {
+        if earlier(summary) && keys.contains(&summary.backup_key(id)) {
+            whole.push(repo.find_snapshot(&id.to_hex()).await?);
+        }
+    }
+    Ok(whole)
+}
+
+/// Row bytes per database as the newest earlier backup of `server` recorded them (for a shard
+/// plan), leaving out the snapshots of `shard`'s own run.
+pub async fn latest_sizes(
+    repo: &Repository,
+    server: &str,
+    shard: &ShardOf,
+) -> HashMap<String, u64> {
+    // Without earlier snapshots the server is asked for every size.
+    let Ok(latest) = earlier_backups(repo, server, Some(&shard.run_id), &[&|_| true]).await else {
+        return HashMap::new();
+    };
+    latest
+        .iter()
+        .flat_map(|(_, s)| s.databases.iter().map(|d| (d.name.clone(), d.bytes)))
+        .collect()
 }
 
 /// Decide which of `selected` databases can be carried over.
 pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
-    let snapshots = match inputs.repo.snapshots().await {
+    // The newest earlier backup of this server (sizes and trees), and the newest that followed
+    // the binary log of the server as it is now (what can be carried over).
+    let identity = inputs.log.as_ref().ok().map(|l| l.identity.clone());
+    let newest = |_: &SnapshotSummary| true;
+    let same_log = |s: &SnapshotSummary| {
+        s.source.binlog.is_some()
+            && s.source.server_identity.is_some()
+            && s.source.server_identity == identity
+    };
+    let with_identity = |s: &SnapshotSummary| s.source.server_identity.is_some();
+    let snapshots = match earlier_backups(
+        inputs.repo,
+        inputs.server,
+        inputs.run_id,
+        &[&newest, &same_log, &with_identity],
+    )
+    .await
+    {
         Ok(snapshots) => snapshots,
         Err(e) => {
             return Ok(Plan::full(format!(
@@ -136,15 +211,23 @@ pub async fn plan(inputs: Inputs<'_>, selected: &[String]) -> Result<Plan> {
             )));
         }
     };
+    let run_id = inputs.run_id;
+    let server = inputs.server.to_string();
+    let mut plan = decide(inputs, selected, &snapshots).await?;
     let latest = snapshots
         .iter()
         .rev()
-        .find(|(_, s)| s.source.server == inputs.server);
-    let mut plan = decide(inputs, selected, &snapshots).await?;
-    if let Some((_, latest)) = latest {
-        for db in &latest.databases {
-            plan.previous_sizes.insert(db.name.clone(), db.bytes);
-            plan.previous_trees.insert(db.name.clone(), db.tree);
+        .find(|(_, s)| s.source.server == server && !of_run(s.shard.as_ref(), run_id));
+    if let Some((latest_id, latest)) = latest {
+        let key = latest.backup_key(latest_id);
+        for (id, snapshot) in &snapshots {
+            if snapshot.backup_key(id) != key {
+                continue;
+            }
+            for db in &snapshot.databases {
+                plan.previous_sizes.insert(db.name.clone(), db.bytes);
+                plan.previous_trees.insert(db.name.clone(), db.tree);
+            }
         }
     }
     Ok(plan)
@@ -186,11 +269,15 @@ async fn decide(
             "the server filters its binary log ({filters}): changes to some databases are not logged"
         )));
     }
-    let previous = snapshots.iter().rev().find(|(_, s)| {
+    let follows_this_log = |s: &Snapshot| {
         s.source.server == inputs.server
             && s.source.binlog.is_some()
             && s.source.server_identity.as_deref() == Some(log.identity.as_str())
-    });
+    };
+    let previous = snapshots
+        .iter()
+        .rev()
+        .find(|(_, s)| follows_this_log(s) && !of_run(s.shard.as_ref(), inputs.run_id));
     let Some((previous_id, previous)) = previous else {
         let other_identity = snapshots
             .iter()
@@ -205,11 +292,38 @@ async fn decide(
             None => "no earlier snapshot of this server with a binary-log position".to_string(),
         }));
     };
-    let Some(from) = &previous.source.binlog else {
+    // A sharded backup is the snapshots of all its shards; the log is read from the earliest
+    // of their positions, so it covers every change since each of them.
+    let key = previous.backup_key(previous_id);
+    let members: Vec<&(SnapshotId, Snapshot)> = snapshots
+        .iter()
+        .filter(|(id, s)| follows_this_log(s) && s.backup_key(id) == key)
+        .collect();
+    let mut positions = members.iter().filter_map(|(_, s)| s.source.binlog.as_ref());
+    let Some(mut from) = positions.next() else {
         return Ok(Plan::full(
             "the previous snapshot has no binary-log position",
         ));
     };
+    for position in positions {
+        if log_moved_forward(position, from) {
+            from = position;
+        } else if !log_moved_forward(from, position) {
+            return Ok(Plan::full(format!(
+                "the shards of the previous run were at positions of different binary logs ({} and {})",
+                from.file, position.file
+            )));
+        }
+    }
+    // Each database from the member that holds it.
+    let earlier: HashMap<&str, (&SnapshotId, &Snapshot, &DatabaseEntry)> = members
+        .iter()
+        .flat_map(|(id, s)| {
+            s.databases
+                .iter()
+                .map(move |d| (d.name.as_str(), (id, s, d)))
+        })
+        .collect();
     if let Ok(now) = inputs.binlog
         && !log_moved_forward(from, now)
     {
@@ -255,10 +369,10 @@ async fn decide(
         if changes.database_changed(name) {
             continue;
         }
-        let Some(entry) = previous.databases.iter().find(|d| &d.name == name) else {
+        let Some(&(member_id, member, entry)) = earlier.get(name.as_str()) else {
             continue;
         };
-        let read_at = entry.read_at.unwrap_or(previous.time);
+        let read_at = entry.read_at.unwrap_or(member.time);
         if let Some(limit) = inputs.full_every
             && inputs.now.duration_since(read_at) >= limit
         {
@@ -283,7 +397,7 @@ async fn decide(
                     entry
                         .carried_from
                         .clone()
-                        .unwrap_or_else(|| previous_id.to_string()),
+                        .unwrap_or_else(|| member_id.to_string()),
                 ),
                 read_at: Some(read_at),
                 ..entry.clone()
@@ -296,10 +410,11 @@ async fn decide(
     let table_basis = (!condemned_exist).then(|| TableBasis {
         changes,
         server_id,
-        trees: previous
-            .databases
+        trees: earlier
             .iter()
-            .map(|d| (d.name.clone(), (d.tree, d.read_at.unwrap_or(previous.time))))
+            .map(|(&name, (_, member, d))| {
+                (name.to_string(), (d.tree, d.read_at.unwrap_or(member.time)))
+            })
             .collect(),
     });
     Ok(Plan {

@@ -8,8 +8,10 @@ use std::time::Duration;
 use clap::ArgMatches;
 use indicatif::{HumanBytes, ProgressBar};
 
+use coffer::backup::shard::{check_run_id, parse_shard};
 use coffer::backup::{BackupObserver, BackupOptions, DatabaseOutcome, LiveCounters, run_backup};
 use coffer::repo::ids::short_text;
+use coffer::repo::snapshot::ShardOf;
 use coffer::{Error, Result};
 
 use super::audit::{AuditTrail, Audited, check_reason};
@@ -57,9 +59,31 @@ pub struct BackupArgs {
     /// is read by all connections at once, its big tables split into key ranges.
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = super::parse_large_size)]
     large_database: u64,
+    /// Back up only this process's share K/N of the databases (K from 0 to N-1), so N hosts or
+    /// pods back up one server at once; each shard of a run needs the same --run-id.
+    #[arg(long, env = "COFFER_SHARD", value_name = "K/N", requires = "run_id")]
+    shard: Option<String>,
+    /// The name every shard of one sharded run shares (e.g. the scheduler's job name or run
+    /// number); their snapshots together are one backup.
+    #[arg(long, env = "COFFER_RUN_ID", value_name = "ID", requires = "shard")]
+    run_id: Option<String>,
     /// Print one JSON summary on stdout instead of the text lines (the exit code is the same).
     #[arg(long)]
     json: bool,
+}
+
+/// `--shard K/N` with `--run-id`, checked.
+fn shard_of(shard: Option<&str>, run_id: Option<&str>) -> Result<Option<ShardOf>> {
+    let (Some(shard), Some(run_id)) = (shard, run_id) else {
+        return Ok(None);
+    };
+    let (index, count) = parse_shard(shard)?;
+    check_run_id(run_id)?;
+    Ok(Some(ShardOf {
+        run_id: run_id.to_string(),
+        index,
+        count,
+    }))
 }
 
 /// The figures of a backup for `--metrics-file`.
@@ -111,7 +135,7 @@ fn record_metrics(s: &coffer::repo::snapshot::Snapshot) {
     );
 }
 
-fn compile_globs(globs: &[String]) -> Result<Vec<glob::Pattern>> {
+pub(super) fn compile_globs(globs: &[String]) -> Result<Vec<glob::Pattern>> {
     globs
         .iter()
         .map(|g| {
@@ -146,6 +170,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
             .transpose()?,
         lock_wait: coffer::timespec::parse_setting_duration(&args.lock_wait, "--lock-wait")?,
         large_database_bytes: args.large_database,
+        shard: shard_of(args.shard.as_deref(), args.run_id.as_deref())?,
         ..Default::default()
     };
     check_reason(&args.reason)?;
@@ -217,6 +242,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
             "failed": s.failed,
             "stats": s.stats,
             "change_tracking": s.change_tracking,
+            "shard": s.shard,
         }))?;
         return Ok(code);
     }
@@ -231,6 +257,12 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         s.stats.blobs_new,
         s.stats.duration_secs
     );
+    if let Some(shard) = &s.shard {
+        println!(
+            "shard {}/{} of run {}: the run's other shards hold the other databases",
+            shard.index, shard.count, shard.run_id
+        );
+    }
     if let Some(why) = &s.source.binlog_unavailable {
         println!("binlog position not recorded: {why}");
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use coffer::repo::ids::{SnapshotId, short_text};
-use coffer::repo::snapshot::Snapshot;
+use coffer::repo::summary::SnapshotSummary;
 use coffer::retention::{Candidate, Decision, Policy, decide};
 use coffer::timespec::parse_duration;
 use coffer::{Error, Result};
@@ -101,7 +101,7 @@ impl ForgetArgs {
     }
 
     /// The group a snapshot belongs to.
-    fn group_of(&self, snapshot: &Snapshot) -> Result<String> {
+    fn group_of(&self, snapshot: &SnapshotSummary) -> Result<String> {
         let mut parts = Vec::new();
         for field in self
             .group_by
@@ -136,22 +136,38 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
     check_reason(&args.reason)?;
     let policy = args.policy()?;
     let repo = args.repo.open().await?;
-    let snapshots = repo.snapshots().await?;
-    let mut groups: BTreeMap<String, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
+    let snapshots = repo.summaries().await?;
+    // The shards of one run are one backup: kept or removed together, aged by the first.
+    let mut backups: BTreeMap<String, Vec<(SnapshotId, SnapshotSummary)>> = BTreeMap::new();
     for (id, snapshot) in snapshots {
-        groups
-            .entry(args.group_of(&snapshot)?)
+        backups
+            .entry(snapshot.backup_key(&id))
             .or_default()
             .push((id, snapshot));
     }
+    // Backups by retention group, each by its key in `backups`.
+    let mut groups: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for (key, members) in &backups {
+        let Some((_, first)) = members.first() else {
+            continue;
+        };
+        groups.entry(args.group_of(first)?).or_default().push(key);
+    }
     let mut decided: Vec<(String, Vec<Decision>)> = Vec::new();
-    for (group, members) in &groups {
-        let candidates: Vec<Candidate> = members
+    for (group, keys) in &groups {
+        let candidates: Vec<Candidate> = keys
             .iter()
-            .map(|(id, s)| Candidate {
-                id: id.to_string(),
-                time: s.time,
-                tags: s.tags.clone(),
+            .filter_map(|&key| {
+                let shards = backups.get(key)?;
+                let time = shards.iter().map(|(_, s)| s.time).min()?;
+                Some(Candidate {
+                    id: key.clone(),
+                    time,
+                    tags: shards
+                        .first()
+                        .map(|(_, s)| s.tags.clone())
+                        .unwrap_or_default(),
+                })
             })
             .collect();
         let decisions = decide(&policy, &candidates)?;
@@ -164,11 +180,6 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
         decided.push((group.clone(), decisions));
     }
 
-    let runs: std::collections::HashMap<String, String> = groups
-        .values()
-        .flatten()
-        .filter_map(|(id, s)| Some((id.to_string(), s.run.clone()?)))
-        .collect();
     let keep: Vec<&Decision> = decided
         .iter()
         .flat_map(|(_, d)| d)
@@ -178,27 +189,32 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
         .iter()
         .flat_map(|(_, d)| d)
         .filter(|d| !d.keep())
-        .map(|d| Removed {
-            id: d.id.clone(),
-            time: d.time,
-            run: runs.get(d.id.as_str()).cloned(),
+        .flat_map(|d| backups.get(&d.id).map(Vec::as_slice).unwrap_or_default())
+        .map(|(id, s)| Removed {
+            id: id.to_string(),
+            time: s.time,
+            run: s.run.clone(),
         })
         .collect();
     if !args.json {
         for (group, decisions) in &decided {
             println!("group {}", if group.is_empty() { "(all)" } else { group });
             for d in decisions {
+                let shards = backups.get(&d.id).map_or(0, Vec::len);
                 println!(
                     "  {:<6} {}  {}  {}",
                     if d.keep() { "keep" } else { "remove" },
-                    short_text(&d.id),
+                    match d.id.strip_prefix("run:") {
+                        Some(run) => format!("run {run} ({shards} shards)"),
+                        None => short_text(&d.id).to_string(),
+                    },
                     d.time.strftime("%Y-%m-%d %H:%M:%S"),
                     d.reasons.join(", ")
                 );
             }
         }
         println!(
-            "{} snapshots kept, {} {}",
+            "{} backups kept, {} snapshots {}",
             keep.len(),
             remove.len(),
             if args.dry_run {
@@ -264,6 +280,15 @@ async fn forget(
                 refused.push(r.id.clone());
             }
         }
+    }
+    let gone: std::collections::HashSet<String> = remove
+        .iter()
+        .filter(|r| !refused.contains(&r.id))
+        .map(|r| r.id.clone())
+        .collect();
+    if let Err(e) = repo.remove_summaries_of(&gone).await {
+        // Only derived data: a summary whose snapshot is gone is ignored.
+        eprintln!("the summaries of the removed snapshots were not all removed: {e}");
     }
     eprintln!("{removed} snapshots removed; their data stays until a prune removes it");
     let audited = Audited {

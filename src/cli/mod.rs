@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod sla;
 pub mod snapshots;
 pub mod stats;
 pub mod verify_restore;
@@ -110,6 +111,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// The configuration file: `config check [--connect]`.
     Config(config::ConfigArgs),
+    /// Which databases have no backup within the window, which months no snapshot (exit 4).
+    Sla(sla::SlaArgs),
 }
 
 /// Exit code of a backup that stored a snapshot in which some databases failed.
@@ -135,6 +138,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::History(args) => history::run(args, matches).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Config(args) => config::run(args, cli.config.as_deref()).await,
+        Command::Sla(args) => sla::run(args, matches).await,
     }
 }
 

@@ -56,6 +56,8 @@ pub enum Role {
     Audit,
     RunMarker,
     PruneMark,
+    ShardPlan,
+    Summary,
 }
 
 impl Role {
@@ -70,6 +72,8 @@ impl Role {
             Role::Audit => b"coffer.v1.audit",
             Role::RunMarker => b"coffer.v1.run",
             Role::PruneMark => b"coffer.v1.prune-mark",
+            Role::ShardPlan => b"coffer.v1.shard-plan",
+            Role::Summary => b"coffer.v1.snapshot-summary",
         }
     }
 }
@@ -80,7 +84,12 @@ impl Role {
     pub fn is_metadata(self) -> bool {
         matches!(
             self,
-            Role::Index | Role::Snapshot | Role::RunMarker | Role::PruneMark
+            Role::Index
+                | Role::Snapshot
+                | Role::RunMarker
+                | Role::PruneMark
+                | Role::ShardPlan
+                | Role::Summary
         )
     }
 }

@@ -13,7 +13,9 @@ pub mod marks;
 pub mod pack;
 pub mod runs;
 pub mod select;
+pub mod shard_plan;
 pub mod snapshot;
+pub mod summary;
 pub mod tree;
 pub mod writer;
 
@@ -31,6 +33,7 @@ use crate::storage::{PutOutcome, Storage};
 use ids::{BlobId, IndexId, PackId, SnapshotId, storage_hash};
 use index::{Index, IndexFile};
 use snapshot::Snapshot;
+use summary::SnapshotSummary;
 
 /// Repository format version written by this build.
 pub const FORMAT_VERSION: u32 = 1;
@@ -114,6 +117,8 @@ pub mod paths {
     pub const AUDIT: &str = "audit/";
     pub const RUNS: &str = "runs/";
     pub const PRUNE_MARKS: &str = "prune/";
+    pub const SHARD_PLANS: &str = "shards/";
+    pub const SUMMARIES: &str = "summaries/";
 
     /// `data/<first two hex digits>/<pack id>`: fans packs out over 256 folders.
     pub fn pack(id: &super::PackId) -> String {
@@ -337,10 +342,143 @@ impl Repository {
             .map(IndexId)
     }
 
+    /// Store `snapshot`, then its summary.
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        self.save_json(paths::SNAPSHOTS, Role::Snapshot, snapshot)
+        let id = SnapshotId(
+            self.save_json(paths::SNAPSHOTS, Role::Snapshot, snapshot)
+                .await?,
+        );
+        // Derived data: a snapshot whose summary is missing is summarised when read.
+        if let Err(e) = self.save_summary(&SnapshotSummary::of(&id, snapshot)).await {
+            tracing::warn!("the summary of snapshot {} was not stored: {e}", id.short());
+        }
+        Ok(id)
+    }
+
+    async fn save_summary(&self, summary: &SnapshotSummary) -> Result<()> {
+        self.save_json(paths::SUMMARIES, Role::Summary, summary)
             .await
-            .map(SnapshotId)
+            .map(|_| ())
+    }
+
+    /// Every snapshot's summary, oldest first (see [`summary`]): a damaged snapshot that has
+    /// no summary is an error that names it, as in [`Repository::snapshots`].
+    pub async fn summaries(&self) -> Result<Vec<(SnapshotId, SnapshotSummary)>> {
+        Ok(self
+            .summaries_stored_as()
+            .await?
+            .into_iter()
+            .map(|(id, summary, _)| (id, summary))
+            .collect())
+    }
+
+    /// [`Repository::summaries`] with the object each summary is stored as (`None`: made
+    /// from the snapshot, none is stored).
+    async fn summaries_stored_as(&self) -> Result<Vec<summary::StoredSummary>> {
+        let listed = self.storage.list(paths::SNAPSHOTS).await?;
+        let ids = listed
+            .iter()
+            .map(|m| name_hash(&m.name).map(|hash| SnapshotId(*hash)))
+            .collect::<Result<Vec<_>>>()?;
+        // Damaged summaries are only derived data lost: their snapshots are read instead.
+        let (stored, _damaged) = self
+            .load_folder::<SnapshotSummary>(paths::SUMMARIES, Role::Summary)
+            .await?;
+        let stored = stored
+            .into_iter()
+            .map(|(hash, summary)| {
+                (
+                    format!("{}{}", paths::SUMMARIES, hex::encode(hash)),
+                    summary,
+                )
+            })
+            .collect();
+        let (mut all, missing) = summary::pair_up(ids, stored);
+        let derived: Vec<Result<Option<(SnapshotId, SnapshotSummary)>>> = stream::iter(missing)
+            .map(|id| async move {
+                let name = format!("{}{}", paths::SNAPSHOTS, id.to_hex());
+                match self.load_json::<Snapshot>(&name, Role::Snapshot).await {
+                    Ok(snapshot) => Ok(Some((id, SnapshotSummary::of(&id, &snapshot)))),
+                    // Removed since it was listed (by a forget).
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e.with_hint(
+                        "run `coffer check` to list every damaged object and the snapshots it affects",
+                    )),
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for made in derived {
+            if let Some((id, summary)) = made? {
+                all.push((id, summary, None));
+            }
+        }
+        all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(all)
+    }
+
+    /// Store the summaries of snapshots that have none (written before summaries existed, or
+    /// by a run that stopped between the two); returns how many were stored.
+    pub async fn store_missing_summaries(&self) -> Result<usize> {
+        let mut stored = 0;
+        for (_, summary, object) in self.summaries_stored_as().await? {
+            if object.is_none() {
+                self.save_summary(&summary).await?;
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Stored summaries that are damaged or disagree with the snapshot they name (for
+    /// `check`): they would mislead listings, retention and the SLA report.
+    pub async fn summary_problems(
+        &self,
+        snapshots: &[(SnapshotId, Snapshot)],
+    ) -> Result<Vec<String>> {
+        let (stored, damaged) = self
+            .load_folder::<SnapshotSummary>(paths::SUMMARIES, Role::Summary)
+            .await?;
+        let fix = "delete it; the next backup stores it again";
+        let mut problems: Vec<String> = damaged
+            .iter()
+            .map(|e| format!("summary: {e} ({fix})"))
+            .collect();
+        let by_id: std::collections::HashMap<String, (&SnapshotId, &Snapshot)> = snapshots
+            .iter()
+            .map(|(id, s)| (id.to_hex(), (id, s)))
+            .collect();
+        for (hash, summary) in stored {
+            let Some((id, snapshot)) = by_id.get(&summary.snapshot) else {
+                continue;
+            };
+            let expected = serde_json::to_value(SnapshotSummary::of(id, snapshot)).ok();
+            if serde_json::to_value(&summary).ok() != expected {
+                problems.push(format!(
+                    "summary {}{} does not match snapshot {} ({fix})",
+                    paths::SUMMARIES,
+                    hex::encode(hash),
+                    id.short()
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Delete the summaries of the snapshots `removed` (full hex ids), after the snapshots.
+    pub async fn remove_summaries_of(&self, removed: &HashSet<String>) -> Result<()> {
+        let (stored, _damaged) = self
+            .load_folder::<SnapshotSummary>(paths::SUMMARIES, Role::Summary)
+            .await?;
+        for (hash, summary) in stored {
+            if removed.contains(&summary.snapshot) {
+                self.storage
+                    .delete(&format!("{}{}", paths::SUMMARIES, hex::encode(hash)))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Read every index file into one in-memory index. A damaged index file is an error that

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use super::Repository;
 use super::ids::SnapshotId;
 use super::snapshot::Snapshot;
+use super::summary::SnapshotSummary;
 use crate::error::{Error, Result};
 
 /// Which snapshot a command reads.
@@ -49,57 +50,53 @@ impl Repository {
         selector: &SnapshotSelector,
         database: Option<&str>,
     ) -> Result<ChosenSnapshot> {
-        let holds =
-            |s: &Snapshot| database.is_none_or(|db| s.databases.iter().any(|d| d.name == db));
+        let holds = |s: &SnapshotSummary| database.is_none_or(|db| s.holds(db));
         let holding = database.map_or(String::new(), |db| format!(" holding database {db}"));
-        match selector {
+        let (id, reason) = match selector {
             SnapshotSelector::Id(spec) => {
                 let (id, snapshot) = self.find_snapshot(spec).await?;
-                Ok(ChosenSnapshot {
+                return Ok(ChosenSnapshot {
                     reason: format!("snapshot {} taken {}, as given", id.short(), snapshot.time),
                     id,
                     snapshot,
-                })
+                });
             }
             SnapshotSelector::Latest => {
-                let all = self.snapshots().await?;
-                let newest = all.last().map(|(id, s)| (id.short(), s.time));
-                // Why no snapshot holds the database, said from the newest one.
-                let none_holds = all
-                    .last()
-                    .map(|(id, s)| not_held(&id.short(), s, database.unwrap_or_default()));
-                let Some((id, snapshot)) = all.into_iter().rev().find(|(_, s)| holds(s)) else {
-                    return Err(none_holds.unwrap_or_else(|| {
-                        Error::not_found(format!(
-                            "{} has no snapshots yet",
-                            self.storage().location()
-                        ))
-                        .with_hint("run `coffer backup` first")
-                    }));
+                // Summaries choose; only the chosen snapshot is read whole.
+                let all = self.summaries().await?;
+                let Some((newest_id, newest)) = all.last() else {
+                    return Err(Error::not_found(format!(
+                        "{} has no snapshots yet",
+                        self.storage().location()
+                    ))
+                    .with_hint("run `coffer backup` first"));
                 };
-                let skipped = newest
-                    .filter(|(newest_id, _)| *newest_id != id.short())
-                    .map(|(newest_id, time)| {
-                        format!(" (the newer snapshot {newest_id} of {time} does not hold it)")
-                    })
-                    .unwrap_or_default();
-                Ok(ChosenSnapshot {
-                    reason: format!(
+                let Some((id, chosen)) = all.iter().rev().find(|(_, s)| holds(s)) else {
+                    return Err(self.not_held(newest_id, database.unwrap_or_default()).await);
+                };
+                // Another shard of the same run holding other databases is not news.
+                let skipped = if newest.backup_key(newest_id) == chosen.backup_key(id) {
+                    String::new()
+                } else {
+                    format!(
+                        " (the newer snapshot {} of {} does not hold it)",
+                        newest_id.short(),
+                        newest.time
+                    )
+                };
+                (
+                    *id,
+                    format!(
                         "snapshot {} taken {}, the newest{holding}{skipped}",
                         id.short(),
-                        snapshot.time
+                        chosen.time
                     ),
-                    id,
-                    snapshot,
-                })
+                )
             }
             SnapshotSelector::At(at) => {
-                let all = self.snapshots().await?;
+                let all = self.summaries().await?;
                 let oldest_holding = all.iter().find(|(_, s)| holds(s)).map(|(_, s)| s.time);
-                let Some((id, snapshot)) = all
-                    .into_iter()
-                    .rev()
-                    .find(|(_, s)| s.time <= *at && holds(s))
+                let Some((id, chosen)) = all.iter().rev().find(|(_, s)| s.time <= *at && holds(s))
                 else {
                     let hint = match oldest_holding {
                         Some(time) => format!("the oldest snapshot{holding} was taken {time}"),
@@ -110,30 +107,40 @@ impl Repository {
                     ))
                     .with_hint(hint));
                 };
-                Ok(ChosenSnapshot {
-                    reason: format!(
+                (
+                    *id,
+                    format!(
                         "snapshot {} taken {}, the newest{holding} at or before {at}",
                         id.short(),
-                        snapshot.time
+                        chosen.time
                     ),
-                    id,
-                    snapshot,
-                })
+                )
             }
-        }
+        };
+        let (id, snapshot) = self.find_snapshot(&id.to_hex()).await?;
+        Ok(ChosenSnapshot {
+            id,
+            snapshot,
+            reason,
+        })
     }
-}
 
-/// No snapshot holds `database`: say why the newest (`id`) does not (it failed there, with the
-/// error, or it was never backed up).
-fn not_held(id: &str, newest: &Snapshot, database: &str) -> Error {
-    match newest.failed.iter().find(|f| f.name == database) {
-        Some(f) => Error::not_found(format!(
-            "database {database} failed in snapshot {id} and no snapshot holds it: {}",
-            f.error
-        ))
-        .with_hint("fix the cause and run `coffer backup` again"),
-        None => Error::not_found(format!("database {database} is not in any snapshot"))
-            .with_hint("`coffer ls` lists the databases of the newest snapshot"),
+    /// No snapshot holds `database`: say why the newest (`newest`) does not (it failed there,
+    /// with the error, or it was never backed up).
+    async fn not_held(&self, newest: &SnapshotId, database: &str) -> Error {
+        let failed = match self.find_snapshot(&newest.to_hex()).await {
+            Ok((_, snapshot)) => snapshot.failed.into_iter().find(|f| f.name == database),
+            Err(e) => return e,
+        };
+        match failed {
+            Some(f) => Error::not_found(format!(
+                "database {database} failed in snapshot {} and no snapshot holds it: {}",
+                newest.short(),
+                f.error
+            ))
+            .with_hint("fix the cause and run `coffer backup` again"),
+            None => Error::not_found(format!("database {database} is not in any snapshot"))
+                .with_hint("`coffer ls` lists the databases of the newest snapshot"),
+        }
     }
 }

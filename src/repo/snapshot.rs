@@ -31,6 +31,21 @@ pub struct Snapshot {
     /// Whether databases were carried over from an earlier snapshot, and if not, why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_tracking: Option<ChangeTracking>,
+    /// One share of a backup run split over several processes (`backup --shard K/N`): the
+    /// snapshots with the same `run_id` together are one backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
+}
+
+/// Which share of a sharded backup run a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardOf {
+    /// The run's name, the same for every shard (`backup --run-id`).
+    pub run_id: String,
+    /// This shard, counted from 0.
+    pub index: u32,
+    /// How many shards the run has.
+    pub count: u32,
 }
 
 /// How a backup used the binary log to skip unchanged databases.
@@ -121,6 +136,15 @@ pub struct BackupStats {
 }
 
 impl Snapshot {
+    /// The backup this snapshot is part of: its shard run's id, or its own id when the run
+    /// was not sharded. Snapshots with the same key are listed and forgotten together.
+    pub fn backup_key(&self, id: &super::ids::SnapshotId) -> String {
+        match &self.shard {
+            Some(shard) => format!("run:{}", shard.run_id),
+            None => id.to_hex(),
+        }
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.databases.iter().map(|d| d.bytes).sum()
     }

@@ -1,4 +1,4 @@
-//! A local cache of a repository's index files and snapshots.
+//! A local cache of a repository's index files, snapshots and snapshot summaries.
 //!
 //! Those objects are immutable and named by the BLAKE3 hash of their bytes, so a cached copy is
 //! valid exactly when its hash matches its name: every read checks that, and a bad copy is
@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use super::{ObjectMeta, PutOutcome, Storage};
 use crate::error::Result;
 
-const CACHED_FOLDERS: &[&str] = &["index/", "snapshots/"];
+const CACHED_FOLDERS: &[&str] = &["index/", "snapshots/", "summaries/"];
 
 #[derive(Debug)]
 pub struct CachedStorage {

@@ -1,0 +1,218 @@
+//! Scale-out (issue 11): one backup run split over several processes with `backup --shard K/N
+//! --run-id R`. Three processes started at once stand in for three hosts or pods: every
+//! database is read by exactly one of them, their snapshots are one backup for `snapshots` and
+//! `forget`, any database restores from `latest` whichever shard holds it, a missing shard is
+//! reported without losing the others, and the next run carries unchanged databases over from
+//! all shards of the previous one.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Output, Stdio};
+
+use common::*;
+
+const DATABASES: usize = 9;
+
+fn shard(repo: &Repo, server: &MariaDb, k: usize, n: usize, run: &str) -> std::process::Child {
+    let url = server.socket_url();
+    let share = format!("{k}/{n}");
+    coffer_cmd(
+        &[
+            "backup",
+            "--mysql",
+            &url,
+            "--include",
+            "sh_*",
+            "-j",
+            "2",
+            "--shard",
+            &share,
+            "--run-id",
+            run,
+        ],
+        Some(repo.path()),
+        &[],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start coffer")
+}
+
+/// Start the given shards of `run` at once and wait for all of them.
+fn run_shards(repo: &Repo, server: &MariaDb, shards: &[usize], run: &str) -> Vec<Output> {
+    let children: Vec<_> = shards
+        .iter()
+        .map(|&k| shard(repo, server, k, 3, run))
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("coffer ran"))
+        .collect()
+}
+
+fn snapshots(repo: &Repo) -> Vec<serde_json::Value> {
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
+    listed.as_array().cloned().unwrap_or_default()
+}
+
+fn of_run<'a>(all: &'a [serde_json::Value], run: &str) -> Vec<&'a serde_json::Value> {
+    all.iter().filter(|s| s["shard"]["run_id"] == run).collect()
+}
+
+/// The databases each snapshot of `run` holds, by shard index.
+fn databases_by_shard(repo: &Repo, run: &str) -> Vec<(u64, Vec<String>)> {
+    let all = snapshots(repo);
+    let mut shards: Vec<(u64, Vec<String>)> = of_run(&all, run)
+        .into_iter()
+        .map(|s| {
+            let id = s["id"].as_str().expect("id");
+            let listing = ok(repo.coffer(&["ls", id]));
+            let names = listing
+                .lines()
+                .filter(|l| l.starts_with("sh_"))
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect();
+            (s["shard"]["index"].as_u64().expect("index"), names)
+        })
+        .collect();
+    shards.sort();
+    shards
+}
+
+#[test]
+fn three_processes_make_one_backup_that_restores_any_database() {
+    let server = MariaDb::shared();
+    // Skewed sizes: one study much larger than the rest (the first shard plans from the
+    // server's table statistics, hence ANALYZE).
+    for i in 0..DATABASES {
+        let rows = if i == 0 { 20_000 } else { 400 * (i + 1) };
+        server.sql(&format!(
+            "CREATE DATABASE sh_{i}; USE sh_{i}; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+             INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_{rows}; ANALYZE TABLE t;"
+        ));
+    }
+    let repo = Repo::new();
+
+    for out in run_shards(&repo, server, &[0, 1, 2], "nightly-1") {
+        let said = ok(out);
+        assert!(said.contains("of run nightly-1"), "{said}");
+    }
+    let shards = databases_by_shard(&repo, "nightly-1");
+    assert_eq!(
+        shards.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "one snapshot per shard"
+    );
+    let mut all: Vec<&String> = shards.iter().flat_map(|(_, names)| names).collect();
+    let count = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), count, "a database was read twice: {shards:?}");
+    assert_eq!(all.len(), DATABASES, "a database was left out: {shards:?}");
+    // Balanced by size: the large study's shard takes nothing else of size.
+    let big = shards
+        .iter()
+        .find(|(_, names)| names.contains(&"sh_0".to_string()))
+        .expect("sh_0 backed up");
+    assert!(
+        big.1.len() <= 2,
+        "the large study's shard got more: {shards:?}"
+    );
+
+    // Any database restores from `latest`, whichever shard holds it.
+    for i in [0, 4, 8] {
+        let db = format!("sh_{i}");
+        restore_copy(&repo, server, "latest", &db, &format!("{db}_back"));
+        assert_eq!(
+            checksums(server, &db),
+            checksums(server, &format!("{db}_back"))
+        );
+        server.sql(&format!("DROP DATABASE {db}_back"));
+    }
+    let listing = ok(repo.coffer(&["snapshots"]));
+    assert!(
+        listing.contains("run nightly-1") && listing.contains("3 of 3 shards, 9 databases"),
+        "{listing}"
+    );
+
+    // The next run: one study changes, and shard 1 never reports (its host is down).
+    server.sql("UPDATE sh_3.t SET v = 'changed' WHERE id = 1");
+    for out in run_shards(&repo, server, &[0, 2], "nightly-2") {
+        ok(out);
+    }
+    let listing = ok(repo.coffer(&["snapshots"]));
+    assert!(
+        listing.contains("run nightly-2") && listing.contains("no snapshot from shard 1/3"),
+        "{listing}"
+    );
+    // The shards of the second run carried unchanged studies over from all of the first run's.
+    let all = snapshots(&repo);
+    let carried: u64 = of_run(&all, "nightly-2")
+        .iter()
+        .filter_map(|s| s["change_tracking"]["carried"].as_u64())
+        .sum();
+    let second = databases_by_shard(&repo, "nightly-2");
+    let read_again: usize = second.iter().map(|(_, names)| names.len()).sum();
+    assert!(
+        carried > 0 && carried as usize >= read_again - 2,
+        "carried {carried} of {read_again}: {all:?}"
+    );
+    // Every study restores from `latest`: the changed one from the new run, shard 1's from
+    // the first run.
+    let held_by_missing_shard: BTreeSet<String> = shards[1].1.iter().cloned().collect();
+    for i in 0..DATABASES {
+        let db = format!("sh_{i}");
+        restore_copy(&repo, server, "latest", &db, &format!("{db}_back"));
+        assert_eq!(
+            checksums(server, &db),
+            checksums(server, &format!("{db}_back")),
+            "{db} (held by the missing shard: {})",
+            held_by_missing_shard.contains(&db)
+        );
+        server.sql(&format!("DROP DATABASE {db}_back"));
+    }
+
+    // forget keeps or removes a run as a whole.
+    let plan = ok(repo.coffer(&["forget", "--keep-last", "1", "--dry-run"]));
+    assert!(
+        plan.contains("keep   run nightly-2 (2 shards)")
+            && plan.contains("remove run nightly-1 (3 shards)")
+            && plan.contains("1 backups kept, 3 snapshots would be removed"),
+        "{plan}"
+    );
+
+    // A shard told another number of shards than its run was planned for stops.
+    let url = server.socket_url();
+    let out = repo.coffer(&[
+        "backup",
+        "--mysql",
+        &url,
+        "--include",
+        "sh_*",
+        "--shard",
+        "0/4",
+        "--run-id",
+        "nightly-2",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("run nightly-2 was planned for 3 shards"),
+        "{}",
+        stderr(&out)
+    );
+    let out = repo.coffer(&["backup", "--mysql", &url, "--shard", "3/3", "--run-id", "x"]);
+    assert!(
+        stderr(&out).contains("shards count from 0"),
+        "{}",
+        stderr(&out)
+    );
+    let out = repo.coffer(&["backup", "--mysql", &url, "--shard", "0/3"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("--run-id"),
+        "{}",
+        stderr(&out)
+    );
+}
