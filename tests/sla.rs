@@ -80,6 +80,20 @@ fn missing_databases_new_databases_and_missed_months_are_reported() {
     );
     assert!(!said.contains("MISSING sla_a"), "{said}");
 
+    // For Prometheus: the same figures in the metrics file.
+    let metrics = repo.path().join("sla.prom");
+    let metrics_arg = metrics.to_string_lossy().into_owned();
+    let mut with_metrics = args.to_vec();
+    with_metrics.extend(["--metrics-file", &metrics_arg]);
+    assert_eq!(repo.coffer(&with_metrics).status.code(), Some(4));
+    let written = std::fs::read_to_string(&metrics).expect("metrics file");
+    let missing_line = written
+        .lines()
+        .find(|l| l.starts_with("coffer_sla_databases_missing{"))
+        .expect("coffer_sla_databases_missing");
+    assert!(missing_line.ends_with(" 2"), "{written}");
+    assert!(written.contains("coffer_last_run_success{"), "{written}");
+
     let mut json_args = args.to_vec();
     json_args.push("--json");
     let out = repo.coffer(&json_args);

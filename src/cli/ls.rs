@@ -52,6 +52,12 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
             snap.source.server,
             snap.time
         );
+        if let Some(shard) = &snap.shard {
+            println!(
+                "shard {}/{} of run {}: the run's other shards hold its other databases (`coffer snapshots`)",
+                shard.index, shard.count, shard.run_id
+            );
+        }
         for db in &snap.databases {
             println!(
                 "{:<40} {:>6} tables {:>12} rows {:>10}  {}",

@@ -82,6 +82,7 @@ pub async fn run(args: SlaArgs, matches: &ArgMatches) -> Result<ExitCode> {
         jiff::Timestamp::now(),
         &selected,
     );
+    record_metrics(&report);
     if args.json {
         print_json(&report)?;
     } else {
@@ -92,6 +93,33 @@ pub async fn run(args: SlaArgs, matches: &ArgMatches) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_SLA_MISSED)
     })
+}
+
+/// The report's figures for `--metrics-file`, per server (label `sla_server`: `server` is
+/// the common label of the server `--mysql` names, when given).
+fn record_metrics(report: &SlaReport) {
+    use super::metrics::record;
+    for server in &report.servers {
+        let labels = [("sla_server", server.server.as_str())];
+        record(
+            "coffer_sla_databases_missing",
+            "Databases with no backup within the SLA window.",
+            &labels,
+            server.missing.len() as f64,
+        );
+        record(
+            "coffer_sla_databases_expected",
+            "Databases the SLA report expected a backup of.",
+            &labels,
+            server.expected as f64,
+        );
+        record(
+            "coffer_sla_months_missing",
+            "Months of the checked range without a snapshot.",
+            &labels,
+            server.months_missing.len() as f64,
+        );
+    }
 }
 
 fn print_report(report: &SlaReport, within: &str) {
