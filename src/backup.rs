@@ -182,7 +182,7 @@ async fn back_up(
     }
     let databases = match &options.shard {
         Some(shard) => {
-            let plan = match shard::stored_plan(repo, shard).await? {
+            let plan = match shard::stored_plan(repo, shard, options.run_lease).await? {
                 Some(plan) => plan,
                 None => {
                     let mut sized = databases.clone();

@@ -183,6 +183,10 @@ fn three_processes_make_one_backup_that_restores_any_database() {
             && plan.contains("1 backups kept, 3 snapshots would be removed"),
         "{plan}"
     );
+    let plans = || std::fs::read_dir(repo.path().join("shards")).map_or(0, |d| d.count());
+    assert_eq!(plans(), 2, "one plan per run");
+    ok(repo.coffer(&["forget", "--keep-last", "1"]));
+    assert_eq!(plans(), 1, "the forgotten run's plan is removed with it");
 
     // A shard told another number of shards than its run was planned for stops.
     let url = server.socket_url();
@@ -212,6 +216,52 @@ fn three_processes_make_one_backup_that_restores_any_database() {
     let out = repo.coffer(&["backup", "--mysql", &url, "--shard", "0/3"]);
     assert!(
         !out.status.success() && stderr(&out).contains("--run-id"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A run id an earlier run already used (a scheduler that passes a fixed id) would file this
+/// backup under that run: refused, naming the fix.
+#[test]
+fn a_run_id_an_earlier_run_used_is_refused() {
+    use coffer::repo::Repository;
+    use coffer::repo::shard_plan::ShardPlan;
+    use coffer::storage::local::LocalStorage;
+
+    let server = MariaDb::shared();
+    server.sql("CREATE DATABASE IF NOT EXISTS reused_run_db; USE reused_run_db; CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY)");
+    let repo = Repo::new();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let storage = std::sync::Arc::new(LocalStorage::new(repo.path()));
+        let opened = Repository::open(storage, &common::library::provider())
+            .await
+            .expect("open");
+        opened
+            .store_shard_plan(ShardPlan {
+                version: 1,
+                run_id: "nightly".into(),
+                created: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(36),
+                shards: vec![vec!["reused_run_db".into()], vec![]],
+            })
+            .await
+            .expect("plan stored");
+    });
+    let out = repo.coffer(&[
+        "backup",
+        "--mysql",
+        &server.socket_url(),
+        "--include",
+        "reused_run_db",
+        "--shard",
+        "0/2",
+        "--run-id",
+        "nightly",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("every backup run needs its own --run-id"),
         "{}",
         stderr(&out)
     );

@@ -114,10 +114,26 @@ pub fn share_of(
         .collect()
 }
 
-/// The plan of `shard`'s run, if a shard of it stored one already.
-pub async fn stored_plan(repo: &Repository, shard: &ShardOf) -> Result<Option<ShardPlan>> {
-    let plan = repo.load_shard_plan(&shard.run_id).await?;
-    plan.map(|plan| fits(plan, shard)).transpose()
+/// The plan of `shard`'s run, if a shard of it stored one already. A plan stored longer ago
+/// than a run may last (`lease`) belongs to an earlier run that used the same id: following it
+/// would file this backup under that run, so it is refused.
+pub async fn stored_plan(
+    repo: &Repository,
+    shard: &ShardOf,
+    lease: std::time::Duration,
+) -> Result<Option<ShardPlan>> {
+    let Some(plan) = repo.load_shard_plan(&shard.run_id).await? else {
+        return Ok(None);
+    };
+    let age = jiff::Timestamp::now().duration_since(plan.created);
+    if age.as_secs() > 0 && age.unsigned_abs() > lease {
+        return Err(Error::invalid(format!(
+            "run id {} was first used at {} (longer ago than a run may last): every backup run needs its own --run-id",
+            shard.run_id, plan.created
+        ))
+        .with_hint("derive it from the scheduler's run, e.g. github-${{ github.run_id }} or the Kubernetes Job's name"));
+    }
+    fits(plan, shard).map(Some)
 }
 
 /// Store the plan dealing `databases` out, unless another shard of the run stored one first;

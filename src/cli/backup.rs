@@ -173,6 +173,11 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         shard: shard_of(args.shard.as_deref(), args.run_id.as_deref())?,
         ..Default::default()
     };
+    if let Some(shard) = &options.shard {
+        // Each shard's host writes its own metrics file; the label keeps their series apart
+        // when one collector gathers them.
+        super::metrics::label("shard", format!("{}/{}", shard.index, shard.count));
+    }
     check_reason(&args.reason)?;
     let repo = args.repo.open().await?;
     let trail = AuditTrail::start(&repo, "backup", args.reason.clone(), |r| {

@@ -130,6 +130,9 @@ struct Removed {
     /// The snapshot's run marker, removed with it (a prune would otherwise wait for the run).
     #[serde(skip)]
     run: Option<String>,
+    /// The sharded run the snapshot belongs to: its shard plan goes with the run's last snapshot.
+    #[serde(skip)]
+    shard_run: Option<String>,
 }
 
 pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
@@ -194,6 +197,7 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
             id: id.to_string(),
             time: s.time,
             run: s.run.clone(),
+            shard_run: s.shard.as_ref().map(|shard| shard.run_id.clone()),
         })
         .collect();
     if !args.json {
@@ -286,6 +290,21 @@ async fn forget(
         .filter(|r| !refused.contains(&r.id))
         .map(|r| r.id.clone())
         .collect();
+    // A run is removed as a whole; one whose snapshots did not all go keeps its plan.
+    let runs_gone: std::collections::BTreeSet<&str> = remove
+        .iter()
+        .filter_map(|r| r.shard_run.as_deref())
+        .filter(|run| {
+            !remove
+                .iter()
+                .any(|r| r.shard_run.as_deref() == Some(*run) && refused.contains(&r.id))
+        })
+        .collect();
+    for run in runs_gone {
+        if let Err(e) = repo.remove_shard_plan(run).await {
+            eprintln!("{e} (it only takes a little space)");
+        }
+    }
     if let Err(e) = repo.remove_summaries_of(&gone).await {
         // Only derived data: a summary whose snapshot is gone is ignored.
         eprintln!("the summaries of the removed snapshots were not all removed: {e}");

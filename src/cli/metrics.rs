@@ -4,8 +4,9 @@
 //!
 //! Every run writes when it ended, whether it succeeded, how long it took, and keeps the time
 //! of the last success from the file it replaces, so an alert can fire on "no successful
-//! backup for 12 h". Commands add their own figures with [`record`]; the repository, server and
-//! job become labels of every sample. The file is replaced atomically (written aside, renamed).
+//! backup for 12 h". Commands add their own figures with [`record`]; the repository, server,
+//! job and shard become labels of every sample. The file is replaced atomically (written aside,
+//! renamed).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,7 +25,7 @@ struct Sample {
 static SAMPLES: Mutex<Vec<Sample>> = Mutex::new(Vec::new());
 static LABELS: Mutex<BTreeMap<&'static str, String>> = Mutex::new(BTreeMap::new());
 
-/// A label of every sample of this run (`repository`, `server`, `job`).
+/// A label of every sample of this run (`repository`, `server`, `job`, `shard`).
 pub fn label(name: &'static str, value: impl Into<String>) {
     if let Ok(mut labels) = LABELS.lock() {
         labels.insert(name, value.into());

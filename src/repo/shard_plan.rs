@@ -88,9 +88,23 @@ impl Repository {
                                 proposed.run_id
                             ),
                         )
-                        .with_hint("a prune removed it: give the run a new --run-id")
+                        .with_hint(
+                            "`forget` removed the run meanwhile: give this run a new --run-id",
+                        )
                     })
             }
+        }
+    }
+
+    /// Delete the plan of `run_id`, once `forget` removed every snapshot of that run (a plan
+    /// is only read by the run's own shards, and by a later run reusing the id, which is
+    /// refused while the plan exists).
+    pub async fn remove_shard_plan(&self, run_id: &str) -> Result<()> {
+        match self.storage().delete(&object_name(run_id)).await {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                Err(e.context(format!("removing the shard plan of run {run_id}")))
+            }
+            _ => Ok(()),
         }
     }
 }
