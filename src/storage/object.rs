@@ -126,6 +126,11 @@ impl ObjectStorage {
                 if let Some(endpoint) = options.endpoint.clone() {
                     builder = builder.with_endpoint(endpoint);
                 }
+                // AKS's workload-identity webhook sets the host with a trailing slash, which
+                // the client would keep in the token URL ("…com//TENANT/…").
+                if let Ok(authority) = std::env::var("AZURE_AUTHORITY_HOST") {
+                    builder = builder.with_authority_host(authority.trim_end_matches('/'));
+                }
                 (
                     Arc::new(builder.build().map_err(build_err)?),
                     prefix.to_vec(),
