@@ -137,6 +137,21 @@ fn three_processes_make_one_backup_that_restores_any_database() {
         listing.contains("run nightly-1") && listing.contains("3 of 3 shards, 9 databases"),
         "{listing}"
     );
+    // A restore drill samples the whole run, not one shard's snapshot; named databases are
+    // each drilled from the shard holding them.
+    let url = server.socket_url();
+    let drill = ok(repo.coffer(&["verify-restore", "--mysql", &url, "--sample", "9"]));
+    assert!(drill.contains("9 of 9 databases restored equal"), "{drill}");
+    let named = ok(repo.coffer(&[
+        "verify-restore",
+        "--mysql",
+        &url,
+        "--db",
+        &shards[0].1[0],
+        "--db",
+        &shards[2].1[0],
+    ]));
+    assert!(named.contains("2 of 2 databases restored equal"), "{named}");
 
     // The next run: one study changes, and shard 1 never reports (its host is down).
     server.sql("UPDATE sh_3.t SET v = 'changed' WHERE id = 1");
@@ -189,7 +204,6 @@ fn three_processes_make_one_backup_that_restores_any_database() {
     assert_eq!(plans(), 1, "the forgotten run's plan is removed with it");
 
     // A shard told another number of shards than its run was planned for stops.
-    let url = server.socket_url();
     let out = repo.coffer(&[
         "backup",
         "--mysql",

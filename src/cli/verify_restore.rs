@@ -2,6 +2,7 @@
 //! schemas, proves each equals the snapshot ([`coffer::restore::verify`]), drops the scratch
 //! schema, and reports pass or fail with timings; the result goes into the audit log.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -10,7 +11,9 @@ use std::time::Instant;
 use clap::ArgMatches;
 
 use coffer::repo::Repository;
+use coffer::repo::ids::{SnapshotId, short_text};
 use coffer::repo::select::ChosenSnapshot;
+use coffer::repo::snapshot::Snapshot;
 use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
 use coffer::restore::verify::{TableVerdict, verify_restored};
 use coffer::restore::{RestoreOptions, RestorePlan};
@@ -50,6 +53,8 @@ pub struct VerifyRestoreArgs {
 #[derive(serde::Serialize)]
 struct Drill {
     database: String,
+    /// The snapshot it was restored from (the shards of a run are several snapshots).
+    snapshot: String,
     passed: bool,
     restore_seconds: f64,
     verify_seconds: f64,
@@ -77,10 +82,20 @@ async fn drill(
     target: &MysqlTarget,
 ) -> Result<(ExitCode, Audited)> {
     let named = args.databases.first().map(String::as_str);
-    let ChosenSnapshot { id, snapshot, .. } = args.choice.choose(repo, named).await?;
-    let mut databases = args.databases.clone();
+    let chosen = args.choice.choose(repo, named).await?;
+    let id = chosen.id;
+    // Each database with the snapshot it is drilled from: the one a restore of it would use.
+    let mut databases: Vec<(String, SnapshotId)> = Vec::new();
+    for (i, database) in args.databases.iter().enumerate() {
+        let from = if i == 0 {
+            chosen.id
+        } else {
+            args.choice.choose(repo, Some(database)).await?.id
+        };
+        databases.push((database.clone(), from));
+    }
     if let Some(n) = args.sample {
-        let mut pool: Vec<String> = snapshot.databases.iter().map(|d| d.name.clone()).collect();
+        let mut pool = backup_databases(repo, &chosen).await?;
         // A random sample without repetition: a partial Fisher-Yates shuffle.
         for i in 0..n.min(pool.len()) {
             let mut r = [0u8; 8];
@@ -96,8 +111,17 @@ async fn drill(
         );
     }
     let index = Arc::new(repo.load_index().await?);
+    let mut snapshots: HashMap<SnapshotId, Snapshot> =
+        HashMap::from([(chosen.id, chosen.snapshot)]);
     let mut drills = Vec::with_capacity(databases.len());
-    for database in &databases {
+    for (database, from) in &databases {
+        if !snapshots.contains_key(from) {
+            let (_, snapshot) = repo.find_snapshot(&from.to_hex()).await?;
+            snapshots.insert(*from, snapshot);
+        }
+        let Some(snapshot) = snapshots.get(from) else {
+            continue;
+        };
         let mut tag = [0u8; 6];
         coffer::crypto::fill_random(&mut tag)?;
         let scratch = format!("coffer_verify_{}", hex::encode(tag));
@@ -105,8 +129,8 @@ async fn drill(
             args,
             repo,
             &index,
-            &snapshot,
-            &id.short(),
+            snapshot,
+            &from.short(),
             database,
             &scratch,
             target,
@@ -129,6 +153,7 @@ async fn drill(
             Ok(drill) => drill,
             Err(e) => Drill {
                 database: database.clone(),
+                snapshot: from.to_string(),
                 passed: false,
                 restore_seconds: 0.0,
                 verify_seconds: 0.0,
@@ -143,9 +168,10 @@ async fn drill(
     } else {
         for d in &drills {
             println!(
-                "{:<6} {}  restore {:.1}s, verify {:.1}s{}",
+                "{:<6} {} (snapshot {})  restore {:.1}s, verify {:.1}s{}",
                 if d.passed { "PASS" } else { "FAIL" },
                 d.database,
+                short_text(&d.snapshot),
                 d.restore_seconds,
                 d.verify_seconds,
                 d.error
@@ -164,9 +190,8 @@ async fn drill(
             }
         }
         println!(
-            "{passed} of {} databases restored equal to snapshot {}",
-            drills.len(),
-            id.short()
+            "{passed} of {} databases restored equal to their snapshot",
+            drills.len()
         );
     }
     let audited = Audited {
@@ -200,6 +225,30 @@ async fn drill(
         )
         .with_hint("run `coffer check --read-data`; the details are above"))
     }
+}
+
+/// The databases of `chosen`'s backup, each with the snapshot holding it: the snapshot's own,
+/// and for a shard of a sharded run also those of the run's other shards, so a drill samples
+/// the whole backup.
+async fn backup_databases(
+    repo: &Repository,
+    chosen: &ChosenSnapshot,
+) -> Result<Vec<(String, SnapshotId)>> {
+    let mut pool: Vec<(String, SnapshotId)> = chosen
+        .snapshot
+        .databases
+        .iter()
+        .map(|d| (d.name.clone(), chosen.id))
+        .collect();
+    if chosen.snapshot.shard.is_some() {
+        let run = chosen.snapshot.backup_key(&chosen.id);
+        for (id, summary) in repo.summaries().await? {
+            if id != chosen.id && summary.backup_key(&id) == run {
+                pool.extend(summary.databases.iter().map(|name| (name.clone(), id)));
+            }
+        }
+    }
+    Ok(pool)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -245,6 +294,7 @@ async fn drill_one(
     let tables = verify_restored(repo, index, &plan, target, scratch).await?;
     Ok(Drill {
         database: database.to_string(),
+        snapshot: label.to_string(),
         passed: tables.iter().all(|t| t.equal),
         restore_seconds,
         verify_seconds: started.elapsed().as_secs_f64(),
