@@ -46,16 +46,37 @@ def free_port():
     return port
 
 
+# The private server's pid file, once started: its CPU time is measured around every command,
+# since on a small machine the server and the tool share the cores.
+SERVER_PID_FILE = None
+
+
+def server_cpu_seconds():
+    """User + system CPU seconds the server has used so far (/proc/PID/stat), or None."""
+    try:
+        pid = Path(SERVER_PID_FILE).read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, TypeError, ValueError, IndexError):
+        return None
+
+
 def timed(cmd, env=None, stdout=None, stdin=None, shell=False):
-    """Run a command under GNU time; return wall seconds, CPU seconds and peak RSS in MiB."""
+    """Run a command under GNU time; return wall seconds, CPU seconds, peak RSS in MiB, and the
+    server's CPU seconds meanwhile."""
     wrapped = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", "/tmp/coffer-bench-time"] + (["sh", "-c", cmd] if shell else cmd)
+    server_before = server_cpu_seconds()
     started = time.monotonic()
     proc = subprocess.run(wrapped, env=env, stdout=stdout or subprocess.DEVNULL, stdin=stdin, stderr=subprocess.PIPE)
     wall = time.monotonic() - started
+    server_after = server_cpu_seconds()
     if proc.returncode != 0:
         sys.exit(f"command failed ({proc.returncode}): {cmd}\n{proc.stderr.decode(errors='replace')[-3000:]}")
     e, u, s, m = Path("/tmp/coffer-bench-time").read_text().split()[-4:]
-    return {"wall_s": round(wall, 3), "cpu_s": round(float(u) + float(s), 3), "peak_mib": round(int(m) / 1024, 1)}
+    result = {"wall_s": round(wall, 3), "cpu_s": round(float(u) + float(s), 3), "peak_mib": round(int(m) / 1024, 1)}
+    if server_before is not None and server_after is not None:
+        result["server_cpu_s"] = round(server_after - server_before, 3)
+    return result
 
 
 def median(run, times=5):
@@ -93,6 +114,8 @@ class Bench:
 
     def start(self):
         subprocess.run([str(ROOT / "scripts" / "mariadb-sandbox.sh"), "start", str(self.db_dir), str(free_port())], check=True)
+        global SERVER_PID_FILE
+        SERVER_PID_FILE = self.db_dir / "mariadbd.pid"
         # A buffer pool large enough to hold the estate, as on a production server.
         self.sql("SET GLOBAL innodb_buffer_pool_size = 2147483648")
 
@@ -231,8 +254,24 @@ class Bench:
                                   "largest_study_share": round(int(largest) / max(1, size), 3),
                                   "generation_s": round(time.monotonic() - started, 1)}
         log(f"estate: {len(dbs)} databases, {size / 2**20:.0f} MiB in InnoDB, ~{rows} rows")
+        self.settle()
         self.warm(prefix)
         return dbs
+
+    def settle(self, limit_s=300):
+        """Wait until InnoDB has written the generated pages and purged the load's undo log:
+        otherwise its background threads take CPU from whichever tool runs first."""
+        self.sql("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+        started = time.monotonic()
+        while time.monotonic() - started < limit_s:
+            status = dict(line.split("\t") for line in self.sql(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_buffer_pool_pages_dirty', 'Innodb_history_list_length')"
+            ).strip().splitlines())
+            if all(int(v) < 100 for v in status.values()):
+                break
+            time.sleep(2)
+        self.sql("SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT")
+        log(f"server settled in {time.monotonic() - started:.0f} s")
 
     def speed(self, prefix):
         """Full-backup speed at each connection count of --jobs-list, against the raw read and
@@ -346,9 +385,15 @@ def speed_lines(r):
     lines = ["", f"estate: {e['databases']} databases, {e['innodb_bytes'] / 2**20:.0f} MiB InnoDB, ~{e['approx_rows']} rows, "
                  f"largest study {100 * e.get('largest_study_share', 0):.0f} %; {r['machine']['cores']} cores"]
     for jobs, x in r["speed"].items():
-        lines += ["", f"full backup, {jobs} connections       wall s   x raw read   CPU s   peak MiB"]
+        lines += ["", f"full backup, {jobs} connections       wall s   x raw read   CPU s   server CPU s   cores busy   peak MiB"]
+        cores = r["machine"]["cores"]
         for name, v in x.items():
-            lines.append(f"   {name:<36} {v['wall_s']:>7.1f}   {v['ratio_to_raw_read']:>9.2f}   {v['cpu_s']:>5.1f}   {v['peak_mib']:>8.1f}")
+            server = v.get("server_cpu_s")
+            # How much of the machine the tool and the server used together: near 1.0, the run
+            # is bound by CPU, and every CPU-second the tool spends is one the server lacks.
+            busy = f"{(v['cpu_s'] + server) / (v['wall_s'] * cores):>9.2f}" if server is not None else "        -"
+            server = f"{server:>12.1f}" if server is not None else "           -"
+            lines.append(f"   {name:<36} {v['wall_s']:>7.1f}   {v['ratio_to_raw_read']:>9.2f}   {v['cpu_s']:>5.1f}   {server}   {busy}   {v['peak_mib']:>8.1f}")
     return lines
 
 
