@@ -3,6 +3,7 @@
 //! schema, and reports pass or fail with timings; the result goes into the audit log.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -115,12 +116,9 @@ async fn drill(
         HashMap::from([(chosen.id, chosen.snapshot)]);
     let mut drills = Vec::with_capacity(databases.len());
     for (database, from) in &databases {
-        if !snapshots.contains_key(from) {
-            let (_, snapshot) = repo.find_snapshot(&from.to_hex()).await?;
-            snapshots.insert(*from, snapshot);
-        }
-        let Some(snapshot) = snapshots.get(from) else {
-            continue;
+        let snapshot = match snapshots.entry(*from) {
+            Entry::Occupied(loaded) => loaded.into_mut(),
+            Entry::Vacant(slot) => slot.insert(repo.find_snapshot(&from.to_hex()).await?.1),
         };
         let mut tag = [0u8; 6];
         coffer::crypto::fill_random(&mut tag)?;
