@@ -11,12 +11,55 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::{MasterSecret, NONCE_LEN, fill_random};
 use crate::error::{Error, ErrorKind, Result};
 
 const SLOT_AAD: &[u8] = b"coffer.v1.keyslot";
+
+/// How a key-encryption key wraps what a key slot holds: base64 of `nonce ‖
+/// XChaCha20-Poly1305(kek, plaintext, aad)`, with a fresh random nonce.
+pub(crate) fn seal_with_kek(kek: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce)?;
+    let sealed = XChaCha20Poly1305::new(&(*kek).into())
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| Error::new(ErrorKind::Corrupt, "wrapping a key failed"))?;
+    let mut wrapped = nonce.to_vec();
+    wrapped.extend_from_slice(&sealed);
+    Ok(B64.encode(wrapped))
+}
+
+/// The plaintext [`seal_with_kek`] wrapped in `wrapped` (`what` names it in errors), or `None`
+/// when `kek` does not open it (another key, or altered bytes).
+pub(crate) fn open_with_kek(
+    kek: &[u8; 32],
+    aad: &[u8],
+    wrapped: &str,
+    what: &str,
+) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    let wrapped = B64
+        .decode(wrapped)
+        .map_err(|e| Error::corrupt(format!("{what} is not base64")).with_source(e))?;
+    if wrapped.len() < NONCE_LEN {
+        return Err(Error::corrupt(format!("{what} is truncated")));
+    }
+    let (nonce, body) = wrapped.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce
+        .try_into()
+        .map_err(|_| Error::corrupt("nonce length"))?;
+    Ok(XChaCha20Poly1305::new(&(*kek).into())
+        .decrypt(&XNonce::from(nonce), Payload { msg: body, aad })
+        .ok()
+        .map(Zeroizing::new))
+}
 
 /// The stored form of a key slot (`keys/<id>`, plaintext JSON: it holds only wrapped material).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -245,26 +288,13 @@ impl KeyProvider for PassphraseProvider {
             salt: B64.encode(salt),
         };
         let kek = self.kek(&kdf)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        let cipher = XChaCha20Poly1305::new(&(*kek).into());
-        let sealed = cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: secret.as_bytes(),
-                    aad: SLOT_AAD,
-                },
-            )
-            .map_err(|_| Error::new(ErrorKind::Corrupt, "wrapping the master key failed"))?;
-        let mut wrapped = nonce.to_vec();
-        wrapped.extend_from_slice(&sealed);
+        let wrapped_key = seal_with_kek(&kek, SLOT_AAD, secret.as_bytes())?;
         Ok(KeySlot {
             version: 1,
             created: jiff::Timestamp::now(),
             hostname: crate::hostname(),
             wrapping: Wrapping::Passphrase { kdf },
-            wrapped_key: B64.encode(wrapped),
+            wrapped_key,
         })
     }
 
@@ -273,34 +303,14 @@ impl KeyProvider for PassphraseProvider {
             return Ok(None);
         };
         let kek = self.kek(kdf)?;
-        let wrapped = B64
-            .decode(&slot.wrapped_key)
-            .map_err(|e| Error::corrupt("wrapped key is not base64").with_source(e))?;
-        if wrapped.len() < NONCE_LEN {
-            return Err(Error::corrupt("wrapped key is truncated"));
-        }
-        let (nonce, body) = wrapped.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce
+        let Some(plain) = open_with_kek(&kek, SLOT_AAD, &slot.wrapped_key, "wrapped key")? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = plain
+            .as_slice()
             .try_into()
-            .map_err(|_| Error::corrupt("nonce length"))?;
-        let cipher = XChaCha20Poly1305::new(&(*kek).into());
-        match cipher.decrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: body,
-                aad: SLOT_AAD,
-            },
-        ) {
-            Ok(mut plain) => {
-                let bytes: Result<[u8; 32]> = plain
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::corrupt("unwrapped key has the wrong length"));
-                plain.zeroize();
-                Ok(Some(MasterSecret::from_bytes(bytes?)))
-            }
-            Err(_) => Ok(None),
-        }
+            .map_err(|_| Error::corrupt("unwrapped key has the wrong length"))?;
+        Ok(Some(MasterSecret::from_bytes(bytes)))
     }
 }
 

@@ -5,14 +5,12 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{Config, FORMAT_VERSION, Repository, paths, read_key_slot};
-use crate::crypto::keys::{KeyProvider, KeySlot, Wrapping};
-use crate::crypto::{Keys, MasterSecret, NONCE_LEN, Role, WriteMaterial, fill_random};
+use crate::crypto::keys::{KeyProvider, KeySlot, Wrapping, open_with_kek, seal_with_kek};
+use crate::crypto::{Keys, MasterSecret, Role, WriteMaterial, fill_random};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{PutOutcome, Storage};
 
@@ -178,25 +176,13 @@ impl Repository {
         );
         let mut secret = Zeroizing::new([0u8; 32]);
         fill_random(secret.as_mut())?;
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        let sealed = XChaCha20Poly1305::new(&(*secret).into())
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: &json,
-                    aad: WRITE_ONLY_AAD,
-                },
-            )
-            .map_err(|_| Error::new(ErrorKind::Corrupt, "sealing a write-only key failed"))?;
-        let mut wrapped = nonce.to_vec();
-        wrapped.extend_from_slice(&sealed);
+        let wrapped_key = seal_with_kek(&secret, WRITE_ONLY_AAD, &json)?;
         let slot = KeySlot {
             version: FORMAT_VERSION,
             created: jiff::Timestamp::now(),
             hostname: crate::hostname(),
             wrapping: Wrapping::WriteOnly {},
-            wrapped_key: B64.encode(wrapped),
+            wrapped_key,
         };
         let id = store_slot(self.storage.as_ref(), &slot).await?;
         let file = WriteOnlyKeyFile {
@@ -249,35 +235,21 @@ impl Repository {
                 file.slot
             )));
         }
-        let wrapped = B64
-            .decode(&slot.wrapped_key)
-            .map_err(|e| Error::corrupt("write-only key slot is not base64").with_source(e))?;
-        if wrapped.len() < NONCE_LEN {
-            return Err(Error::corrupt("write-only key slot is truncated"));
-        }
-        let (nonce, body) = wrapped.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce
-            .try_into()
-            .map_err(|_| Error::corrupt("nonce length"))?;
-        let json = Zeroizing::new(
-            XChaCha20Poly1305::new(&(*secret).into())
-                .decrypt(
-                    &XNonce::from(nonce),
-                    Payload {
-                        msg: body,
-                        aad: WRITE_ONLY_AAD,
-                    },
-                )
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::WrongPassword,
-                        format!(
-                            "the key file does not open write-only key slot {}",
-                            file.slot
-                        ),
-                    )
-                })?,
-        );
+        let json = open_with_kek(
+            &secret,
+            WRITE_ONLY_AAD,
+            &slot.wrapped_key,
+            "write-only key slot",
+        )?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::WrongPassword,
+                format!(
+                    "the key file does not open write-only key slot {}",
+                    file.slot
+                ),
+            )
+        })?;
         let grant: WriteOnlyGrant = serde_json::from_slice(&json)
             .map_err(|e| Error::corrupt("write-only key slot is not valid").with_source(e))?;
         if grant.config.id != file.repository || grant.config.version != FORMAT_VERSION {

@@ -162,9 +162,7 @@ impl AwsKmsKey {
             .build()
             .map_err(|e| Error::invalid("setting up an HTTPS client").with_source(e))?;
         let endpoint = self.endpoint();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let (status, text) = super::send_with_retries(&format!("AWS KMS at {endpoint}"), || {
             let mut request = http::Request::builder()
                 .method(http::Method::POST)
                 .uri(&endpoint)
@@ -179,35 +177,15 @@ impl AwsKmsKey {
             for (name, value) in request.headers() {
                 outgoing = outgoing.header(name, value);
             }
-            let sent = outgoing.send().await;
-            let response = match sent {
-                Ok(response) => response,
-                Err(e) if attempt < 3 => {
-                    tracing::debug!("AWS KMS request failed, retrying: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(Error::new(
-                        ErrorKind::Storage,
-                        format!("AWS KMS at {endpoint} did not answer"),
-                    )
-                    .with_source(e));
-                }
-            };
-            let status = response.status();
-            let text = Zeroizing::new(response.text().await.unwrap_or_default());
-            if status.is_success() {
-                return serde_json::from_str(&text).map_err(|e| {
-                    Error::invalid(format!("AWS KMS {action} returned no JSON")).with_source(e)
-                });
-            }
-            if (status.is_server_error() || status.as_u16() == 429) && attempt < 3 {
-                tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
-                continue;
-            }
-            return Err(self.refusal(action, status.as_u16(), &text));
+            Ok(outgoing)
+        })
+        .await?;
+        if status.is_success() {
+            return serde_json::from_str(&text).map_err(|e| {
+                Error::invalid(format!("AWS KMS {action} returned no JSON")).with_source(e)
+            });
         }
+        Err(self.refusal(action, status.as_u16(), &text))
     }
 
     /// The error for a KMS that said no, naming the key, the cause and what to do.

@@ -166,44 +166,21 @@ impl AzureVaultKey {
             serde_json::to_vec(&json!({"alg": self.algorithm, "value": *value}))
                 .map_err(|e| Error::invalid("encoding a Key Vault request").with_source(e))?,
         );
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let sent = client
+        let service = format!("Key Vault {}", self.host);
+        let (status, reply) = super::send_with_retries(&service, || {
+            Ok(client
                 .post(&url)
                 .bearer_auth(token.as_str())
                 .header("content-type", "application/json")
-                .body(body.to_vec())
-                .send()
-                .await;
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) if attempt < 3 => {
-                    tracing::debug!("Key Vault request failed, retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(Error::new(
-                        ErrorKind::Storage,
-                        format!("Key Vault {} did not answer", self.host),
-                    )
-                    .with_source(e));
-                }
-            };
-            let status = response.status();
-            let reply = Zeroizing::new(response.text().await.unwrap_or_default());
-            if status.is_success() {
-                return serde_json::from_str(&reply).map_err(|e| {
-                    Error::invalid(format!("Key Vault {operation} returned no JSON")).with_source(e)
-                });
-            }
-            if (status.is_server_error() || status.as_u16() == 429) && attempt < 3 {
-                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
-                continue;
-            }
-            return Err(self.refusal(operation, status.as_u16(), &reply));
+                .body(body.to_vec()))
+        })
+        .await?;
+        if status.is_success() {
+            return serde_json::from_str(&reply).map_err(|e| {
+                Error::invalid(format!("Key Vault {operation} returned no JSON")).with_source(e)
+            });
         }
+        Err(self.refusal(operation, status.as_u16(), &reply))
     }
 
     fn refusal(&self, operation: &str, status: u16, reply: &str) -> Error {

@@ -18,7 +18,48 @@ use zeroize::Zeroize;
 
 use super::MasterSecret;
 use super::keys::{KeyProvider, KeySlot, Wrapping};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Tries of one KMS request: a dropped connection, throttling (429) or a server error is tried
+/// again after 300 ms × the attempt.
+const KMS_ATTEMPTS: u64 = 3;
+
+/// Send the request `build` makes (afresh for each try: a signature carries its time) to
+/// `service` (named in the error when it never answers), retried as [`KMS_ATTEMPTS`] says;
+/// returns the final status and body, success or refusal, for the caller to read.
+pub(crate) async fn send_with_retries(
+    service: &str,
+    mut build: impl FnMut() -> Result<reqwest::RequestBuilder>,
+) -> Result<(reqwest::StatusCode, zeroize::Zeroizing<String>)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let pause = std::time::Duration::from_millis(300 * attempt);
+        let response = match build()?.send().await {
+            Ok(response) => response,
+            Err(e) if attempt < KMS_ATTEMPTS => {
+                tracing::debug!("{service}: request failed, retrying: {e}");
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            Err(e) => {
+                return Err(
+                    Error::new(ErrorKind::Storage, format!("{service} did not answer"))
+                        .with_source(e),
+                );
+            }
+        };
+        let status = response.status();
+        let body = zeroize::Zeroizing::new(response.text().await.unwrap_or_default());
+        if (status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS)
+            && attempt < KMS_ATTEMPTS
+        {
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        return Ok((status, body));
+    }
+}
 
 /// A KMS key a slot can be wrapped by.
 #[derive(Debug, Clone, PartialEq, Eq)]
