@@ -143,6 +143,16 @@ fn forget_keeps_what_the_policy_promises_and_the_rest_still_restores() {
         "{}",
         stderr(&bad)
     );
+
+    // A forget that stopped between a snapshot and its summary left the summary behind: the
+    // next forget removes it with the summaries of what it removes itself.
+    let count = |folder: &str| std::fs::read_dir(repo.path().join(folder)).map_or(0, |d| d.count());
+    assert_eq!(count("summaries"), 5);
+    std::fs::remove_file(repo.path().join("snapshots").join(id_at(1))).expect("snapshot file");
+    assert_eq!(latest_count(&repo), 4);
+    ok(repo.coffer(&["forget", "--keep-last", "3"]));
+    assert_eq!(latest_count(&repo), 3);
+    assert_eq!(count("summaries"), 3, "summaries of missing snapshots stay");
 }
 
 fn latest_count(repo: &Repo) -> usize {

@@ -468,13 +468,23 @@ impl Repository {
         Ok(problems)
     }
 
-    /// Delete the summaries of the snapshots `removed` (full hex ids), after the snapshots.
+    /// Delete the summaries of the snapshots `removed` (full hex ids), after the snapshots, and
+    /// those whose snapshot is gone already (an earlier forget stopped between the two). The
+    /// summaries are read before the snapshots are listed: a backup stores its snapshot before
+    /// its summary, so a summary whose snapshot the later listing lacks has none.
     pub async fn remove_summaries_of(&self, removed: &HashSet<String>) -> Result<()> {
         let (stored, _damaged) = self
             .load_folder::<SnapshotSummary>(paths::SUMMARIES, Role::Summary)
             .await?;
+        let present: HashSet<String> = self
+            .storage
+            .list(paths::SNAPSHOTS)
+            .await?
+            .iter()
+            .filter_map(|m| name_hash(&m.name).ok().map(|hash| hex::encode(*hash)))
+            .collect();
         for (hash, summary) in stored {
-            if removed.contains(&summary.snapshot) {
+            if removed.contains(&summary.snapshot) || !present.contains(&summary.snapshot) {
                 self.storage
                     .delete(&format!("{}{}", paths::SUMMARIES, hex::encode(hash)))
                     .await?;

@@ -6,7 +6,7 @@
 //! derived data: each is written right after its snapshot and names it; a snapshot without one
 //! (written before summaries existed, or by a run that stopped in between) is summarised from
 //! the snapshot itself on reading, and a backup stores the missing summaries. A summary whose
-//! snapshot is gone is ignored (and `forget` deletes a summary with its snapshot).
+//! snapshot is gone is ignored (and `forget` deletes it: with its snapshot, or later).
 
 use std::collections::HashMap;
 
