@@ -40,7 +40,9 @@ pub(crate) async fn store_slot(storage: &dyn Storage, slot: &KeySlot) -> Result<
     let mut raw = [0u8; 16];
     crate::crypto::fill_random(&mut raw)?;
     let id = hex::encode(raw);
-    if crate::storage::create_unique(storage, &format!("{}{id}", paths::KEYS), &json).await?
+    if storage
+        .put_if_absent(&format!("{}{id}", paths::KEYS), &json)
+        .await?
         == PutOutcome::AlreadyExists
     {
         return Err(Error::invalid(format!("key slot {id} exists already")));

@@ -180,9 +180,7 @@ impl Repository {
         let config_json = serde_json::to_vec(&config)
             .map_err(|e| Error::invalid("encoding config").with_source(e))?;
         let sealed = pack_body(&keys, Role::Config, &config_json)?;
-        if crate::storage::create_unique(storage.as_ref(), paths::CONFIG, &sealed).await?
-            == PutOutcome::AlreadyExists
-        {
+        if storage.put_if_absent(paths::CONFIG, &sealed).await? == PutOutcome::AlreadyExists {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!("{} was initialised concurrently", storage.location()),

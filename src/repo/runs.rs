@@ -166,9 +166,7 @@ impl Repository {
             .map_err(|e| Error::invalid("encoding run marker").with_source(e))?;
         let sealed = pack_body(self.keys(), Role::RunMarker, &json)?;
         let name = format!("{}{id}", paths::RUNS);
-        if crate::storage::create_unique(self.storage().as_ref(), &name, &sealed).await?
-            == PutOutcome::AlreadyExists
-        {
+        if self.storage().put_if_absent(&name, &sealed).await? == PutOutcome::AlreadyExists {
             return Err(Error::invalid(format!("run marker {name} exists already")));
         }
         Ok(ActiveRun {

@@ -43,24 +43,6 @@ pub struct ObjectMeta {
     pub modified: Option<jiff::Timestamp>,
 }
 
-/// [`Storage::put_if_absent`] of an object no other writer can have written the same (a
-/// random name, or bytes with a random nonce): an existing object with exactly these bytes is
-/// this very write, retried after the store applied it and its answer was lost, so it counts as
-/// created.
-pub async fn create_unique(storage: &dyn Storage, name: &str, data: &[u8]) -> Result<PutOutcome> {
-    match storage.put_if_absent(name, data).await? {
-        PutOutcome::AlreadyExists
-            if storage
-                .get(name, data.len() as u64)
-                .await
-                .is_ok_and(|stored| stored == data) =>
-        {
-            Ok(PutOutcome::Created)
-        }
-        outcome => Ok(outcome),
-    }
-}
-
 /// A place that stores repository objects.
 #[async_trait]
 pub trait Storage: Send + Sync + fmt::Debug {

@@ -112,10 +112,28 @@ impl Storage for RetryingStorage {
     }
 
     async fn put_if_absent(&self, name: &str, data: &[u8]) -> Result<PutOutcome> {
-        // A retried create that finds the name taken was usually our own first attempt whose
-        // response was lost; names are content hashes, so the stored bytes are ours.
-        self.retry("write", name, || self.inner.put_if_absent(name, data))
-            .await
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let outcome = self
+            .retry("write", name, || {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.inner.put_if_absent(name, data)
+            })
+            .await?;
+        // A retried create that finds the name taken may have met its own first attempt, which
+        // the store applied while the answer was lost. Every object coffer creates carries a
+        // random nonce, salt or name, so another writer's object never has exactly these bytes:
+        // if the stored ones are these, the object is this write's (a run marker, key slot or
+        // shard plan must not be taken for someone else's).
+        if outcome == PutOutcome::AlreadyExists
+            && attempts.load(std::sync::atomic::Ordering::Relaxed) > 1
+            && self
+                .get(name, data.len() as u64)
+                .await
+                .is_ok_and(|stored| stored == data)
+        {
+            return Ok(PutOutcome::Created);
+        }
+        Ok(outcome)
     }
 
     async fn get(&self, name: &str, max_len: u64) -> Result<Vec<u8>> {
@@ -208,6 +226,68 @@ mod tests {
         let err = storage.get("x", 10).await.unwrap_err();
         assert_eq!(inner.calls.load(Ordering::Relaxed), 4);
         assert!(err.to_string().contains("failed 4 times"), "{err}");
+    }
+
+    /// Stores the first create, then fails its answer; a later create of the name finds it.
+    #[derive(Debug, Default)]
+    struct AnswerLost {
+        stored: std::sync::Mutex<Option<Vec<u8>>>,
+    }
+
+    #[async_trait]
+    impl Storage for AnswerLost {
+        fn location(&self) -> String {
+            "answer-lost".into()
+        }
+        async fn put_if_absent(&self, _: &str, data: &[u8]) -> Result<PutOutcome> {
+            let mut stored = self.stored.lock().map_err(|_| Error::invalid("poisoned"))?;
+            if stored.is_some() {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            *stored = Some(data.to_vec());
+            Err(Error::new(ErrorKind::Storage, "connection reset").transient(true))
+        }
+        async fn get(&self, _: &str, _: u64) -> Result<Vec<u8>> {
+            let stored = self.stored.lock().map_err(|_| Error::invalid("poisoned"))?;
+            stored.clone().ok_or_else(|| Error::not_found("x"))
+        }
+        async fn get_range(&self, _: &str, _: Range<u64>) -> Result<Vec<u8>> {
+            Err(Error::invalid("unused"))
+        }
+        async fn list(&self, _: &str) -> Result<Vec<ObjectMeta>> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn exists(&self, _: &str) -> Result<bool> {
+            Ok(self
+                .stored
+                .lock()
+                .map_err(|_| Error::invalid("poisoned"))?
+                .is_some())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_answer_was_lost_is_recognised_as_its_own() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            ..Default::default()
+        };
+        let storage = RetryingStorage::new(Arc::new(AnswerLost::default()), policy);
+        assert_eq!(
+            storage.put_if_absent("runs/x", b"mine").await.unwrap(),
+            PutOutcome::Created
+        );
+        // Another writer's bytes under the name are not taken for ours.
+        let inner = Arc::new(AnswerLost::default());
+        inner.put_if_absent("runs/x", b"theirs").await.unwrap_err();
+        let storage = RetryingStorage::new(inner, policy);
+        assert_eq!(
+            storage.put_if_absent("runs/x", b"mine").await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
     }
 
     #[tokio::test]
