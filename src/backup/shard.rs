@@ -126,7 +126,7 @@ pub async fn stored_plan(
         return Ok(None);
     };
     let age = jiff::Timestamp::now().duration_since(plan.created);
-    if age.as_secs() > 0 && age.unsigned_abs() > lease {
+    if age.is_positive() && age.unsigned_abs() > lease {
         return Err(Error::invalid(format!(
             "run id {} was first used at {} (longer ago than a run may last): every backup run needs its own --run-id",
             shard.run_id, plan.created

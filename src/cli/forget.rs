@@ -291,14 +291,15 @@ async fn forget(
         .map(|r| r.id.clone())
         .collect();
     // A run is removed as a whole; one whose snapshots did not all go keeps its plan.
+    let runs_left: std::collections::BTreeSet<&str> = remove
+        .iter()
+        .filter(|r| refused.contains(&r.id))
+        .filter_map(|r| r.shard_run.as_deref())
+        .collect();
     let runs_gone: std::collections::BTreeSet<&str> = remove
         .iter()
         .filter_map(|r| r.shard_run.as_deref())
-        .filter(|run| {
-            !remove
-                .iter()
-                .any(|r| r.shard_run.as_deref() == Some(*run) && refused.contains(&r.id))
-        })
+        .filter(|run| !runs_left.contains(run))
         .collect();
     for run in runs_gone {
         if let Err(e) = repo.remove_shard_plan(run).await {

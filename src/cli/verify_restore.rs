@@ -85,18 +85,25 @@ async fn drill(
     let named = args.databases.first().map(String::as_str);
     let chosen = args.choice.choose(repo, named).await?;
     let id = chosen.id;
+    let mut pool = match args.sample {
+        Some(_) => backup_databases(repo, &chosen).await?,
+        None => Vec::new(),
+    };
     // Each database with the snapshot it is drilled from: the one a restore of it would use.
     let mut databases: Vec<(String, SnapshotId)> = Vec::new();
+    let mut snapshots: HashMap<SnapshotId, Snapshot> =
+        HashMap::from([(chosen.id, chosen.snapshot)]);
     for (i, database) in args.databases.iter().enumerate() {
         let from = if i == 0 {
             chosen.id
         } else {
-            args.choice.choose(repo, Some(database)).await?.id
+            let other = args.choice.choose(repo, Some(database)).await?;
+            snapshots.entry(other.id).or_insert(other.snapshot);
+            other.id
         };
         databases.push((database.clone(), from));
     }
     if let Some(n) = args.sample {
-        let mut pool = backup_databases(repo, &chosen).await?;
         // A random sample without repetition: a partial Fisher-Yates shuffle.
         for i in 0..n.min(pool.len()) {
             let mut r = [0u8; 8];
@@ -112,10 +119,9 @@ async fn drill(
         );
     }
     let index = Arc::new(repo.load_index().await?);
-    let mut snapshots: HashMap<SnapshotId, Snapshot> =
-        HashMap::from([(chosen.id, chosen.snapshot)]);
     let mut drills = Vec::with_capacity(databases.len());
     for (database, from) in &databases {
+        // Other shards' snapshots of a sampled run are read when first drilled.
         let snapshot = match snapshots.entry(*from) {
             Entry::Occupied(loaded) => loaded.into_mut(),
             Entry::Vacant(slot) => slot.insert(repo.find_snapshot(&from.to_hex()).await?.1),
