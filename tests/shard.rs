@@ -14,7 +14,14 @@ use common::*;
 
 const DATABASES: usize = 9;
 
-fn shard(repo: &Repo, server: &MariaDb, k: usize, n: usize, run: &str) -> std::process::Child {
+/// Start shard `k`/`n` of `run` over the databases `include` matches.
+fn shard(
+    repo: &Repo,
+    server: &MariaDb,
+    include: &str,
+    (k, n): (usize, usize),
+    run: &str,
+) -> std::process::Child {
     let url = server.socket_url();
     let share = format!("{k}/{n}");
     coffer_cmd(
@@ -23,7 +30,7 @@ fn shard(repo: &Repo, server: &MariaDb, k: usize, n: usize, run: &str) -> std::p
             "--mysql",
             &url,
             "--include",
-            "sh_*",
+            include,
             "-j",
             "2",
             "--shard",
@@ -44,7 +51,7 @@ fn shard(repo: &Repo, server: &MariaDb, k: usize, n: usize, run: &str) -> std::p
 fn run_shards(repo: &Repo, server: &MariaDb, shards: &[usize], run: &str) -> Vec<Output> {
     let children: Vec<_> = shards
         .iter()
-        .map(|&k| shard(repo, server, k, 3, run))
+        .map(|&k| shard(repo, server, "sh_*", (k, 3), run))
         .collect();
     children
         .into_iter()
@@ -204,17 +211,9 @@ fn three_processes_make_one_backup_that_restores_any_database() {
     assert_eq!(plans(), 1, "the forgotten run's plan is removed with it");
 
     // A shard told another number of shards than its run was planned for stops.
-    let out = repo.coffer(&[
-        "backup",
-        "--mysql",
-        &url,
-        "--include",
-        "sh_*",
-        "--shard",
-        "0/4",
-        "--run-id",
-        "nightly-2",
-    ]);
+    let out = shard(&repo, server, "sh_*", (0, 4), "nightly-2")
+        .wait_with_output()
+        .expect("coffer ran");
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("run nightly-2 was planned for 3 shards"),
@@ -262,17 +261,9 @@ fn a_run_id_an_earlier_run_used_is_refused() {
             .await
             .expect("plan stored");
     });
-    let out = repo.coffer(&[
-        "backup",
-        "--mysql",
-        &server.socket_url(),
-        "--include",
-        "reused_run_db",
-        "--shard",
-        "0/2",
-        "--run-id",
-        "nightly",
-    ]);
+    let out = shard(&repo, server, "reused_run_db", (0, 2), "nightly")
+        .wait_with_output()
+        .expect("coffer ran");
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("every backup run needs its own --run-id"),
