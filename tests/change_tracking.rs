@@ -98,6 +98,14 @@ fn unchanged_databases_are_carried_over_and_restore_exactly() {
     assert!(quiet.contains("3 databases unchanged"), "{quiet}");
     assert_eq!(latest_tracking(&repo)["carried"], 3);
 
+    // --full-every bounds the age of carried data: read by the --full run, over a second ago,
+    // they are carried under a day's bound and read again under a second's.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    backup(&repo, server, &["--full-every", "1d"]);
+    assert!(read_in_latest(&repo, "ct_").is_empty());
+    backup(&repo, server, &["--full-every", "1s"]);
+    assert_eq!(read_in_latest(&repo, "ct_"), ["ct_a", "ct_b", "ct_c"]);
+
     // An unsupported binlog format: every database read, and why.
     server.sql("SET GLOBAL binlog_format = 'STATEMENT';");
     let statement = backup(&repo, server, &[]);

@@ -160,4 +160,13 @@ fn a_backup_prints_one_json_summary() {
         "{summary}"
     );
     assert_eq!(summary["snapshot"], latest_snapshot(&repo), "{summary}");
+
+    // check --json: one document too, read data included.
+    let out = ok(repo.coffer(&["check", "--read-data", "--json"]));
+    let checked: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(checked["ok"], true, "{checked}");
+    assert_eq!(checked["snapshots"], 1, "{checked}");
+    assert_eq!(checked["packs_read"], checked["packs"], "{checked}");
+    assert!(checked["blobs_checked"].as_u64() > Some(0), "{checked}");
+    assert_eq!(checked["problems"], serde_json::json!([]), "{checked}");
 }
