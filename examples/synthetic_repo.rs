@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use coffer::crypto::keys::{KeyProvider, PassphraseProvider};
+use coffer::crypto::keys::PassphraseProvider;
+use coffer::crypto::slots::KeyProvider;
 use coffer::repo::ids::BlobId;
 use coffer::repo::pack::BlobKind;
 use coffer::repo::snapshot::{BackupStats, DatabaseEntry, Snapshot, SourceInfo};
@@ -150,6 +151,7 @@ async fn write_snapshot(
         run: None,
         change_tracking: None,
         shard: None,
+        writer: None,
     };
     Ok(repo.save_snapshot(&snapshot).await?.to_string())
 }

@@ -366,6 +366,8 @@ async fn back_up(
         run: Some(run.id.clone()),
         change_tracking: Some(plan.record.clone()),
         shard: options.shard.clone(),
+        // Set by `Repository::save_snapshot`.
+        writer: None,
     };
     for (name, outcome) in outcomes {
         match outcome {

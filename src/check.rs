@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use crate::error::Result;
 use crate::repo::ids::{BlobId, PackId};
 use crate::repo::index::Index;
-use crate::repo::pack::read_header;
+use crate::repo::pack::{MAX_PACK_LEN, read_header};
 use crate::repo::tree::{DatabaseTree, TableTree};
 use crate::repo::{Repository, paths};
 
@@ -185,7 +185,7 @@ async fn check_pack_data(
         }
         report.packs_read += 1;
         let name = paths::pack(&pack);
-        let bytes = match repo.storage().get(&name, size).await {
+        let bytes = match repo.storage().get(&name, size.min(MAX_PACK_LEN)).await {
             Ok(b) => b,
             Err(e) => {
                 report.problems.push(format!("pack {}: {e}", pack.short()));

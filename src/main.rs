@@ -77,8 +77,15 @@ fn init_logging(format: cli::LogFormat) {
 }
 
 /// A core dump of coffer would hold the repository key and whatever passphrase or database
-/// password it read: switch them off for this process before anything secret is read.
+/// password it read: switch them off for this process before anything secret is read. On
+/// Linux the process is also made non-dumpable, which keeps other processes of the same user
+/// from attaching to it (ptrace) or reading its memory and `/proc/<pid>/environ`.
 fn no_core_dumps() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_DUMPABLE takes plain integers and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        eprintln!("warning: could not make this process non-dumpable");
+    }
     let none = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

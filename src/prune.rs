@@ -25,7 +25,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::repo::ids::{BlobId, IndexId, PackId, SnapshotId};
 use crate::repo::index::{Index, IndexFile, IndexedPack};
 use crate::repo::marks::{Condemned, CondemnedPack, ListedMark, PruneMark};
-use crate::repo::pack::PackBuilder;
+use crate::repo::pack::{MAX_PACK_LEN, PackBuilder};
 use crate::repo::runs::{ActiveRun, ListedRun, friendly};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{Repository, paths};
@@ -106,6 +106,8 @@ pub struct PruneReport {
 
 /// Mark what is unused now and sweep the marks that are ripe.
 pub async fn prune(repo: &Repository, options: &PruneOptions) -> Result<PruneReport> {
+    // A write-only host must not be able to destroy the history it writes to.
+    repo.require_full_key()?;
     if !(options.repack_unused > 0.0 && options.repack_unused <= 1.0) {
         return Err(Error::invalid(format!(
             "a repack threshold of {} is not a share between 0 and 100%",
@@ -394,7 +396,11 @@ async fn repack(
             count(report);
             continue;
         }
-        let bytes = match repo.storage().get(&paths::pack(&pack), size).await {
+        let bytes = match repo
+            .storage()
+            .get(&paths::pack(&pack), size.min(MAX_PACK_LEN))
+            .await
+        {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
             Err(e) => {

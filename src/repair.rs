@@ -12,7 +12,7 @@ use std::str::FromStr;
 use crate::error::Result;
 use crate::repo::ids::{PackId, storage_hash};
 use crate::repo::index::{IndexFile, IndexedPack};
-use crate::repo::pack::read_header;
+use crate::repo::pack::{MAX_PACK_LEN, read_header};
 use crate::repo::{Repository, paths};
 
 /// What `repair_index` did.
@@ -47,7 +47,8 @@ pub async fn repair_index(repo: &Repository) -> Result<IndexRepair> {
             continue;
         }
         report.unindexed_packs += 1;
-        let bytes = match repo.storage().get(&object.name, object.size).await {
+        // The listed size is the storage's word: capped like every other reader of packs.
+        let bytes = match repo.storage().get(&object.name, MAX_PACK_LEN).await {
             Ok(bytes) => bytes,
             Err(e) => {
                 report.unreadable.push(format!("pack {}: {e}", id.short()));

@@ -307,6 +307,7 @@ mod tests {
                 total_bytes: 0,
                 databases: databases.iter().map(|d| d.to_string()).collect(),
                 failed: Vec::new(),
+                writer: None,
             },
         )
     }

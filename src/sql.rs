@@ -1,6 +1,72 @@
 //! SQL text helpers shared by the dump and restore sides: quoting, literals, and the rewrites a
 //! restore applies to stored `CREATE` statements (schema rename, definer removal).
 
+/// How the server reads quotes and backslashes under a statement's `sql_mode`: under
+/// `ANSI_QUOTES` `"x"` is a name, not a string; under `NO_BACKSLASH_ESCAPES` a backslash is an
+/// ordinary character, so `'a\'` is a whole string. Whatever reads stored SQL to check or rewrite
+/// it must read it as the server will, or a string the reader thinks closed is code to the
+/// server (and to the mysql client, where `\!` runs a shell command).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuoteRules {
+    pub ansi_quotes: bool,
+    pub no_backslash_escapes: bool,
+}
+
+impl QuoteRules {
+    /// The rules of a `sql_mode` as `SHOW CREATE …` prints it (comma-separated words; `None`:
+    /// the default). The combination modes that include `ANSI_QUOTES` count too.
+    pub fn of_sql_mode(mode: Option<&str>) -> Self {
+        let words: Vec<String> = mode
+            .unwrap_or_default()
+            .split(',')
+            .map(|w| w.trim().to_ascii_uppercase())
+            .collect();
+        let has = |names: &[&str]| words.iter().any(|w| names.contains(&w.as_str()));
+        QuoteRules {
+            ansi_quotes: has(&[
+                "ANSI_QUOTES",
+                "ANSI",
+                "DB2",
+                "MAXDB",
+                "MSSQL",
+                "ORACLE",
+                "POSTGRESQL",
+            ]),
+            no_backslash_escapes: has(&["NO_BACKSLASH_ESCAPES"]),
+        }
+    }
+
+    /// Whether `quote` opens a string literal (else a quoted name).
+    pub fn is_string_quote(self, quote: u8) -> bool {
+        quote == b'\'' || (quote == b'"' && !self.ansi_quotes)
+    }
+
+    /// Whether a backslash escapes the next byte inside a token opened by `quote`.
+    pub fn backslash_escapes(self, quote: u8) -> bool {
+        self.is_string_quote(quote) && !self.no_backslash_escapes
+    }
+}
+
+/// Check that a session value stored with an object (`sql_mode`, `character_set_client`,
+/// `collation_connection`, `time_zone`) is a plain name from the server's vocabulary before it
+/// is written into `SET SESSION x = '…'`: stored values come from the repository, where a quote
+/// or backslash in one would end the literal and run what follows.
+pub fn check_session_value(field: &str, value: &str) -> Result<(), String> {
+    let allowed = |b: u8| match field {
+        "sql_mode" => b.is_ascii_alphanumeric() || b == b'_' || b == b',',
+        "time_zone" => b.is_ascii_alphanumeric() || matches!(b, b'_' | b'/' | b'+' | b'-' | b':'),
+        _ => b.is_ascii_alphanumeric() || b == b'_',
+    };
+    if value.len() > 512 || !value.bytes().all(allowed) || (field != "sql_mode" && value.is_empty())
+    {
+        let shown: String = value.chars().take(80).collect();
+        return Err(format!(
+            "its {field} {shown:?} is not a {field} the server could have printed"
+        ));
+    }
+    Ok(())
+}
+
 /// Quote an identifier with backticks, doubling embedded backticks. Any name MySQL allows
 /// round-trips, including ones with spaces, quotes, dots or non-ASCII characters.
 pub fn quote_ident(name: &str) -> String {
@@ -180,9 +246,10 @@ pub fn leading_quoted_name(text: &str) -> Option<String> {
 ///
 /// A small lexer walks the text, skipping string literals and comments, and rewrites every
 /// identifier equal to `from` (quoted or not; double-quoted too when `ansi_quotes`) that is used
-/// as a qualifier: followed by `.` and not itself preceded by `.`. An alias spelled like the
-/// schema and used as a qualifier would be rewritten too; that limit is documented for `--into`.
-pub fn rename_schema(sql: &str, from: &str, to: &str, ansi_quotes: bool) -> String {
+/// as a qualifier: followed by `.` and not itself preceded by `.`, reading quotes as `rules`
+/// say. An alias spelled like the schema and used as a qualifier would be rewritten too; that
+/// limit is documented for `--into`.
+pub fn rename_schema(sql: &str, from: &str, to: &str, rules: QuoteRules) -> String {
     if from == to {
         return sql.to_string();
     }
@@ -195,7 +262,9 @@ pub fn rename_schema(sql: &str, from: &str, to: &str, ansi_quotes: bool) -> Stri
     while i < bytes.len() {
         let c = bytes[i];
         let (token_end, ident): (usize, Option<String>) = match c {
-            b'\'' | b'"' if !(c == b'"' && ansi_quotes) => (skip_quoted(bytes, i, c, true), None),
+            b'\'' | b'"' if rules.is_string_quote(c) => {
+                (skip_quoted(bytes, i, c, rules.backslash_escapes(c)), None)
+            }
             b'`' | b'"' => {
                 let end = skip_quoted(bytes, i, c, false);
                 let inner = &sql[i + 1..end.saturating_sub(1).max(i + 1)];
@@ -281,42 +350,117 @@ fn skip_comment(bytes: &[u8], start: usize) -> usize {
 }
 
 /// Remove the `DEFINER=user@host` clause from the head of a `CREATE` statement, so the object is
-/// created for the restoring account. Returns the statement unchanged if it has none.
-pub fn strip_definer(sql: &str) -> String {
-    let Some(at) = sql.find("DEFINER=") else {
-        return sql.to_string();
-    };
-    // Only the clause in the statement head, before any quoted name or body.
-    let head = &sql[..at];
-    if head.contains('`') || head.contains('(') || head.contains('\'') {
-        return sql.to_string();
-    }
-    let rest = &sql[at + "DEFINER=".len()..];
-    let Some(user_len) = quoted_token_len(rest) else {
-        return sql.to_string();
-    };
-    let mut end = user_len;
-    if rest[end..].starts_with('@') {
-        match quoted_token_len(&rest[end + 1..]) {
-            Some(host_len) => end += 1 + host_len,
-            None => return sql.to_string(),
+/// created for the restoring account. A statement without one is returned unchanged; one whose
+/// head names a definer this cannot take out is an error (never run with the definer kept).
+pub fn strip_definer(sql: &str, rules: QuoteRules) -> Result<String, String> {
+    let bytes = sql.as_bytes();
+    // The head: up to the object's kind, where the name and body start.
+    let kinds = [
+        "VIEW",
+        "PROCEDURE",
+        "FUNCTION",
+        "TRIGGER",
+        "EVENT",
+        "TABLE",
+        "SEQUENCE",
+    ];
+    let mut i = 0;
+    let mut definer: Option<(usize, usize)> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            // `/*!50013 DEFINER=… */` as mysqldump writes it: the clause is inside.
+            i += 2;
+            while i < bytes.len()
+                && (bytes[i] == b'!' || bytes[i] == b'M' || bytes[i].is_ascii_digit())
+            {
+                i += 1;
+            }
+        } else if c == b'*' && bytes.get(i + 1) == Some(&b'/') {
+            i += 2;
+        } else if c == b'=' {
+            // `ALGORITHM=UNDEFINED`.
+            i += 1;
+        } else if is_ident_byte(c) {
+            let start = i;
+            while i < bytes.len() && is_ident_byte(bytes[i]) {
+                i += 1;
+            }
+            let word = sql[start..i].to_ascii_uppercase();
+            if kinds.contains(&word.as_str()) {
+                break;
+            }
+            if word == "DEFINER" {
+                let mut at = i;
+                while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+                    at += 1;
+                }
+                if bytes.get(at) != Some(&b'=') {
+                    // `SQL SECURITY DEFINER`: not the clause.
+                    continue;
+                }
+                at += 1;
+                while at < bytes.len() && bytes[at].is_ascii_whitespace() {
+                    at += 1;
+                }
+                let user_end = definer_part_end(bytes, at, rules)
+                    .ok_or("its DEFINER clause cannot be read")?;
+                let mut end = user_end;
+                if bytes.get(end) == Some(&b'@') {
+                    end = definer_part_end(bytes, end + 1, rules)
+                        .ok_or("its DEFINER clause cannot be read")?;
+                }
+                definer = Some((start, end));
+                break;
+            }
+        } else {
+            // Anything else (a quote, a parenthesis) before the kind: not a head coffer reads.
+            break;
         }
     }
-    let tail = rest[end..].trim_start();
-    format!("{head}{tail}")
+    Ok(match definer {
+        Some((start, end)) => {
+            let tail = sql[end..].trim_start();
+            format!("{}{tail}", &sql[..start])
+        }
+        None if sql.to_ascii_uppercase().contains("DEFINER") && head_names_definer(sql) => {
+            return Err("its DEFINER clause cannot be read".into());
+        }
+        None => sql.to_string(),
+    })
 }
 
-/// Length of a leading `` `ident` ``, `'str'` or bare word (such as `CURRENT_USER`), if complete.
-fn quoted_token_len(s: &str) -> Option<usize> {
-    let first = *s.as_bytes().first()?;
-    if first == b'`' || first == b'\'' {
-        let end = skip_quoted(s.as_bytes(), 0, first, false);
-        (end >= 2 && s.as_bytes()[end - 1] == first).then_some(end)
+/// Whether `DEFINER=` appears before the statement's first parenthesis or quote: a clause
+/// [`strip_definer`] did not find where it looked.
+fn head_names_definer(sql: &str) -> bool {
+    let head_end = sql.find(['(', '\'', '"', '`']).unwrap_or(sql.len());
+    let head: String = sql[..head_end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    head.to_ascii_uppercase().contains("DEFINER=")
+}
+
+/// End of one part of `user@host` at `start`: a quoted name or string (as `rules` read quotes),
+/// or a bare word such as `CURRENT_USER` or `CURRENT_USER()`.
+fn definer_part_end(bytes: &[u8], start: usize, rules: QuoteRules) -> Option<usize> {
+    let first = *bytes.get(start)?;
+    if matches!(first, b'`' | b'\'' | b'"') {
+        let end = skip_quoted(bytes, start, first, rules.backslash_escapes(first));
+        (end >= start + 2 && bytes.get(end - 1) == Some(&first)).then_some(end)
     } else {
-        let end = s
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == ')'))
-            .unwrap_or(s.len());
-        (end > 0).then_some(end)
+        let mut end = start;
+        while end < bytes.len()
+            && (is_ident_byte(bytes[end]) || bytes[end] == b'.' || bytes[end] == b'%')
+        {
+            end += 1;
+        }
+        if bytes[end..].starts_with(b"()") {
+            end += 2;
+        }
+        (end > start).then_some(end)
     }
 }
 
@@ -342,20 +486,66 @@ mod tests {
 
     #[test]
     fn definer_is_stripped_from_the_head_only() {
+        let plain = QuoteRules::default();
+        let strip = |sql: &str| strip_definer(sql, plain).unwrap();
         assert_eq!(
-            strip_definer(
+            strip(
                 "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `v` AS select 1"
             ),
             "CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW `v` AS select 1"
         );
         assert_eq!(
-            strip_definer("CREATE DEFINER=`a``b`@`%` PROCEDURE `p`() BEGIN END"),
+            strip("CREATE DEFINER=`a``b`@`%` PROCEDURE `p`() BEGIN END"),
             "CREATE PROCEDURE `p`() BEGIN END"
         );
         assert_eq!(
-            strip_definer("CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"),
+            strip("CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"),
             "CREATE PROCEDURE `p`() SELECT 'DEFINER=x'"
         );
+        assert_eq!(
+            strip(
+                "CREATE DEFINER = CURRENT_USER() TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @a = 1"
+            ),
+            "CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @a = 1"
+        );
+        // Under ANSI_QUOTES the server prints the definer in double quotes.
+        let ansi = QuoteRules::of_sql_mode(Some("PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE"));
+        assert_eq!(
+            strip_definer(
+                r#"CREATE DEFINER="root"@"%" EVENT e ON SCHEDULE EVERY 1 DAY DO SELECT 1"#,
+                ansi
+            )
+            .unwrap(),
+            "CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO SELECT 1"
+        );
+        // A clause it cannot take out is refused, never kept.
+        assert!(strip_definer("CREATE DEFINER=(root) PROCEDURE p() SELECT 1", plain).is_err());
+    }
+
+    #[test]
+    fn session_values_are_plain_names() {
+        for (field, ok) in [
+            ("sql_mode", "STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION"),
+            ("sql_mode", ""),
+            ("collation_connection", "utf8mb4_0900_ai_ci"),
+            ("character_set_client", "utf8mb4"),
+            ("time_zone", "SYSTEM"),
+            ("time_zone", "+01:00"),
+            ("time_zone", "Europe/Berlin"),
+        ] {
+            assert_eq!(check_session_value(field, ok), Ok(()), "{field} {ok}");
+        }
+        for (field, planted) in [
+            ("sql_mode", "NO_BACKSLASH_ESCAPES'; DROP DATABASE live; -- "),
+            ("collation_connection", "utf8mb4_bin\\'"),
+            ("time_zone", "+00:00'\n\\! id"),
+            ("character_set_client", ""),
+        ] {
+            assert!(
+                check_session_value(field, planted).is_err(),
+                "{field} {planted:?}"
+            );
+        }
     }
 
     #[test]
@@ -384,7 +574,7 @@ mod tests {
                 "select `a`.`t`.`x` from `a`.`t` join `ab`.`t`",
                 "a",
                 "b",
-                false
+                QuoteRules::default()
             ),
             "select `b`.`t`.`x` from `b`.`t` join `ab`.`t`"
         );
@@ -393,17 +583,34 @@ mod tests {
                 "SELECT a.t.x, 'a.t', x.a.y FROM a . t -- a.t\n/* a.t */ WHERE \"a\".t",
                 "a",
                 "new`db",
-                false
+                QuoteRules::default()
             ),
             "SELECT `new``db`.t.x, 'a.t', x.a.y FROM `new``db` . t -- a.t\n/* a.t */ WHERE \"a\".t"
         );
         assert_eq!(
-            rename_schema("DELETE FROM \"a\".\"t\"", "a", "b", true),
+            rename_schema(
+                "DELETE FROM \"a\".\"t\"",
+                "a",
+                "b",
+                QuoteRules::of_sql_mode(Some("ANSI_QUOTES"))
+            ),
             "DELETE FROM `b`.\"t\""
         );
         assert_eq!(
-            rename_schema("SELECT 'it''s a.b', `a``x`.t", "a`x", "b", false),
+            rename_schema(
+                "SELECT 'it''s a.b', `a``x`.t",
+                "a`x",
+                "b",
+                QuoteRules::default()
+            ),
             "SELECT 'it''s a.b', `b`.t"
+        );
+        // Under NO_BACKSLASH_ESCAPES the string ends at the second quote: `a.t` after it is
+        // code, and is renamed.
+        let raw = QuoteRules::of_sql_mode(Some("NO_BACKSLASH_ESCAPES"));
+        assert_eq!(
+            rename_schema(r"SELECT 'x\', a.t", "a", "b", raw),
+            r"SELECT 'x\', `b`.t"
         );
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use coffer::crypto::MasterSecret;
-use coffer::crypto::keys::KeyProvider;
+use coffer::crypto::slots::KeyProvider;
 use coffer::repo::{InitOptions, Repository, paths};
 use coffer::storage::local::LocalStorage;
 use coffer::storage::{ObjectMeta, PutOutcome, Storage};

@@ -98,8 +98,15 @@ fn passphrase_slots_are_added_changed_and_removed_without_touching_data() {
 }
 
 /// `coffer` with AWS credentials for `moto` and no passphrase at all.
-fn without_passphrase(repo: &Repo, args: &[&str], credentials: (&str, &str)) -> Output {
-    coffer_cmd(args, Some(repo.path()), &[])
+/// `trust` is the KMS endpoints this host trusts (`COFFER_KMS_TRUST`): the test doubles are
+/// local plain-HTTP servers, which no host trusts unless told to.
+fn without_passphrase(
+    repo: &Repo,
+    trust: &str,
+    args: &[&str],
+    credentials: (&str, &str),
+) -> Output {
+    coffer_cmd(args, Some(repo.path()), &[("COFFER_KMS_TRUST", trust)])
         .env_remove("COFFER_PASSWORD")
         .env("AWS_ACCESS_KEY_ID", credentials.0)
         .env("AWS_SECRET_ACCESS_KEY", credentials.1)
@@ -132,6 +139,7 @@ fn a_repository_with_only_a_kms_slot_backs_up_and_restores_with_no_passphrase() 
     let moto = Moto::shared();
     let key = moto.boto3(CREATE_KEY);
     let url = kms_url(moto, &key);
+    let trust = moto.endpoint();
     let creds = ("testing", "testing");
     // An empty folder: `init --kms` makes the repository, with no passphrase slot at all.
     let repo = Repo {
@@ -139,12 +147,14 @@ fn a_repository_with_only_a_kms_slot_backs_up_and_restores_with_no_passphrase() 
     };
     let init = without_passphrase(
         &repo,
+        &trust,
         &["init", "--chunk-size", "16KiB", "--kms", &url],
         creds,
     );
     assert!(init.status.success(), "{}", stderr(&init));
     let listed: serde_json::Value = serde_json::from_str(&stdout(&without_passphrase(
         &repo,
+        &trust,
         &["key", "list", "--json"],
         creds,
     )))
@@ -155,12 +165,14 @@ fn a_repository_with_only_a_kms_slot_backs_up_and_restores_with_no_passphrase() 
     let url_mysql = server.socket_url();
     let backup = without_passphrase(
         &repo,
+        &trust,
         &["backup", "--mysql", &url_mysql, "--include", "kms_db"],
         creds,
     );
     assert!(backup.status.success(), "{}", stderr(&backup));
     let restore = without_passphrase(
         &repo,
+        &trust,
         &[
             "restore",
             "--mysql",
@@ -180,10 +192,11 @@ fn a_repository_with_only_a_kms_slot_backs_up_and_restores_with_no_passphrase() 
 
     // Rotation wraps the key again and drops the old slot.
     let old_id = listed[0]["id"].as_str().expect("id").to_string();
-    let rotated = without_passphrase(&repo, &["key", "rotate", &old_id], creds);
+    let rotated = without_passphrase(&repo, &trust, &["key", "rotate", &old_id], creds);
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     let after: serde_json::Value = serde_json::from_str(&stdout(&without_passphrase(
         &repo,
+        &trust,
         &["key", "list", "--json"],
         creds,
     )))
@@ -199,7 +212,7 @@ fn a_repository_with_only_a_kms_slot_backs_up_and_restores_with_no_passphrase() 
         .expect("slot");
     let original = std::fs::read_to_string(&slot_path).expect("slot");
     std::fs::write(&slot_path, original.replace(&key, &other)).expect("tamper");
-    let refused = without_passphrase(&repo, &["snapshots"], creds);
+    let refused = without_passphrase(&repo, &trust, &["snapshots"], creds);
     assert!(!refused.status.success());
     let message = stderr(&refused);
     assert!(
@@ -207,7 +220,7 @@ fn a_repository_with_only_a_kms_slot_backs_up_and_restores_with_no_passphrase() 
         "{message}"
     );
     std::fs::write(&slot_path, original).expect("untamper");
-    let back = without_passphrase(&repo, &["snapshots"], creds);
+    let back = without_passphrase(&repo, &trust, &["snapshots"], creds);
     assert!(back.status.success(), "{}", stderr(&back));
 }
 
@@ -238,16 +251,21 @@ print(" ".join(out))
     };
     let repo = Repo::new();
     let url = kms_url(&moto, key);
-    let added = coffer_cmd(&["key", "add", "--kms", &url], Some(repo.path()), &[])
-        .env("AWS_ACCESS_KEY_ID", admin_id)
-        .env("AWS_SECRET_ACCESS_KEY", admin_secret)
-        .output()
-        .expect("run coffer");
+    let trust = moto.endpoint();
+    let added = coffer_cmd(
+        &["key", "add", "--kms", &url],
+        Some(repo.path()),
+        &[("COFFER_KMS_TRUST", &trust)],
+    )
+    .env("AWS_ACCESS_KEY_ID", admin_id)
+    .env("AWS_SECRET_ACCESS_KEY", admin_secret)
+    .output()
+    .expect("run coffer");
     assert!(added.status.success(), "{}", stderr(&added));
-    let opened = without_passphrase(&repo, &["snapshots"], (admin_id, admin_secret));
+    let opened = without_passphrase(&repo, &trust, &["snapshots"], (admin_id, admin_secret));
     assert!(opened.status.success(), "{}", stderr(&opened));
 
-    let refused = without_passphrase(&repo, &["snapshots"], (writer_id, writer_secret));
+    let refused = without_passphrase(&repo, &trust, &["snapshots"], (writer_id, writer_secret));
     assert!(!refused.status.success());
     let message = stderr(&refused);
     assert!(
@@ -300,9 +318,12 @@ fn a_disabled_key_gets_a_clear_error() {
     let moto = Moto::shared();
     let key = moto.boto3(CREATE_KEY);
     let repo = Repo::new();
+    let disabled = disabled_kms();
+    let trust = format!("{},{disabled}", moto.endpoint());
     let creds = [
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("COFFER_KMS_TRUST", &trust),
     ];
     ok(repo.coffer_env(&["key", "add", "--kms", &kms_url(moto, &key)], &creds));
     // The same slot, now answered by a KMS whose key is disabled.
@@ -315,8 +336,8 @@ fn a_disabled_key_gets_a_clear_error() {
         })
         .expect("kms slot");
     let slot = std::fs::read_to_string(&slot_path).expect("slot");
-    std::fs::write(&slot_path, slot.replace(&moto.endpoint(), &disabled_kms())).expect("edit");
-    let refused = without_passphrase(&repo, &["snapshots"], ("testing", "testing"));
+    std::fs::write(&slot_path, slot.replace(&moto.endpoint(), &disabled)).expect("edit");
+    let refused = without_passphrase(&repo, &trust, &["snapshots"], ("testing", "testing"));
     assert!(!refused.status.success());
     let message = stderr(&refused);
     assert!(
@@ -519,6 +540,63 @@ fn a_write_only_key_backs_up_deduplicating_but_reads_nothing() {
     }
     let removed = write_only(&["key", "add", "--passphrase"]);
     assert!(!removed.status.success());
+
+    // A stolen backup host must not destroy the history it writes to, nor change keys: every
+    // command but those docs/FORMAT.md lists for write-only keys is refused before it acts.
+    let snapshots_before = ok(repo.coffer(&["snapshots", "--json"]));
+    let full_slot = slots(&repo, &[])
+        .iter()
+        .find(|s| s["kind"] == "passphrase")
+        .and_then(|s| s["id"].as_str())
+        .expect("a passphrase slot")
+        .to_string();
+    for args in [
+        vec!["forget", "--keep-last", "1"],
+        vec!["forget", "--keep-last", "1", "--prune"],
+        vec!["prune"],
+        vec!["prune", "--dry-run"],
+        vec!["check"],
+        vec!["check", "--read-data"],
+        vec!["repair", "index"],
+        vec!["stats"],
+        vec!["verify-restore", "--mysql", &url, "--db", "wo_db"],
+        vec!["key", "remove", &full_slot],
+        vec!["key", "passwd"],
+        vec!["key", "rotate", &full_slot],
+        vec!["key", "add", "--write-only", "--output", "/dev/null"],
+    ] {
+        let refused = write_only(&args);
+        assert!(
+            !refused.status.success(),
+            "{args:?} worked with a write-only key"
+        );
+        assert!(
+            stderr(&refused).contains("needs a full key"),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+    }
+    assert_eq!(
+        ok(repo.coffer(&["snapshots", "--json"])),
+        snapshots_before,
+        "a refused command changed the snapshots"
+    );
+    assert!(
+        slots(&repo, &[])
+            .iter()
+            .any(|s| s["id"].as_str() == Some(full_slot.as_str())),
+        "a refused command removed a key slot"
+    );
+    // What a write-only host may run: the backups it writes and what the metadata key shows.
+    for args in [
+        vec!["snapshots"],
+        vec!["ls"],
+        vec!["sla", "--within", "1d"],
+        vec!["key", "list"],
+    ] {
+        let allowed = write_only(&args);
+        assert!(allowed.status.success(), "{args:?}: {}", stderr(&allowed));
+    }
 
     // The write-only host's audit records are readable with the full key only.
     let audit: serde_json::Value =

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer::check::{DataCheck, check};
-use coffer::crypto::keys::KeyProvider;
+use coffer::crypto::slots::KeyProvider;
 use coffer::prune::{PruneOptions, prune};
 use coffer::repo::{ChunkerParams, InitOptions, Repository};
 use coffer::storage::local::LocalStorage;

@@ -114,6 +114,7 @@ pub struct Audited {
     pub snapshot: Option<String>,
     pub target_database: Option<String>,
     pub counts: BTreeMap<String, u64>,
+    pub definers: Option<String>,
 }
 
 /// The `started` record of an operation, written before it touches anything; [`AuditTrail::finish`]
@@ -150,6 +151,7 @@ impl AuditTrail {
             target_database: None,
             outcome: AuditOutcome::Started,
             counts: BTreeMap::new(),
+            definers: None,
         };
         describe(&mut record);
         repo.append_audit(&record).await.map_err(|e| {
@@ -173,6 +175,7 @@ impl AuditTrail {
                 self.record.target_database =
                     audited.target_database.or(self.record.target_database);
                 self.record.counts = audited.counts;
+                self.record.definers = audited.definers;
                 Ok(value)
             }
             Err(e) => {

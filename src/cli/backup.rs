@@ -179,7 +179,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         super::metrics::label("shard", format!("{}/{}", shard.index, shard.count));
     }
     check_reason(&args.reason)?;
-    let repo = args.repo.open().await?;
+    let repo = args.repo.open_allowing_write_only().await?;
     let trail = AuditTrail::start(&repo, "backup", args.reason.clone(), |r| {
         r.server = Some(target.describe());
     })
@@ -214,6 +214,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         .finish(result.map(|report| {
             let s = &report.snapshot;
             let audited = Audited {
+                definers: None,
                 snapshot: Some(report.snapshot_id.to_string()),
                 target_database: None,
                 counts: [

@@ -513,11 +513,28 @@ async fn check_connections(path: &Path, settings: &BTreeMap<String, Setting>) ->
         drop(conn);
     }
     if let Some(repo) = settings.get("repo").and_then(|s| s.value.as_str()) {
+        let text = |key: &str| {
+            settings
+                .get(key)
+                .and_then(|s| s.value.as_str())
+                .map(str::to_string)
+        };
+        let kms_trust = match settings.get("kms_trust").map(|s| &s.value) {
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(toml::Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
         let arg = super::RepoArg {
             repo: repo.to_string(),
             no_cache: true,
+            repository_id: text("repository_id"),
+            kms_trust,
+            key_slot: text("key_slot"),
         };
-        arg.open().await?;
+        arg.open_allowing_write_only().await?;
     }
     Ok(())
 }

@@ -58,6 +58,7 @@ async fn dump(args: &DumpArgs, repo: &Repository) -> Result<(ExitCode, Audited)>
     let mut out = std::io::BufWriter::new(stdout.lock());
     write_script(repo, &index, &plan, &header, &mut out).await?;
     let audited = Audited {
+        definers: Some(plan.definers().describe()),
         snapshot: Some(id.to_string()),
         target_database: None,
         counts: [

@@ -312,6 +312,7 @@ async fn forget(
     }
     eprintln!("{removed} snapshots removed; their data stays until a prune removes it");
     let audited = Audited {
+        definers: None,
         snapshot: None,
         target_database: None,
         counts: [

@@ -99,6 +99,7 @@ async fn history(
     )
     .await?;
     let audited = Audited {
+        definers: None,
         snapshot: None,
         target_database: None,
         counts: [

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use coffer::crypto::keys::{KeyProvider, PassphraseProvider};
+use coffer::crypto::keys::PassphraseProvider;
 use coffer::crypto::kms::{KmsKey, KmsProvider};
+use coffer::crypto::slots::KeyProvider;
 use coffer::repo::{ChunkerParams, InitOptions, Repository};
 use coffer::{Error, Result};
 
@@ -30,7 +31,10 @@ pub struct InitArgs {
 pub async fn run(args: InitArgs) -> Result<ExitCode> {
     let storage = args.repo.storage()?.storage;
     let provider: Box<dyn KeyProvider> = match &args.kms {
-        Some(url) => Box::new(KmsProvider::with_key(KmsKey::parse(url)?)),
+        Some(url) => Box::new(KmsProvider::with_key(
+            KmsKey::parse(url)?,
+            args.repo.kms_trust()?,
+        )),
         None => Box::new(PassphraseProvider::new(passphrase(true)?)?),
     };
     let chunker = match args.chunk_size {

@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use coffer::crypto::keys::{KeyProvider, PassphraseProvider};
+use coffer::crypto::keys::PassphraseProvider;
+use coffer::crypto::kms::slot_key_url;
 use coffer::crypto::kms::{KmsKey, KmsProvider};
+use coffer::crypto::slots::KeyProvider;
 use coffer::repo::Repository;
 use coffer::repo::keyslots::ListedSlot;
 use coffer::{Error, Result};
@@ -100,7 +102,7 @@ fn view(listed: &ListedSlot, opened: &str) -> SlotView {
             kind: slot.kind().to_string(),
             created: Some(slot.created),
             host: Some(slot.hostname.clone()),
-            key: slot.key_url(),
+            key: slot_key_url(slot),
             may: if slot.can_read() {
                 "read-write"
             } else {
@@ -124,7 +126,7 @@ fn view(listed: &ListedSlot, opened: &str) -> SlotView {
 pub async fn run(args: KeyArgs) -> Result<ExitCode> {
     match args.command {
         KeyCommand::List { repo, json } => {
-            let repo = repo.open().await?;
+            let repo = repo.open_allowing_write_only().await?;
             let slots: Vec<SlotView> = repo
                 .key_slots()
                 .await?
@@ -181,7 +183,10 @@ pub async fn run(args: KeyArgs) -> Result<ExitCode> {
                 .await;
             }
             let provider: Box<dyn KeyProvider> = match (&kms, passphrase) {
-                (Some(url), _) => Box::new(KmsProvider::with_key(KmsKey::parse(url)?)),
+                (Some(url), _) => Box::new(KmsProvider::with_key(
+                    KmsKey::parse(url)?,
+                    repo.kms_trust()?,
+                )),
                 (None, true) => Box::new(PassphraseProvider::new(new_passphrase()?)?),
                 (None, false) => {
                     return Err(Error::invalid("say what to add: --passphrase or --kms URL"));
@@ -227,6 +232,7 @@ pub async fn run(args: KeyArgs) -> Result<ExitCode> {
         }
         KeyCommand::Rotate { repo, id, reason } => {
             check_reason(&reason)?;
+            let trust = repo.kms_trust()?;
             let repo = repo.open().await?;
             let target = repo.resolve_key_slot(&id).await?;
             let key = target
@@ -243,7 +249,7 @@ pub async fn run(args: KeyArgs) -> Result<ExitCode> {
                 })?;
             audited(&repo, "key rotate", reason, async {
                 let id = repo
-                    .add_key_slot(&KmsProvider::with_key(key.latest_version()))
+                    .add_key_slot(&KmsProvider::with_key(key.latest_version(), trust))
                     .await?;
                 repo.remove_key_slot(&target.id).await?;
                 println!("key slot {id} replaces {} ({})", target.id, key.url());
@@ -285,6 +291,7 @@ async fn audited(
         (
             ExitCode::SUCCESS,
             Audited {
+                definers: None,
                 snapshot: None,
                 target_database: None,
                 counts: Default::default(),

@@ -32,7 +32,7 @@ pub struct LsArgs {
 }
 
 pub async fn run(args: LsArgs) -> Result<ExitCode> {
-    let repo = args.repo.open().await?;
+    let repo = args.repo.open_allowing_write_only().await?;
     let database = args.db.or(args.positional_database);
     let mut choice = args.choice;
     if let Some(snapshot) = args.positional_snapshot {

@@ -33,12 +33,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
 use coffer::crypto::keys::PassphraseProvider;
-use coffer::crypto::kms::KmsProvider;
-use coffer::repo::Repository;
+use coffer::crypto::kms::{KmsProvider, KmsTrust};
+use coffer::repo::host_state::HostState;
 use coffer::repo::ids::SnapshotId;
 use coffer::repo::index::Index;
 use coffer::repo::select::{ChosenSnapshot, SnapshotSelector};
 use coffer::repo::snapshot::Snapshot;
+use coffer::repo::{OpenOptions, Repository};
 use coffer::restore::{RestoreOptions, RestorePlan};
 use coffer::source::mysql::MysqlTarget;
 use coffer::storage::metered::Traffic;
@@ -142,6 +143,17 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     }
 }
 
+/// The commands a write-only key file (`COFFER_KEY_FILE`) may run; every other command opens
+/// with [`RepoArg::open`], which refuses it (docs/FORMAT.md lists the same).
+pub const WRITE_ONLY_COMMANDS: [&str; 6] = [
+    "backup",
+    "snapshots",
+    "ls",
+    "sla",
+    "key list",
+    "config check",
+];
+
 #[derive(clap::Args, Clone)]
 pub struct RepoArg {
     /// Repository location: a path or file:///path. Passphrase from COFFER_PASSWORD,
@@ -152,6 +164,23 @@ pub struct RepoArg {
     /// COFFER_CACHE_DIR, else $XDG_CACHE_HOME/coffer or ~/.cache/coffer; safe to delete).
     #[arg(long, env = "COFFER_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
+    /// Use the repository only if its id is this one (as `coffer init` printed it): a
+    /// repository whose config and key slots were swapped for someone else's is refused.
+    #[arg(long, env = "COFFER_REPOSITORY_ID", value_name = "ID")]
+    pub repository_id: Option<String>,
+    /// The only KMS endpoints this host sends credentials and keys to (comma-separated:
+    /// edc.vault.azure.net, https://HOST[:PORT], http://127.0.0.1:PORT). Default: the public
+    /// clouds' Key Vault, Managed HSM and AWS KMS endpoints over HTTPS.
+    #[arg(
+        long,
+        env = "COFFER_KMS_TRUST",
+        value_delimiter = ',',
+        value_name = "ENDPOINT"
+    )]
+    pub kms_trust: Vec<String>,
+    /// Open the repository with this key slot only (an id from `coffer key list`).
+    #[arg(long, env = "COFFER_KEY_SLOT", value_name = "ID")]
+    pub key_slot: Option<String>,
 }
 
 impl RepoArg {
@@ -173,37 +202,79 @@ impl RepoArg {
         coffer::storage::open_location(&self.repo, &StorageOptions { cache_dir })
     }
 
-    /// Open the repository with the passphrase from the environment or a prompt.
+    /// Open the repository with a full key (a passphrase, a KMS slot, or a prompt): a
+    /// write-only key file is refused, whatever the command would go on to do.
     pub async fn open(&self) -> Result<Arc<Repository>> {
         Ok(self.open_metered().await?.0)
     }
 
-    /// The repository and the counters of what was transferred to and from its storage.
+    /// [`RepoArg::open`] with the counters of what was transferred to and from its storage.
     pub async fn open_metered(&self) -> Result<(Arc<Repository>, Arc<Traffic>)> {
+        let opened = self.open_allowing_write_only_metered().await?;
+        opened.0.require_full_key().map_err(|e| {
+            e.with_hint(format!(
+                "a write-only key may run only {}; run this with a passphrase or KMS slot (unset COFFER_KEY_FILE)",
+                WRITE_ONLY_COMMANDS.join(", ")
+            ))
+        })?;
+        Ok(opened)
+    }
+
+    /// Open the repository with whatever key this host has, a write-only key file included:
+    /// only for the commands [`WRITE_ONLY_COMMANDS`] lists.
+    pub async fn open_allowing_write_only(&self) -> Result<Arc<Repository>> {
+        Ok(self.open_allowing_write_only_metered().await?.0)
+    }
+
+    async fn open_allowing_write_only_metered(&self) -> Result<(Arc<Repository>, Arc<Traffic>)> {
         metrics::label("repository", metrics::repository_label(&self.repo));
         let opened = self.storage()?;
-        let repo = open_with_available_keys(opened.storage).await?;
+        let location = opened.storage.location().to_string();
+        let mut state = HostState::load(&location);
+        let options = OpenOptions {
+            expected_id: self.repository_id.clone(),
+            preferred_slot: state.last_slot.clone(),
+            only_slot: self.key_slot.clone(),
+        };
+        let repo = open_with_available_keys(opened.storage, &options, &self.kms_trust()?).await?;
+        let seen = HostState {
+            repository_id: Some(repo.config().id.clone()),
+            last_slot: Some(repo.opened_slot().to_string()),
+        };
+        if seen != state {
+            state = seen;
+            state.save(&location);
+        }
         Ok((Arc::new(repo), opened.traffic))
+    }
+
+    /// The KMS endpoints this host trusts (`--kms-trust`).
+    pub fn kms_trust(&self) -> Result<KmsTrust> {
+        KmsTrust::only(&self.kms_trust)
     }
 }
 
 /// Open a repository with what this host has: a write-only key file (`COFFER_KEY_FILE`) if one
-/// is given; the passphrase from the environment if one is set; otherwise the repository's KMS slots with this host's credentials (so a VM or pod with
-/// a managed identity needs no secret at all), then a passphrase prompt on a terminal.
+/// is given; the passphrase from the environment if one is set; otherwise the repository's KMS
+/// slots whose endpoints `trust` allows, with this host's credentials (so a VM or pod with a
+/// managed identity needs no secret at all), then a passphrase prompt on a terminal.
 async fn open_with_available_keys(
     storage: Arc<dyn coffer::storage::Storage>,
+    options: &OpenOptions,
+    trust: &KmsTrust,
 ) -> Result<Repository> {
     if let Some(path) = config::setting_from_env("COFFER_KEY_FILE") {
         let file = read_secret_file(&path, "COFFER_KEY_FILE")?;
-        return Repository::open_write_only(storage, &file).await;
+        return Repository::open_write_only(storage, &file, options).await;
     }
     if let Some(passphrase) = passphrase_from_env()? {
         let provider = PassphraseProvider::new(passphrase)?;
-        return Repository::open(storage, &provider).await;
+        return Repository::open_with(storage, &provider, options).await;
     }
     let mut kms_refusal = None;
     if coffer::repo::keyslots::has_kms_slots(storage.as_ref()).await? {
-        match Repository::open(Arc::clone(&storage), &KmsProvider::ambient()).await {
+        let provider = KmsProvider::ambient(trust.clone());
+        match Repository::open_with(Arc::clone(&storage), &provider, options).await {
             Ok(repo) => return Ok(repo),
             Err(e) if e.kind() == coffer::ErrorKind::WrongPassword => kms_refusal = Some(e),
             Err(e) => return Err(e),
@@ -220,7 +291,7 @@ async fn open_with_available_keys(
         eprintln!("{refusal}");
     }
     let provider = PassphraseProvider::new(prompt_passphrase("repository passphrase: ", false)?)?;
-    Repository::open(storage, &provider).await
+    Repository::open_with(storage, &provider, options).await
 }
 
 #[derive(clap::Args, Clone)]
@@ -314,8 +385,13 @@ pub struct DatabaseArgs {
     pub into_table: Option<String>,
     /// Create views, routines, triggers and events without their DEFINER (owned by the
     /// restoring account), for accounts without SUPER/SET_USER_ID.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "keep_definer")]
     pub skip_definer: bool,
+    /// Keep the DEFINER of views, routines, triggers and events even from a snapshot no full
+    /// key is proven to have written (by default those run as the restoring account: a
+    /// write-only key could have chosen any definer).
+    #[arg(long)]
+    pub keep_definer: bool,
 }
 
 impl DatabaseArgs {
@@ -323,6 +399,7 @@ impl DatabaseArgs {
         RestoreOptions {
             into: self.into.clone(),
             skip_definer: self.skip_definer,
+            keep_definer: self.keep_definer,
         }
     }
 
@@ -342,6 +419,11 @@ impl DatabaseArgs {
         .await?;
         if !self.tables.is_empty() {
             plan.select_tables(&self.tables, self.into_table.as_deref())?;
+        }
+        if let coffer::restore::Definers::Replaced(why) = plan.definers() {
+            eprintln!(
+                "note: views, routines, triggers and events run as the restoring account: {why}"
+            );
         }
         Ok(LoadedPlan {
             id,

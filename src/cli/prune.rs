@@ -92,6 +92,7 @@ pub async fn run_prune(
     let trail = AuditTrail::start(repo, "prune", reason, |_| {}).await?;
     let result = prune(repo, options).await.map(|report| {
         let audited = Audited {
+            definers: None,
             snapshot: None,
             target_database: None,
             counts: [

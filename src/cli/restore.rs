@@ -173,6 +173,7 @@ async fn restore(
         );
     }
     let audited = Audited {
+        definers: Some(plan.definers().describe()),
         snapshot: Some(id.to_string()),
         target_database: Some(plan.target_name.clone()),
         counts: [
@@ -321,6 +322,7 @@ fn rows_audited(
     to_sql: bool,
 ) -> Audited {
     Audited {
+        definers: None,
         snapshot: Some(id.to_string()),
         target_database: (!to_sql).then(|| plan.target_name.clone()),
         counts: [

@@ -73,7 +73,7 @@ pub async fn run(args: SlaArgs, matches: &ArgMatches) -> Result<ExitCode> {
         }
         None => None,
     };
-    let repo = args.repo.open().await?;
+    let repo = args.repo.open_allowing_write_only().await?;
     let summaries = repo.summaries().await?;
     let report = report(
         &summaries,

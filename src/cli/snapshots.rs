@@ -22,7 +22,7 @@ pub struct SnapshotsArgs {
 }
 
 pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
-    let repo = args.repo.open().await?;
+    let repo = args.repo.open_allowing_write_only().await?;
     let snapshots = repo.summaries().await?;
     if args.json {
         let list: Vec<_> = snapshots
@@ -34,6 +34,7 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
                     "bytes": s.total_bytes, "tags": s.tags, "binlog": s.source.binlog,
                     "time_given": s.time_given, "stats": s.stats,
                     "change_tracking": s.change_tracking, "shard": s.shard,
+                    "writer": s.writer,
                 })
             })
             .collect();

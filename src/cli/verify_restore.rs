@@ -199,6 +199,7 @@ async fn drill(
         );
     }
     let audited = Audited {
+        definers: None,
         snapshot: Some(id.to_string()),
         target_database: None,
         counts: [
@@ -276,6 +277,7 @@ async fn drill_one(
             &RestoreOptions {
                 into: Some(scratch.to_string()),
                 skip_definer: args.skip_definer,
+                keep_definer: false,
             },
         )
         .await?,

@@ -9,6 +9,7 @@
 
 pub mod keys;
 pub mod kms;
+pub mod slots;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -120,6 +121,9 @@ pub struct Keys {
     /// X25519 key pair: private objects sealed by write-only keys are sealed to `public`.
     public: [u8; 32],
     private: Option<[u8; 32]>,
+    /// Marks what a full key wrote (snapshots), so a reader can tell it from what a write-only
+    /// key wrote under the metadata key both share; `None` for a write-only key.
+    writer_key: Option<[u8; 32]>,
 }
 
 impl Drop for Keys {
@@ -129,6 +133,9 @@ impl Drop for Keys {
         self.chunker_key.zeroize();
         if let Some(private) = &mut self.private {
             private.zeroize();
+        }
+        if let Some(writer) = &mut self.writer_key {
+            writer.zeroize();
         }
     }
 }
@@ -151,6 +158,10 @@ impl Keys {
             chunker_key: blake3::derive_key("coffer 2026 v1 chunker key", master.as_bytes()),
             public: x25519_public(&private),
             private: Some(private),
+            writer_key: Some(blake3::derive_key(
+                "coffer 2026 v1 full-key writer mark",
+                master.as_bytes(),
+            )),
         }
     }
 
@@ -164,7 +175,25 @@ impl Keys {
             chunker_key: material.chunker_key,
             public: material.public_key,
             private: None,
+            writer_key: None,
         }
+    }
+
+    /// The mark a full key puts on `message` (what it wrote), hex; `None` for a write-only key,
+    /// which cannot make one.
+    pub fn writer_mark(&self, message: &[u8]) -> Option<String> {
+        let key = self.writer_key.as_ref()?;
+        Some(blake3::keyed_hash(key, message).to_hex().to_string())
+    }
+
+    /// Whether `mark` is the full-key mark of `message` (`false` for a write-only key, which
+    /// cannot tell). Compared in constant time.
+    pub fn verify_writer_mark(&self, message: &[u8], mark: &str) -> bool {
+        let (Some(key), Ok(claimed)) = (self.writer_key.as_ref(), blake3::Hash::from_hex(mark))
+        else {
+            return false;
+        };
+        blake3::keyed_hash(key, message) == claimed
     }
 
     /// What a write-only key made from these keys holds.
@@ -392,10 +421,38 @@ pub fn compress(data: &[u8]) -> Result<Vec<u8>> {
     })
 }
 
-/// Decompress a zstd frame whose content size is at most `limit` bytes.
+/// Most memory reserved up front for a decompressed body, whatever its frame declares: the
+/// rest grows only as bytes are actually produced.
+const DECOMPRESS_RESERVE: usize = 8 << 20;
+
+/// Decompress zstd data whose content is at most `limit` bytes. Streaming: memory follows what
+/// is produced (a forged frame declaring gigabytes reserves at most [`DECOMPRESS_RESERVE`]),
+/// and the output stops one byte past `limit`, which is refused.
 pub fn decompress(data: &[u8], limit: usize, what: &dyn std::fmt::Display) -> Result<Vec<u8>> {
-    zstd::bulk::decompress(data, limit)
-        .map_err(|e| Error::corrupt(format!("{what} does not decompress")).with_source(e))
+    use std::io::Read as _;
+    let failed = |e: std::io::Error| {
+        Error::corrupt(format!("{what} does not decompress"))
+            .with_source(e)
+            .with_hint("run `coffer check`")
+    };
+    let declared = zstd::zstd_safe::get_frame_content_size(data)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity(declared.min(limit).min(DECOMPRESS_RESERVE));
+    let decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(failed)?;
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(failed)?;
+    if out.len() > limit {
+        return Err(Error::corrupt(format!(
+            "{what} decompresses to more than the {limit} bytes allowed"
+        ))
+        .with_hint("run `coffer check`"));
+    }
+    Ok(out)
 }
 
 /// Compress then seal: the form of every object body in the repository.
@@ -430,6 +487,22 @@ mod tests {
         let mut flipped = sealed.clone();
         flipped[30] ^= 1;
         assert!(keys.open(Role::Index, &flipped, &"x").is_err());
+    }
+
+    #[test]
+    fn decompression_is_bounded_by_what_is_produced() {
+        let data = vec![7u8; 1 << 20];
+        let packed = compress(&data).unwrap();
+        assert_eq!(decompress(&packed, 1 << 20, &"x").unwrap(), data);
+        let err = decompress(&packed, (1 << 20) - 1, &"x").unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+        // Truncated and altered frames are errors, not panics.
+        assert!(decompress(&packed[..packed.len() / 2], 1 << 20, &"x").is_err());
+        assert!(decompress(b"not zstd", 1 << 20, &"x").is_err());
+        // A frame declaring 1 GiB of content that holds a few bytes reserves little.
+        let mut forged = compress(b"abc").unwrap();
+        forged.truncate(4);
+        assert!(decompress(&forged, 1 << 30, &"x").is_err());
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct AuditRecord {
     /// Counts the operation reports (rows matched/inserted/replaced/skipped, tables, databases).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub counts: std::collections::BTreeMap<String, u64>,
+    /// Whose account restored views, routines, triggers and events run as (restore, dump):
+    /// kept as stored, or replaced by the restoring account and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definers: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

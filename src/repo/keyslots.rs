@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{Config, FORMAT_VERSION, Repository, paths, read_key_slot};
-use crate::crypto::keys::{KeyProvider, KeySlot, Wrapping, open_with_kek, seal_with_kek};
+use crate::crypto::kms::slot_key_url;
+use crate::crypto::slots::{KeyProvider, KeySlot, Wrapping, open_with_kek, seal_with_kek};
 use crate::crypto::{Keys, MasterSecret, Role, WriteMaterial, fill_random};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{PutOutcome, Storage};
@@ -54,12 +55,20 @@ pub(crate) async fn store_slot(storage: &dyn Storage, slot: &KeySlot) -> Result<
 pub async fn has_kms_slots(storage: &dyn Storage) -> Result<bool> {
     for meta in storage.list(paths::KEYS).await? {
         match read_key_slot(storage, &meta).await {
-            Ok(slot) if slot.key_url().is_some() => return Ok(true),
+            Ok(slot) if slot_key_url(&slot).is_some() => return Ok(true),
             Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
             _ => {}
         }
     }
     Ok(false)
+}
+
+fn write_only_refused() -> Error {
+    Error::new(
+        ErrorKind::WrongPassword,
+        "this needs a full key, and the repository was opened with a write-only key (COFFER_KEY_FILE)",
+    )
+    .with_hint("run this with a passphrase or KMS slot (unset COFFER_KEY_FILE)")
 }
 
 /// One slot as `key list` shows it.
@@ -93,13 +102,23 @@ impl Repository {
 
     /// The master secret, or the error for a write-only key.
     fn master(&self) -> Result<&MasterSecret> {
-        self.master.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::WrongPassword,
-                "key slots cannot be changed with a write-only key",
-            )
-            .with_hint("open the repository with a full key (a passphrase or KMS slot)")
-        })
+        self.require_full_key()?;
+        self.master.as_ref().ok_or_else(write_only_refused)
+    }
+
+    /// Whether the repository was opened with a write-only key file.
+    pub fn is_write_only(&self) -> bool {
+        self.master.is_none()
+    }
+
+    /// Refuse to go on with a write-only key: for everything but writing a backup and listing
+    /// what the metadata key shows (forget, prune and key changes above all, which a stolen
+    /// backup host must not be able to run).
+    pub fn require_full_key(&self) -> Result<()> {
+        match self.master {
+            Some(_) => Ok(()),
+            None => Err(write_only_refused()),
+        }
     }
 
     /// Wrap the master secret with `provider` into a new slot; returns its id.
@@ -198,8 +217,13 @@ impl Repository {
         Ok((id, Zeroizing::new(text)))
     }
 
-    /// Open a repository with a write-only key file's content.
-    pub async fn open_write_only(storage: Arc<dyn Storage>, key_file: &str) -> Result<Self> {
+    /// Open a repository with a write-only key file's content (refusing one whose id is not
+    /// the one `options` expects).
+    pub async fn open_write_only(
+        storage: Arc<dyn Storage>,
+        key_file: &str,
+        options: &super::OpenOptions,
+    ) -> Result<Self> {
         let file: WriteOnlyKeyFile = serde_json::from_str(key_file).map_err(|e| {
             Error::invalid("COFFER_KEY_FILE is not a coffer write-only key file")
                 .with_source(e)
@@ -259,6 +283,7 @@ impl Repository {
                 "the write-only key belongs to another repository or format version",
             ));
         }
+        super::check_expected_id(&grant.config, options, &storage.location())?;
         Ok(Repository {
             storage,
             keys: Keys::write_only(&grant.material),

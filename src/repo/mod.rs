@@ -6,6 +6,7 @@
 //! name them, then the snapshot that refers to their blobs (see docs/FORMAT.md).
 
 pub mod audit;
+pub mod host_state;
 pub mod ids;
 pub mod index;
 pub mod keyslots;
@@ -26,7 +27,8 @@ use std::collections::HashSet;
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::crypto::keys::{KeyProvider, KeySlot};
+use crate::crypto::kms::slot_key_url;
+use crate::crypto::slots::{KeyProvider, KeySlot};
 use crate::crypto::{Keys, MasterSecret, Role, pack_body, unpack_body};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{PutOutcome, Storage};
@@ -43,6 +45,41 @@ const MAX_METADATA_LEN: usize = 1 << 30;
 pub(crate) const MAX_METADATA_OBJECT: u64 = 256 << 20;
 /// Largest stored key slot or config read (real ones are under 1 KiB).
 pub(crate) const MAX_SMALL_OBJECT: u64 = 64 << 10;
+/// Largest plaintext of a config (real ones are a few hundred bytes).
+const MAX_SMALL_PLAINTEXT: usize = 64 << 10;
+/// Most key slots one open tries (slots of kinds the key given cannot open are not counted).
+pub const MAX_SLOTS_TRIED: usize = 16;
+/// Most key-derivation work one open spends over all the slots it tries, in KiB of Argon2
+/// memory × passes: 32 GiB·passes, a few seconds to half a minute on one core (one default
+/// slot costs 64 MiB × 3).
+pub const MAX_KDF_WORK: u64 = 32 << 20;
+
+/// What this host expects of a repository it opens, beside a key that opens it.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The repository id the host is configured for (`--repository-id`): a repository with
+    /// another id (a swapped config and key slots) is refused.
+    pub expected_id: Option<String>,
+    /// Try this key slot first (the one the host opened the repository with last time).
+    pub preferred_slot: Option<String>,
+    /// Try only this key slot (`--key-slot`).
+    pub only_slot: Option<String>,
+}
+
+/// Refuse a repository whose id is not the one the host expects.
+fn check_expected_id(config: &Config, options: &OpenOptions, location: &str) -> Result<()> {
+    match &options.expected_id {
+        Some(expected) if !expected.eq_ignore_ascii_case(&config.id) => Err(Error::invalid(format!(
+            "{location} holds repository {}, not {expected}, the one this host is configured for",
+            config.id
+        ))
+        .with_hint(
+            "someone may have replaced the repository's config and key slots to make this host write where they hold the key; \
+             check the storage, or change --repository-id (COFFER_REPOSITORY_ID) if the repository was replaced on purpose",
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// `config`: sealed JSON, written last by `init`; its presence marks a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,13 +232,28 @@ impl Repository {
         })
     }
 
+    /// Open an existing repository, unlocking it with `provider`, with no expectations of
+    /// the host (see [`Repository::open_with`]).
+    pub async fn open(storage: Arc<dyn Storage>, provider: &dyn KeyProvider) -> Result<Self> {
+        Self::open_with(storage, provider, &OpenOptions::default()).await
+    }
+
     /// Open an existing repository, unlocking it with `provider`.
     ///
-    /// Every key slot is tried until one opens the config: a slot whose master secret does not
-    /// decrypt the config (left behind by an `init` that crashed before writing its config) is
-    /// passed over, and so is a slot this build cannot read (unparsable, of an unknown kind or
-    /// version, or asking for key-derivation costs above the bounds), each with a warning.
-    pub async fn open(storage: Arc<dyn Storage>, provider: &dyn KeyProvider) -> Result<Self> {
+    /// Key slots are untrusted input (anyone who can write to the storage can add one), so the
+    /// work they can ask for is bounded in total, not only per slot: the slot `options` prefers
+    /// (the one this host opened with last) is tried first, then the others cheapest first, at
+    /// most [`MAX_SLOTS_TRIED`] of them and [`MAX_KDF_WORK`] of key derivation in all; what
+    /// was passed over is named in the error. A slot whose master secret does not decrypt the
+    /// config (left behind by an `init` that crashed before writing its config) is passed over,
+    /// and so is a slot this build cannot read (unparsable, of an unknown kind or version, or
+    /// asking for key-derivation costs above the bounds), each with a warning. A repository
+    /// whose id is not the one `options` expects is refused.
+    pub async fn open_with(
+        storage: Arc<dyn Storage>,
+        provider: &dyn KeyProvider,
+        options: &OpenOptions,
+    ) -> Result<Self> {
         let config_bytes = storage
             .get(paths::CONFIG, MAX_SMALL_OBJECT)
             .await
@@ -213,30 +265,60 @@ impl Repository {
                     e
                 }
             })?;
-        let slots = storage.list(paths::KEYS).await?;
-        if slots.is_empty() {
+        let listed = storage.list(paths::KEYS).await?;
+        if listed.is_empty() {
             return Err(Error::corrupt(format!(
                 "{} has no key slots",
                 storage.location()
             )));
         }
+        let mut candidates = Vec::new();
+        for meta in listed {
+            let id = meta.name.trim_start_matches(paths::KEYS).to_string();
+            if options.only_slot.as_ref().is_some_and(|only| *only != id) {
+                continue;
+            }
+            match read_key_slot(storage.as_ref(), &meta).await {
+                Ok(slot) => {
+                    // Kinds this provider does not open cost nothing and are not tries.
+                    if let Some(cost) = provider.cost(&slot) {
+                        candidates.push((id, slot, cost));
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
+                Err(e) => tracing::warn!(slot = %meta.name, "skipping key slot: {e}"),
+            }
+        }
+        if let Some(only) = &options.only_slot
+            && candidates.is_empty()
+        {
+            return Err(Error::not_found(format!(
+                "key slot {only} is not in {} or is not one {} opens",
+                storage.location(),
+                provider.describe()
+            ))
+            .with_hint("list the slots with `coffer key list`"));
+        }
+        let preferred = options.preferred_slot.as_deref();
+        candidates
+            .sort_by_key(|(id, slot, cost)| (Some(id.as_str()) != preferred, *cost, slot.created));
         let mut opened_elsewhere = Vec::new();
         let mut refusals = Vec::new();
-        for meta in slots {
-            let slot = match read_key_slot(storage.as_ref(), &meta).await {
-                Ok(slot) => slot,
-                Err(e) if e.kind() == ErrorKind::Storage => return Err(e),
-                Err(e) => {
-                    tracing::warn!(slot = %meta.name, "skipping key slot: {e}");
-                    continue;
-                }
-            };
+        let mut passed_over = Vec::new();
+        let mut tries = 0;
+        let mut work = 0u64;
+        for (id, slot, cost) in candidates {
+            if tries == MAX_SLOTS_TRIED || work.saturating_add(cost) > MAX_KDF_WORK {
+                passed_over.push(id);
+                continue;
+            }
+            tries += 1;
+            work += cost;
             let master = match provider.unwrap(&slot).await {
                 Ok(Some(master)) => master,
                 Ok(None) => continue,
                 Err(e) => {
-                    let id = meta.name.trim_start_matches(paths::KEYS);
-                    let what = match slot.key_url() {
+                    let what = match slot_key_url(&slot) {
                         Some(key) => format!("{} slot {id} ({key})", slot.kind()),
                         None => format!("{} slot {id}", slot.kind()),
                     };
@@ -253,10 +335,10 @@ impl Repository {
                 &keys,
                 Role::Config,
                 &config_bytes,
-                MAX_METADATA_LEN,
+                MAX_SMALL_PLAINTEXT,
                 &"config",
             ) else {
-                opened_elsewhere.push(meta.name);
+                opened_elsewhere.push(id);
                 continue;
             };
             let config: Config = serde_json::from_slice(&json).map_err(|e| {
@@ -266,12 +348,13 @@ impl Repository {
             if config.version != FORMAT_VERSION {
                 return Err(unsupported_version(config.version));
             }
+            check_expected_id(&config, options, &storage.location())?;
             return Ok(Repository {
                 storage,
                 keys,
                 config,
                 master: Some(master),
-                opened_slot: meta.name.trim_start_matches(paths::KEYS).to_string(),
+                opened_slot: id,
             });
         }
         if !opened_elsewhere.is_empty() {
@@ -289,9 +372,47 @@ impl Repository {
             message.push_str("\n  ");
             message.push_str(refusal);
         }
-        Err(Error::new(ErrorKind::WrongPassword, message).with_hint(
-            "check COFFER_PASSWORD / COFFER_PASSWORD_FILE, or the KMS permissions of this host",
-        ))
+        let mut hint =
+            "check COFFER_PASSWORD / COFFER_PASSWORD_FILE, or the KMS permissions of this host"
+                .to_string();
+        if !passed_over.is_empty() {
+            message.push_str(&format!(
+                "\n  not tried, beyond the {MAX_SLOTS_TRIED} slots or the key-derivation work one open may cost: {}",
+                passed_over.join(", ")
+            ));
+            hint = "name the slot to open with --key-slot ID (COFFER_KEY_SLOT); slots nobody made are an attack or debris: `coffer key list`, `coffer key remove`".to_string();
+        }
+        Err(Error::new(ErrorKind::WrongPassword, message).with_hint(hint))
+    }
+
+    /// Who wrote `snapshot`, as far as this key can tell: only a full key verifies the mark a
+    /// full key made, so to a write-only key nothing is proven.
+    pub fn written_by(&self, snapshot: &Snapshot) -> snapshot::WrittenBy {
+        use snapshot::WrittenBy;
+        let Some(writer) = &snapshot.writer else {
+            return WrittenBy::NotProven {
+                slot: None,
+                why: "no writer recorded (before coffer 0.4)",
+            };
+        };
+        let slot = writer.slot.clone();
+        match &writer.full_key_mark {
+            _ if !self.keys.can_read() => WrittenBy::NotProven {
+                slot: Some(slot),
+                why: "not verifiable with a write-only key",
+            },
+            Some(mark) if self.keys.verify_writer_mark(&snapshot.marked_bytes(), mark) => {
+                WrittenBy::FullKey { slot }
+            }
+            Some(_) => WrittenBy::NotProven {
+                slot: Some(slot),
+                why: "a full-key mark that does not verify",
+            },
+            None => WrittenBy::NotProven {
+                slot: Some(slot),
+                why: "write-only key",
+            },
+        }
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -342,14 +463,26 @@ impl Repository {
             .map(IndexId)
     }
 
-    /// Store `snapshot`, then its summary.
+    /// Store `snapshot`, marked with the slot that writes it (and, with a full key, the mark
+    /// only a full key can make), then its summary.
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let mut snapshot = snapshot.clone();
+        snapshot.writer = None;
+        let mark = self.keys.writer_mark(&snapshot.marked_bytes());
+        snapshot.writer = Some(snapshot::SnapshotWriter {
+            slot: self.opened_slot.clone(),
+            write_only: self.is_write_only(),
+            full_key_mark: mark,
+        });
         let id = SnapshotId(
-            self.save_json(paths::SNAPSHOTS, Role::Snapshot, snapshot)
+            self.save_json(paths::SNAPSHOTS, Role::Snapshot, &snapshot)
                 .await?,
         );
         // Derived data: a snapshot whose summary is missing is summarised when read.
-        if let Err(e) = self.save_summary(&SnapshotSummary::of(&id, snapshot)).await {
+        if let Err(e) = self
+            .save_summary(&SnapshotSummary::of(&id, &snapshot))
+            .await
+        {
             tracing::warn!("the summary of snapshot {} was not stored: {e}", id.short());
         }
         Ok(id)
@@ -610,6 +743,7 @@ impl Repository {
     /// Delete the snapshot object with the full id `id` (hex). Only the snapshot goes: the
     /// packs and index files it referenced stay for prune to judge.
     pub async fn remove_snapshot(&self, id: &str) -> Result<()> {
+        self.require_full_key()?;
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::invalid(format!("{id:?} is not a full snapshot id")));
         }

@@ -130,6 +130,11 @@ impl PackBuilder {
 }
 
 /// Read the entries of a whole pack from its own header (used by `check` and index rebuilds).
+/// Largest pack any reader reads whole: the largest target size a config allows (256 MiB), one
+/// largest chunk past it (the last blob may overflow the target) and the header. A larger
+/// object is refused before a byte of it is read.
+pub const MAX_PACK_LEN: u64 = 512 << 20;
+
 pub fn read_header(
     keys: &Keys,
     pack: &[u8],

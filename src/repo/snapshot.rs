@@ -35,6 +35,86 @@ pub struct Snapshot {
     /// snapshots with the same `run_id` together are one backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardOf>,
+    /// Which key slot wrote the snapshot, and a mark only a full key can make: what a
+    /// write-only key wrote is told apart (docs/FORMAT.md, "Snapshots").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<SnapshotWriter>,
+}
+
+/// Who wrote a snapshot (since coffer 0.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotWriter {
+    /// The key slot that opened the repository for the backup.
+    pub slot: String,
+    /// The writer's own word that it held a write-only key.
+    pub write_only: bool,
+    /// Hex BLAKE3 keyed with a key only full keys derive, over the snapshot's canonical JSON
+    /// without `writer`: absent or wrong, the snapshot counts as written by a write-only key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_key_mark: Option<String>,
+}
+
+/// Who wrote a snapshot, as far as the reader's key can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WrittenBy {
+    /// A full key (its mark verified), through this slot.
+    FullKey { slot: String },
+    /// A write-only key, or a snapshot from before coffer 0.4, or a mark that does not verify
+    /// (or a reader that holds a write-only key itself and cannot verify marks).
+    NotProven {
+        slot: Option<String>,
+        why: &'static str,
+    },
+}
+
+impl WrittenBy {
+    pub fn is_full_key(&self) -> bool {
+        matches!(self, WrittenBy::FullKey { .. })
+    }
+
+    /// For listings: `full key (slot 1a2b3c4d)`, `write-only key (slot …)`, `unknown`.
+    pub fn describe(&self) -> String {
+        let short = |slot: &str| slot.chars().take(8).collect::<String>();
+        match self {
+            WrittenBy::FullKey { slot } => format!("full key (slot {})", short(slot)),
+            WrittenBy::NotProven {
+                slot: Some(slot),
+                why,
+            } => format!("{why} (slot {})", short(slot)),
+            WrittenBy::NotProven { slot: None, why } => why.to_string(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The bytes a writer mark covers: the snapshot without `writer`, as JSON with every
+    /// object's keys sorted (the same bytes whatever order a reader parses fields in).
+    pub fn marked_bytes(&self) -> Vec<u8> {
+        let mut unmarked = self.clone();
+        unmarked.writer = None;
+        let value = serde_json::to_value(&unmarked).unwrap_or(serde_json::Value::Null);
+        serde_json::to_vec(&sorted(value)).unwrap_or_default()
+    }
+}
+
+/// `value` with the keys of every object in sorted order.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, value)| (key, sorted(value)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
 }
 
 /// Which share of a sharded backup run a snapshot holds.

@@ -43,6 +43,17 @@ pub struct SnapshotSummary {
     /// Names of the databases that failed in it, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,
+    /// The key slot that wrote the snapshot and whether it said it held a write-only key, as
+    /// the snapshot records it (its full-key mark is checked on the snapshot itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<WriterClaim>,
+}
+
+/// Which slot a snapshot says wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterClaim {
+    pub slot: String,
+    pub write_only: bool,
 }
 
 impl SnapshotSummary {
@@ -68,6 +79,10 @@ impl SnapshotSummary {
             total_bytes: snapshot.total_bytes(),
             databases,
             failed,
+            writer: snapshot.writer.as_ref().map(|w| WriterClaim {
+                slot: w.slot.clone(),
+                write_only: w.write_only,
+            }),
         }
     }
 

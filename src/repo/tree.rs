@@ -35,6 +35,15 @@ impl DatabaseTree {
             .chain(&self.triggers)
             .chain(&self.events)
     }
+
+    /// [`DatabaseTree::objects`], to change.
+    pub fn objects_mut(&mut self) -> impl Iterator<Item = &mut StoredObject> {
+        self.routines
+            .iter_mut()
+            .chain(&mut self.views)
+            .chain(&mut self.triggers)
+            .chain(&mut self.events)
+    }
 }
 
 /// A table as listed in its database tree.

@@ -22,8 +22,8 @@ use crate::repo::index::Index;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{ChunkRef, DatabaseTree, StoredObject, TableKind, TableTree};
 use crate::sql::{
-    column_list, quote_ident, quote_str, rename_created_table, rename_schema, split_foreign_keys,
-    strip_definer,
+    QuoteRules, check_session_value, column_list, quote_ident, quote_str, rename_created_table,
+    rename_schema, split_foreign_keys, strip_definer,
 };
 use statements::{CreateKind, check_create};
 
@@ -35,6 +35,44 @@ pub struct RestoreOptions {
     pub into: Option<String>,
     /// Drop `DEFINER=` clauses so objects belong to the restoring account.
     pub skip_definer: bool,
+    /// Keep `DEFINER=` clauses even from a snapshot no full key is proven to have written
+    /// (the operator's consent: such a definer was chosen by whoever held a write-only key).
+    pub keep_definer: bool,
+}
+
+/// Whose account the restored views, routines, triggers and events run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Definers {
+    /// As stored: their `DEFINER=` clauses are kept.
+    Kept,
+    /// The restoring account's: `DEFINER=` clauses are removed, for this reason.
+    Replaced(String),
+}
+
+impl Definers {
+    /// For the audit log and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Definers::Kept => "kept as stored".to_string(),
+            Definers::Replaced(why) => format!("replaced by the restoring account: {why}"),
+        }
+    }
+
+    /// The policy for a snapshot `written_by` that, with the operator's flags: a definer runs
+    /// code as another account, so one chosen by a write-only key (or by an unknown writer) is
+    /// kept only with `--keep-definer`.
+    pub fn decide(written_by: &crate::repo::snapshot::WrittenBy, options: &RestoreOptions) -> Self {
+        if options.skip_definer {
+            return Definers::Replaced("--skip-definer was given".into());
+        }
+        if written_by.is_full_key() || options.keep_definer {
+            return Definers::Kept;
+        }
+        Definers::Replaced(format!(
+            "the snapshot was not written by a full key ({}): its definers could have been chosen by whoever holds a write-only key (--keep-definer keeps them)",
+            written_by.describe()
+        ))
+    }
 }
 
 /// A database loaded from a snapshot, ready to be turned into statements.
@@ -48,7 +86,9 @@ pub struct RestorePlan {
     /// The name each of `tables` is created under (`--into-table` renames one).
     pub table_targets: Vec<String>,
     pub scope: RestoreScope,
-    skip_definer: bool,
+    /// Whose account the objects run as; with [`Definers::Replaced`], `database`'s objects no
+    /// longer hold `DEFINER=` clauses (removed at load).
+    definers: Definers,
     snapshot_label: String,
 }
 
@@ -266,23 +306,24 @@ impl RestorePlan {
         for table in &database.tables {
             tables.push(repo.read_tree::<TableTree>(index, &table.tree).await?);
         }
+        let definers = Definers::decide(&repo.written_by(snapshot), options);
         let target_name = options.into.clone().unwrap_or_else(|| db.to_string());
         if target_name.is_empty() || target_name.chars().count() > 64 {
             return Err(Error::invalid(format!(
                 "{target_name:?} is not a valid database name (1 to 64 characters)"
             )));
         }
-        let plan = RestorePlan {
+        let mut plan = RestorePlan {
             source_name: db.to_string(),
             target_name,
             database,
             table_targets: tables.iter().map(|t| t.name.clone()).collect(),
             tables,
             scope: RestoreScope::Database,
-            skip_definer: options.skip_definer,
+            definers,
             snapshot_label: snapshot_label.to_string(),
         };
-        plan.check_statements().map_err(|why| {
+        plan.prepare_statements().map_err(|why| {
             Error::corrupt(format!(
                 "database {db} in snapshot {snapshot_label}: {why}; nothing was restored"
             ))
@@ -310,10 +351,10 @@ impl RestorePlan {
             tables: vec![table],
             database,
             scope: RestoreScope::Database,
-            skip_definer: true,
+            definers: Definers::Replaced("rows are only read back".into()),
             snapshot_label: snapshot_label.to_string(),
         };
-        plan.check_statements().map_err(|why| {
+        plan.prepare_statements().map_err(|why| {
             Error::corrupt(format!(
                 "database {} in snapshot {snapshot_label}: {why}",
                 plan.source_name
@@ -324,8 +365,34 @@ impl RestorePlan {
         Ok(plan)
     }
 
+    /// Whose account the restored objects run as.
+    pub fn definers(&self) -> &Definers {
+        &self.definers
+    }
+
+    /// Check every stored statement ([`RestorePlan::check_statements`]) and, when definers
+    /// are replaced, take the `DEFINER=` clauses out of the objects (a clause that cannot be
+    /// taken out refuses the restore).
+    fn prepare_statements(&mut self) -> std::result::Result<(), String> {
+        self.check_statements()?;
+        if let Definers::Replaced(_) = self.definers {
+            for object in self.database.objects_mut() {
+                let rules = QuoteRules::of_sql_mode(object.sql_mode.as_deref());
+                object.create_sql = strip_definer(&object.create_sql, rules).map_err(|why| {
+                    format!(
+                        "the stored definition of {} {} is refused: {why}",
+                        object.kind.keyword().to_lowercase(),
+                        object.name
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Refuse any stored statement that is not the single `CREATE` its tree claims, in the
-    /// database being restored (see [`statements`]), and charset names that are not names.
+    /// database being restored (see [`statements`]), read in the session it runs in, session
+    /// values that are not plain names, and charset names that are not names.
     fn check_statements(&self) -> std::result::Result<(), String> {
         for name in [&self.database.charset, &self.database.collation] {
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -339,20 +406,42 @@ impl RestorePlan {
                 TableKind::Base => CreateKind::Table,
                 TableKind::Sequence => CreateKind::Sequence,
             };
-            check_create(&table.create_sql, kind, &table.name, &self.target_name).map_err(
-                |why| {
-                    format!(
-                        "the stored definition of table {} is refused: {why}",
-                        table.name
-                    )
-                },
-            )?;
+            check_create(
+                &table.create_sql,
+                kind,
+                &table.name,
+                &self.target_name,
+                QuoteRules::default(),
+            )
+            .map_err(|why| {
+                format!(
+                    "the stored definition of table {} is refused: {why}",
+                    table.name
+                )
+            })?;
             if table.columns.is_empty() && table.kind == TableKind::Base && !table.chunks.is_empty()
             {
                 return Err(format!("table {} has rows but no columns", table.name));
             }
         }
         for object in self.database.objects() {
+            let refused = |why: String| {
+                format!(
+                    "the stored definition of {} {} is refused: {why}",
+                    object.kind.keyword().to_lowercase(),
+                    object.name
+                )
+            };
+            for (field, value) in [
+                ("sql_mode", &object.sql_mode),
+                ("character_set_client", &object.character_set_client),
+                ("collation_connection", &object.collation_connection),
+                ("time_zone", &object.time_zone),
+            ] {
+                if let Some(value) = value {
+                    check_session_value(field, value).map_err(refused)?;
+                }
+            }
             let sql = self.rewrite(
                 &object.create_sql,
                 object.sql_mode.as_deref(),
@@ -363,14 +452,9 @@ impl RestorePlan {
                 CreateKind::Object(object.kind),
                 &object.name,
                 &self.target_name,
+                QuoteRules::of_sql_mode(object.sql_mode.as_deref()),
             )
-            .map_err(|why| {
-                format!(
-                    "the stored definition of {} {} is refused: {why}",
-                    object.kind.keyword().to_lowercase(),
-                    object.name
-                )
-            })?;
+            .map_err(refused)?;
         }
         Ok(())
     }
@@ -440,15 +524,15 @@ impl RestorePlan {
         })
     }
 
-    /// A stored object's statement for creating it in database `into`.
+    /// A stored object's statement for creating it in database `into` (its definer already
+    /// decided at load).
     fn rewrite(&self, sql: &str, sql_mode: Option<&str>, into: &str) -> String {
-        let ansi_quotes = sql_mode.is_some_and(|m| m.to_ascii_uppercase().contains("ANSI_QUOTES"));
-        let renamed = rename_schema(sql, &self.source_name, into, ansi_quotes);
-        if self.skip_definer {
-            strip_definer(&renamed)
-        } else {
-            renamed
-        }
+        rename_schema(
+            sql,
+            &self.source_name,
+            into,
+            QuoteRules::of_sql_mode(sql_mode),
+        )
     }
 
     /// `CREATE DATABASE …` for the target name.
@@ -696,7 +780,7 @@ mod tests {
             table_targets: vec!["t".into()],
             tables: vec![t],
             scope: RestoreScope::Database,
-            skip_definer: false,
+            definers: Definers::Kept,
             snapshot_label: "s".into(),
         };
         let order = |stripes| {
@@ -708,6 +792,95 @@ mod tests {
         assert_eq!(order(4), [0, 2, 4, 6, 1, 3, 5, 7]);
         assert_eq!(order(3), [0, 3, 6, 1, 4, 7, 2, 5]);
         assert_eq!(order(1), [0, 1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    /// A plan of database `d` holding `object`, prepared as a restore prepares it.
+    fn prepared_with(
+        object: StoredObject,
+        definers: Definers,
+    ) -> std::result::Result<RestorePlan, String> {
+        let mut plan = RestorePlan {
+            source_name: "d".into(),
+            target_name: "d".into(),
+            database: DatabaseTree {
+                version: 1,
+                name: "d".into(),
+                charset: "utf8mb4".into(),
+                collation: "utf8mb4_bin".into(),
+                tables: Vec::new(),
+                views: Vec::new(),
+                routines: Vec::new(),
+                triggers: Vec::new(),
+                events: vec![object],
+                warnings: Vec::new(),
+            },
+            table_targets: Vec::new(),
+            tables: Vec::new(),
+            scope: RestoreScope::Database,
+            definers,
+            snapshot_label: "s".into(),
+        };
+        plan.prepare_statements()?;
+        Ok(plan)
+    }
+
+    fn event(create_sql: &str) -> StoredObject {
+        StoredObject {
+            kind: crate::repo::tree::ObjectKind::Event,
+            name: "e".into(),
+            create_sql: create_sql.into(),
+            sql_mode: Some("STRICT_TRANS_TABLES".into()),
+            character_set_client: Some("utf8mb4".into()),
+            collation_connection: Some("utf8mb4_general_ci".into()),
+            time_zone: Some("SYSTEM".into()),
+        }
+    }
+
+    /// The attack of issue 18: session fields are written into `SET SESSION x = '…'`; one
+    /// that switches off backslash escapes breaks the quoting of the next literal, on the
+    /// server and in `dump` scripts fed to the mysql client (`\!` runs a shell command).
+    #[test]
+    fn planted_session_fields_and_definers_are_refused_or_removed() {
+        let sql = "CREATE DEFINER=`root`@`localhost` EVENT `e` ON SCHEDULE EVERY 1 DAY DO SELECT 1";
+        let replaced = Definers::Replaced("test".into());
+        assert!(prepared_with(event(sql), replaced.clone()).is_ok());
+        for (field, value) in [
+            ("sql_mode", "NO_BACKSLASH_ESCAPES"),
+            ("sql_mode", "NO_BACKSLASH_ESCAPES'; DROP DATABASE live; -- "),
+            ("collation_connection", "x\\'; DROP DATABASE live; -- "),
+            ("time_zone", "+00:00'\n\\! id > /tmp/pwned\n'"),
+            ("character_set_client", "utf8mb4' OR '1"),
+        ] {
+            let mut object = event(sql);
+            match field {
+                "sql_mode" => object.sql_mode = Some(value.into()),
+                "collation_connection" => object.collation_connection = Some(value.into()),
+                "time_zone" => object.time_zone = Some(value.into()),
+                _ => object.character_set_client = Some(value.into()),
+            }
+            let outcome = prepared_with(object, replaced.clone());
+            // A plain NO_BACKSLASH_ESCAPES is a real mode: the statement is read under it.
+            if value == "NO_BACKSLASH_ESCAPES" {
+                assert!(outcome.is_ok(), "{outcome:?}");
+            } else {
+                let why = outcome.expect_err(value);
+                assert!(why.contains(field), "{why}");
+            }
+        }
+        // Definers replaced: the clause is gone from what runs, also under ANSI_QUOTES.
+        let plan = prepared_with(event(sql), replaced.clone()).expect("plan");
+        assert!(!plan.object_statements()[0].sql.contains("DEFINER"));
+        let mut ansi =
+            event(r#"CREATE DEFINER="root"@"%" EVENT "e" ON SCHEDULE EVERY 1 DAY DO SELECT 1"#);
+        ansi.sql_mode = Some("ANSI_QUOTES".into());
+        let plan = prepared_with(ansi, replaced).expect("plan");
+        assert!(
+            !plan.object_statements()[0].sql.contains("DEFINER"),
+            "{:?}",
+            plan.object_statements()
+        );
+        let kept = prepared_with(event(sql), Definers::Kept).expect("plan");
+        assert!(kept.object_statements()[0].sql.contains("DEFINER=`root`"));
     }
 
     fn table(columns: usize) -> TableTree {

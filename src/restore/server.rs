@@ -555,7 +555,15 @@ async fn roll_back(
             if !refused {
                 return Err(e);
             }
-            statement.sql = strip_definer(&statement.sql);
+            // The live server's own objects, put back: read in their own session.
+            let rules = crate::sql::QuoteRules::of_sql_mode(object.sql_mode.as_deref());
+            statement.sql = strip_definer(&statement.sql, rules).map_err(|why| {
+                Error::invalid(format!(
+                    "putting back {} {}: {why}",
+                    object.kind.keyword().to_lowercase(),
+                    object.name
+                ))
+            })?;
             run_statement(conn, &statement).await?;
             without_definer.push(format!(
                 "{} {}",

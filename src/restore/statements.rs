@@ -14,6 +14,7 @@
 //! place is refused, with the object named, rather than run.
 
 use crate::repo::tree::ObjectKind;
+use crate::sql::QuoteRules;
 
 /// What a stored statement must create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +59,16 @@ enum Token {
 }
 
 /// Check that `sql` is exactly one `CREATE` of `kind` named `name` (compared without regard to
-/// case), and that any schema qualifier on it (or on a trigger's table) is `database`.
-pub fn check_create(sql: &str, kind: CreateKind, name: &str, database: &str) -> Result<(), String> {
-    let tokens = tokenize(sql)?;
+/// case), and that any schema qualifier on it (or on a trigger's table) is `database`, reading
+/// it as the server will in the session it runs in (`rules`: the object's stored `sql_mode`).
+pub fn check_create(
+    sql: &str,
+    kind: CreateKind,
+    name: &str,
+    database: &str,
+    rules: QuoteRules,
+) -> Result<(), String> {
+    let tokens = tokenize(sql, rules)?;
     let body_start = check_head(&tokens, kind, name, database)?;
     if kind.is_program() {
         check_blocks(&tokens)
@@ -73,7 +81,7 @@ pub fn check_create(sql: &str, kind: CreateKind, name: &str, database: &str) -> 
 
 /// The table a `CREATE TRIGGER` statement attaches its trigger to (`None` if it is not one).
 pub fn trigger_table(sql: &str) -> Option<String> {
-    let tokens = tokenize(sql).ok()?;
+    let tokens = tokenize(sql, QuoteRules::default()).ok()?;
     let keyword = tokens
         .iter()
         .take(40)
@@ -87,7 +95,7 @@ pub fn trigger_table(sql: &str) -> Option<String> {
     qualified_name(&tokens, on + 1).map(|(_, table, _)| table)
 }
 
-fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
+fn tokenize(sql: &str, rules: QuoteRules) -> Result<Vec<Token>, String> {
     let bytes = sql.as_bytes();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -128,10 +136,10 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
                 i += 2;
             }
             b'\'' | b'"' | b'`' => {
-                let end = quoted_end(bytes, i)?;
+                let end = quoted_end(bytes, i, rules)?;
                 let inner = &sql[i + 1..end - 1];
                 tokens.push(match c {
-                    b'\'' => Token::Str,
+                    _ if rules.is_string_quote(c) => Token::Str,
                     _ => {
                         let doubled = if c == b'`' { "``" } else { "\"\"" };
                         Token::Quoted(inner.replace(doubled, &doubled[..1]))
@@ -183,13 +191,14 @@ fn line_end(bytes: &[u8], start: usize) -> usize {
         .map_or(bytes.len(), |p| start + p + 1)
 }
 
-/// End (exclusive) of the quoted token opening at `start`; strings take backslash escapes,
-/// all take a doubled quote.
-fn quoted_end(bytes: &[u8], start: usize) -> Result<usize, String> {
+/// End (exclusive) of the quoted token opening at `start`; strings take backslash escapes
+/// unless `NO_BACKSLASH_ESCAPES`, all take a doubled quote.
+fn quoted_end(bytes: &[u8], start: usize, rules: QuoteRules) -> Result<usize, String> {
     let quote = bytes[start];
+    let escapes = rules.backslash_escapes(quote);
     let mut i = start + 1;
     while i < bytes.len() {
-        if quote != b'`' && bytes[i] == b'\\' {
+        if escapes && bytes[i] == b'\\' {
             i += 2;
         } else if bytes[i] == quote {
             if bytes.get(i + 1) == Some(&quote) {
@@ -479,7 +488,11 @@ mod tests {
             ),
         ];
         for (kind, name, sql) in ok {
-            assert_eq!(check_create(sql, kind, name, "db"), Ok(()), "{sql}");
+            assert_eq!(
+                check_create(sql, kind, name, "db", QuoteRules::default()),
+                Ok(()),
+                "{sql}"
+            );
         }
     }
 
@@ -574,10 +587,34 @@ mod tests {
         ];
         for (kind, name, sql) in bad {
             assert!(
-                check_create(sql, kind, name, "db").is_err(),
+                check_create(sql, kind, name, "db", QuoteRules::default()).is_err(),
                 "accepted: {sql}"
             );
         }
+    }
+
+    /// A planted object whose stored sql_mode makes the server end a string where a reader
+    /// with the default rules would not: what follows the string is code to the server (and
+    /// to the mysql client reading a `dump` script, where `\!` runs a shell command).
+    #[test]
+    fn statements_are_read_in_the_session_they_run_in() {
+        let raw = QuoteRules::of_sql_mode(Some("NO_BACKSLASH_ESCAPES"));
+        let planted = r"CREATE VIEW `v` AS SELECT 'x\' ; DROP DATABASE live; SELECT '";
+        assert_eq!(
+            check_create(planted, VIEW, "v", "db", QuoteRules::default()),
+            Ok(()),
+            "one string to a reader with backslash escapes"
+        );
+        assert!(check_create(planted, VIEW, "v", "db", raw).is_err());
+        let shell = r"CREATE PROCEDURE `p`() SELECT 'x\' \! touch /tmp/pwned '";
+        assert!(check_create(shell, PROCEDURE, "p", "db", raw).is_err());
+        // Under ANSI_QUOTES a double-quoted token is a name: the qualifier is checked.
+        let ansi = QuoteRules::of_sql_mode(Some("ANSI_QUOTES"));
+        let elsewhere =
+            r#"CREATE TRIGGER "tr" BEFORE INSERT ON "live"."t" FOR EACH ROW SET NEW.a = 1"#;
+        assert!(check_create(elsewhere, TRIGGER, "tr", "db", ansi).is_err());
+        let here = r#"CREATE TRIGGER "tr" BEFORE INSERT ON "t" FOR EACH ROW SET NEW.a = 1"#;
+        assert_eq!(check_create(here, TRIGGER, "tr", "db", ansi), Ok(()));
     }
 
     #[test]

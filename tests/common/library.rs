@@ -76,7 +76,7 @@ pub async fn restore_into(
 ) -> coffer::Result<()> {
     let options = RestoreOptions {
         into: Some(into.to_string()),
-        skip_definer: false,
+        ..RestoreOptions::default()
     };
     let plan = RestorePlan::load(repo, &index, snapshot, &id.short(), db, &options).await?;
     let opts = ServerRestoreOptions {

@@ -84,7 +84,8 @@ impl AwsKmsKey {
         url
     }
 
-    fn endpoint(&self) -> String {
+    /// Where requests go: the custom endpoint, else the region's public one.
+    pub(crate) fn endpoint_url(&self) -> String {
         self.endpoint
             .clone()
             .unwrap_or_else(|| format!("https://kms.{}.amazonaws.com/", self.region))
@@ -159,9 +160,11 @@ impl AwsKmsKey {
         );
         let client = reqwest::Client::builder()
             .https_only(!self.allow_http)
+            // A trusted endpoint's redirect must not carry a signed request anywhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::invalid("setting up an HTTPS client").with_source(e))?;
-        let endpoint = self.endpoint();
+        let endpoint = self.endpoint_url();
         let (status, text) = super::send_with_retries(&format!("AWS KMS at {endpoint}"), || {
             let mut request = http::Request::builder()
                 .method(http::Method::POST)
@@ -266,7 +269,10 @@ mod tests {
         let key =
             AwsKmsKey::parse("1234abcd-12ab-34cd-56ef-1234567890ab?region=eu-central-1").unwrap();
         assert_eq!(key.region, "eu-central-1");
-        assert_eq!(key.endpoint(), "https://kms.eu-central-1.amazonaws.com/");
+        assert_eq!(
+            key.endpoint_url(),
+            "https://kms.eu-central-1.amazonaws.com/"
+        );
         let arn = AwsKmsKey::parse("arn:aws:kms:us-west-2:111122223333:key/1234").unwrap();
         assert_eq!(arn.region, "us-west-2");
         assert!(AwsKmsKey::parse("1234").is_err(), "no region");

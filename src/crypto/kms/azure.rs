@@ -236,6 +236,8 @@ fn text<'a>(reply: &'a Value, name: &str) -> Result<&'a str> {
 fn http_client(allow_http: bool) -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .https_only(!allow_http)
+        // A trusted endpoint's redirect must not carry a token or a key anywhere else.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| Error::invalid("setting up an HTTPS client").with_source(e))

@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod trust;
 
 use std::collections::BTreeMap;
 
@@ -17,8 +18,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use zeroize::Zeroize;
 
 use super::MasterSecret;
-use super::keys::{KeyProvider, KeySlot, Wrapping};
+use super::slots::{KeyProvider, KeySlot, Wrapping};
 use crate::error::{Error, ErrorKind, Result};
+pub use trust::KmsTrust;
+use trust::Origin;
 
 /// Tries of one KMS request: a dropped connection, throttling (429) or a server error is tried
 /// again after 300 ms × the attempt.
@@ -101,6 +104,17 @@ impl KmsKey {
         }
     }
 
+    /// Where requests for this key go (checked against [`KmsTrust`] before any is sent).
+    pub fn origin(&self) -> Result<Origin> {
+        match self {
+            KmsKey::Aws(key) => Origin::parse(&key.endpoint_url()),
+            KmsKey::Azure(key) => {
+                let scheme = if key.allow_http { "http" } else { "https" };
+                Origin::parse(&format!("{scheme}://{}", key.host))
+            }
+        }
+    }
+
     /// The key a slot names, if it is a KMS slot.
     pub fn of_slot(slot: &KeySlot) -> Option<KmsKey> {
         match &slot.wrapping {
@@ -134,26 +148,39 @@ impl KmsKey {
     }
 }
 
+/// The KMS key of a KMS slot, as a URL (`None` for other kinds).
+pub fn slot_key_url(slot: &KeySlot) -> Option<String> {
+    KmsKey::of_slot(slot).map(|k| k.url())
+}
+
 /// Encryption context binding a wrapped secret to its repository.
 fn context(repository: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("coffer-repository".to_string(), repository.to_string())])
 }
 
-/// Opens any KMS slot with the credentials this host has; wraps new slots with `new_key`.
+/// Opens the KMS slots whose endpoint this host trusts, with the credentials it has; wraps new
+/// slots with `new_key`.
 #[derive(Debug, Default)]
 pub struct KmsProvider {
     new_key: Option<KmsKey>,
+    trust: KmsTrust,
 }
 
 impl KmsProvider {
-    /// A provider that only opens existing KMS slots.
-    pub fn ambient() -> Self {
-        KmsProvider { new_key: None }
+    /// A provider that only opens existing KMS slots, calling only endpoints `trust` allows.
+    pub fn ambient(trust: KmsTrust) -> Self {
+        KmsProvider {
+            new_key: None,
+            trust,
+        }
     }
 
-    /// A provider that also wraps new slots with `key`.
-    pub fn with_key(key: KmsKey) -> Self {
-        KmsProvider { new_key: Some(key) }
+    /// A provider that also wraps new slots with `key` (which `trust` must allow).
+    pub fn with_key(key: KmsKey, trust: KmsTrust) -> Self {
+        KmsProvider {
+            new_key: Some(key),
+            trust,
+        }
     }
 }
 
@@ -169,6 +196,7 @@ impl KeyProvider for KmsProvider {
                 "no KMS key given to wrap the repository key with",
             ));
         };
+        self.trust.check(key)?;
         match key {
             KmsKey::Aws(aws) => {
                 let (blob, arn) = aws.encrypt(secret.as_bytes(), &context(repository)).await?;
@@ -206,10 +234,16 @@ impl KeyProvider for KmsProvider {
         }
     }
 
+    fn cost(&self, slot: &KeySlot) -> Option<u64> {
+        KmsKey::of_slot(slot).map(|_| 0)
+    }
+
     async fn unwrap(&self, slot: &KeySlot) -> Result<Option<MasterSecret>> {
         let Some(key) = KmsKey::of_slot(slot) else {
             return Ok(None);
         };
+        // Before anything is sent: the slot, not this host, chose the endpoint.
+        self.trust.check(&key)?;
         let blob = B64
             .decode(&slot.wrapped_key)
             .map_err(|e| Error::corrupt("wrapped key is not base64").with_source(e))?;

@@ -1,0 +1,407 @@
+//! The threat model (docs/FORMAT.md, "Threat model"), attack by attack (issue 18): what someone
+//! who can write to the bucket, with no key at all, can try against a host that opens the
+//! repository. Each test performs the attack and asserts that it fails safely, with a message
+//! that names what happened.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A local HTTP server that records every request that reaches it (its head, which carries
+/// any `Authorization` header) and answers 500: the attacker's endpoint.
+struct Recorder {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut head = vec![0u8; 8192];
+                let n = stream.read(&mut head).unwrap_or(0);
+                seen.lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(&head[..n]).into_owned());
+                let _ = stream.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Recorder { port, requests }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+/// Write `slot` (JSON) into the repository's key folder under a random id, as anyone with
+/// write access to the bucket can; returns the id.
+fn plant_slot(repo: &Repo, slot: &serde_json::Value) -> String {
+    let id = format!("{:032x}", rand_u128());
+    let path = repo.path().join("keys").join(&id);
+    std::fs::write(&path, serde_json::to_vec_pretty(slot).expect("json")).expect("plant slot");
+    id
+}
+
+fn rand_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("urandom");
+    u128::from_le_bytes(bytes)
+}
+
+/// `coffer ARGS` on `repo` with no passphrase, with `env`.
+fn without_passphrase(repo: &Repo, args: &[&str], env: &[(String, String)]) -> Output {
+    let mut cmd = coffer_cmd(args, Some(repo.path()), &[]);
+    cmd.env_remove("COFFER_PASSWORD");
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run coffer")
+}
+
+#[test]
+fn a_planted_kms_slot_receives_no_token_and_no_signed_request() {
+    let repo = Repo::new();
+    let evil = Recorder::start();
+    let authority = KeyVaultDouble::start();
+    // A slot naming the attacker's server as the Key Vault, and one naming it as the AWS KMS
+    // endpoint: opening would send the host's Entra ID bearer token (valid for every vault
+    // the identity may use) or a SigV4-signed request with its access key id.
+    let vault_host = format!("127.0.0.1:{}", evil.port);
+    let azure = plant_slot(
+        &repo,
+        &serde_json::json!({
+            "version": 1, "created": "2026-11-30T00:00:00Z", "hostname": "evil",
+            "kind": "azure-keyvault", "vault": vault_host, "name": "k", "key_version": "v1",
+            "algorithm": "RSA-OAEP-256", "allow_http": true, "wrapped_key": "AAAA"
+        }),
+    );
+    let aws = plant_slot(
+        &repo,
+        &serde_json::json!({
+            "version": 1, "created": "2026-11-30T00:00:00Z", "hostname": "evil",
+            "kind": "aws-kms", "key_id": "k", "key_arn": "k", "region": "us-east-1",
+            "endpoint": evil.endpoint(), "allow_http": true, "repository": "r",
+            "wrapped_key": "AAAA"
+        }),
+    );
+    // The host has Azure credentials (from a real token endpoint) and AWS credentials, and no
+    // passphrase in its environment: it tries the KMS slots.
+    let mut host: Vec<(String, String)> = authority
+        .credentials("admin")
+        .into_iter()
+        .filter(|(k, _)| k != "COFFER_KMS_TRUST")
+        .collect();
+    host.push(("AWS_ACCESS_KEY_ID".into(), "AKIAHOSTKEY".into()));
+    host.push(("AWS_SECRET_ACCESS_KEY".into(), "host-secret".into()));
+    let attacked = without_passphrase(&repo, &["snapshots"], &host);
+    let message = stderr(&attacked);
+    assert!(!attacked.status.success(), "opened: {message}");
+    assert_eq!(
+        evil.requests(),
+        Vec::<String>::new(),
+        "the planted endpoint was called"
+    );
+    for planted in [&azure, &aws] {
+        assert!(
+            message.contains(planted.as_str()),
+            "slot {planted} not named: {message}"
+        );
+    }
+    assert!(
+        message.contains("does not trust") && message.contains(&evil.endpoint()),
+        "{message}"
+    );
+    assert!(
+        !message.contains("host-secret"),
+        "a secret in the message: {message}"
+    );
+
+    // The same host told to trust that endpoint does call it, token and signature included:
+    // the recorder would have seen the attack.
+    let mut trusting = host.clone();
+    trusting.push(("COFFER_KMS_TRUST".into(), evil.endpoint()));
+    let _ = without_passphrase(&repo, &["snapshots"], &trusting);
+    let seen = evil.requests().join("\n---\n");
+    assert!(
+        seen.contains("unwrapkey") && seen.to_ascii_lowercase().contains("authorization: bearer"),
+        "{seen}"
+    );
+    assert!(seen.contains("AKIAHOSTKEY"), "{seen}");
+}
+
+/// Runs `coffer ARGS` and kills it if it has not ended after `limit`: a planted slot must
+/// not make an open run for hours.
+fn bounded(repo: &Repo, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut child = coffer_cmd(args, Some(repo.path()), env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run coffer");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("coffer {args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn passphrase_slot(memory_kib: u64, iterations: u64) -> serde_json::Value {
+    serde_json::json!({
+        "version": 1, "created": "2020-01-01T00:00:00Z", "hostname": "evil",
+        "kind": "passphrase",
+        "kdf": {"algorithm": "argon2id", "memory_kib": memory_kib, "iterations": iterations,
+                "parallelism": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAA=="},
+        "wrapped_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    })
+}
+
+#[test]
+fn planted_passphrase_slots_cannot_stall_or_lock_out_an_open() {
+    let repo = Repo::new();
+    let state = tempfile::tempdir().expect("state dir");
+    let state_dir = state.path().display().to_string();
+    let fresh_host = [("COFFER_STATE_DIR", state_dir.as_str())];
+    let real = {
+        let throwaway = tempfile::tempdir().expect("state dir");
+        let dir = throwaway.path().display().to_string();
+        let listed: serde_json::Value = serde_json::from_str(&ok(repo.coffer_env(
+            &["key", "list", "--json"],
+            &[("COFFER_STATE_DIR", dir.as_str())],
+        )))
+        .expect("json");
+        listed[0]["id"].as_str().expect("id").to_string()
+    };
+    // Fifty slots asking for 4 GiB × 64 passes each: hours of work, 4 GiB at a time.
+    for _ in 0..50 {
+        plant_slot(&repo, &passphrase_slot(4 << 20, 64));
+    }
+    let opened = bounded(&repo, &["snapshots"], &fresh_host, Duration::from_secs(120));
+    assert!(opened.status.success(), "{}", stderr(&opened));
+
+    // Cheap slots sort before the real one: an open by a host that has never opened this
+    // repository stops after its budget of tries and names what it did not try.
+    let other_host = tempfile::tempdir().expect("state dir");
+    let other_dir = other_host.path().display().to_string();
+    let new_host = [("COFFER_STATE_DIR", other_dir.as_str())];
+    for _ in 0..20 {
+        plant_slot(&repo, &passphrase_slot(8, 1));
+    }
+    let locked = bounded(&repo, &["snapshots"], &new_host, Duration::from_secs(120));
+    let message = stderr(&locked);
+    assert!(!locked.status.success(), "{message}");
+    assert!(
+        message.contains("not tried") && message.contains(&real) && message.contains("--key-slot"),
+        "{message}"
+    );
+    // Naming the slot opens it; the host then tries it first and needs nothing named.
+    let named = [
+        ("COFFER_STATE_DIR", other_dir.as_str()),
+        ("COFFER_KEY_SLOT", real.as_str()),
+    ];
+    ok(bounded(
+        &repo,
+        &["snapshots"],
+        &named,
+        Duration::from_secs(120),
+    ));
+    ok(bounded(
+        &repo,
+        &["snapshots"],
+        &new_host,
+        Duration::from_secs(120),
+    ));
+    // The host that opened it before the cheap slots were planted tries its slot first too.
+    ok(bounded(
+        &repo,
+        &["snapshots"],
+        &fresh_host,
+        Duration::from_secs(120),
+    ));
+}
+
+/// `coffer init` in a new folder; returns the repository and its id.
+fn init_printing_id() -> (Repo, String) {
+    let repo = Repo {
+        dir: tempfile::tempdir().expect("dir"),
+    };
+    let out = ok(repo.coffer(&["init", "--chunk-size", "16KiB"]));
+    let id = out
+        .split_whitespace()
+        .skip_while(|w| *w != "repository")
+        .nth(1)
+        .expect("init prints the repository id")
+        .to_string();
+    (repo, id)
+}
+
+#[test]
+fn a_host_pinned_to_its_repository_refuses_a_swapped_one() {
+    let (ours, our_id) = init_printing_id();
+    let (theirs, _) = init_printing_id();
+    // The attacker replaces config and key slots with those of a repository whose key they
+    // hold (the passphrase is the same only to show that the pin, not the key, refuses it).
+    std::fs::remove_dir_all(ours.path().join("keys")).expect("remove keys");
+    std::fs::create_dir(ours.path().join("keys")).expect("keys");
+    for slot in files_under(&theirs.path().join("keys")) {
+        let name = slot.file_name().expect("name");
+        std::fs::copy(&slot, ours.path().join("keys").join(name)).expect("copy slot");
+    }
+    std::fs::copy(theirs.path().join("config"), ours.path().join("config")).expect("copy config");
+    let unpinned = ours.coffer(&["snapshots"]);
+    assert!(
+        unpinned.status.success(),
+        "without a pin the swap goes unnoticed: {}",
+        stderr(&unpinned)
+    );
+    let pinned = ours.coffer_env(&["snapshots"], &[("COFFER_REPOSITORY_ID", &our_id)]);
+    let message = stderr(&pinned);
+    assert!(!pinned.status.success(), "{message}");
+    assert!(
+        message.contains(&our_id) && message.contains("configured for"),
+        "{message}"
+    );
+}
+
+#[test]
+fn repair_refuses_a_planted_oversized_pack_without_reading_it() {
+    let repo = Repo::new();
+    // 600 MiB, sparse: listed with its size, never read.
+    let name = format!("ab{}", "0".repeat(62));
+    let dir = repo.path().join("data").join("ab");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = std::fs::File::create(dir.join(&name)).expect("create");
+    file.set_len(600 << 20).expect("sparse");
+    let out = repo.coffer(&["repair", "index"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("more than the") && text.contains("not indexed"),
+        "{text}"
+    );
+}
+
+/// A write-only host chooses what a snapshot holds, DEFINERs included: a trigger or routine
+/// restored with `DEFINER=root` runs as root on the restore server. From a snapshot no full key
+/// is proven to have written, objects run as the restoring account unless the operator says
+/// `--keep-definer`; the audit log says which.
+#[test]
+fn a_definer_from_a_write_only_snapshot_runs_as_the_restoring_account() {
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE td_db; USE td_db; CREATE TABLE t (id INT PRIMARY KEY, n INT); \
+         CREATE TABLE log (id INT); \
+         CREATE DEFINER=`root`@`localhost` TRIGGER tr AFTER INSERT ON t FOR EACH ROW INSERT INTO log VALUES (NEW.id); \
+         CREATE DEFINER=`root`@`localhost` PROCEDURE p() SELECT 1; \
+         INSERT INTO t VALUES (1, 1);",
+    );
+    let repo = Repo::new();
+    let key_file = tempfile::NamedTempFile::new().expect("temp");
+    let key = key_file.path().display().to_string();
+    std::fs::remove_file(&key).expect("make room for the key file");
+    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
+    let url = server.socket_url();
+    let written = coffer_cmd(
+        &["backup", "--mysql", &url, "--include", "td_db"],
+        Some(repo.path()),
+        &[("COFFER_KEY_FILE", &key)],
+    )
+    .env_remove("COFFER_PASSWORD")
+    .output()
+    .expect("run coffer");
+    assert!(written.status.success(), "{}", stderr(&written));
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
+    assert_eq!(listed[0]["writer"]["write_only"], true, "{listed:#}");
+
+    // The restoring account is another one than the definer.
+    let restorer = format!(
+        "mysql://{TEST_USER}@localhost/?socket={}",
+        server.socket.display()
+    );
+    let as_restorer = [("COFFER_MYSQL_PASSWORD", TEST_USER_PASSWORD)];
+    let definers = |db: &str| {
+        server.sql(&format!(
+            "SELECT GROUP_CONCAT(DEFINER ORDER BY DEFINER) FROM ( \
+               SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{db}' \
+               UNION ALL SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{db}') d"
+        ))
+    };
+    let restored = repo.coffer_env(
+        &[
+            "restore", "--mysql", &restorer, "--db", "td_db", "--into", "td_wo",
+        ],
+        &as_restorer,
+    );
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert!(
+        stderr(&restored).contains("run as the restoring account"),
+        "{}",
+        stderr(&restored)
+    );
+    assert_eq!(
+        definers("td_wo").trim(),
+        format!("{TEST_USER}@%,{TEST_USER}@%")
+    );
+    // The operator's explicit consent keeps them.
+    ok(repo.coffer_env(
+        &[
+            "restore",
+            "--mysql",
+            &restorer,
+            "--db",
+            "td_db",
+            "--into",
+            "td_keep",
+            "--keep-definer",
+        ],
+        &as_restorer,
+    ));
+    assert_eq!(definers("td_keep").trim(), "root@localhost,root@localhost");
+    // A snapshot a full key wrote keeps them without being asked.
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "td_db"]));
+    ok(repo.coffer_env(
+        &[
+            "restore", "--mysql", &restorer, "--db", "td_db", "--into", "td_full",
+        ],
+        &as_restorer,
+    ));
+    assert_eq!(definers("td_full").trim(), "root@localhost,root@localhost");
+    // The audit log records the choice of each restore.
+    let audit: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["audit", "--json"]))).expect("json");
+    let choices: Vec<String> = audit
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["command"] == "restore" && r["outcome"]["status"] == "succeeded")
+        .map(|r| r["definers"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(choices.len(), 3, "{audit:#}");
+    assert!(
+        choices[0].starts_with("replaced by the restoring account"),
+        "{choices:?}"
+    );
+    assert_eq!(choices[1], "kept as stored");
+    assert_eq!(choices[2], "kept as stored");
+}
