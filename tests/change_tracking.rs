@@ -371,3 +371,92 @@ fn unchanged_tables_of_a_changed_database_are_carried_over() {
     assert!(check.contains("no problems"), "{check}");
     assert_restores_exactly(&repo, server, &latest_snapshot(&repo), "tt_big");
 }
+
+/// Issue 19's reproduction: an XA transaction writes a database and is prepared before a
+/// backup (its rows are logged at `XA PREPARE`, invisible until committed), then committed
+/// after it; the `XA COMMIT` event names nothing. The next backup must not carry the database.
+#[test]
+fn an_xa_transaction_committed_after_a_backup_is_not_lost() {
+    let _turn = take_turn();
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE xa_db; USE xa_db; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_500; \
+         CREATE DATABASE xa_other; USE xa_other; CREATE TABLE t (id INT PRIMARY KEY); \
+         INSERT INTO t VALUES (1);",
+    );
+    let repo = Repo::new();
+    let url = server.socket_url();
+    let backup = || ok(repo.coffer(&["backup", "--mysql", &url, "--include", "xa_*"]));
+    backup();
+    // Prepared in one session, which then ends: the transaction stays prepared.
+    server.sql(
+        "XA START 'coffer_xa'; INSERT INTO xa_db.t VALUES (100000, 'prepared'); \
+         XA END 'coffer_xa'; XA PREPARE 'coffer_xa';",
+    );
+    backup();
+    server.sql("XA COMMIT 'coffer_xa';");
+    let out = backup();
+    assert!(
+        !read_in_latest(&repo, "xa_db").is_empty() && out.contains("XA"),
+        "the database the XA commit changed was carried over: {out}"
+    );
+    assert_eq!(
+        server.sql("SELECT v FROM xa_db.t WHERE id = 100000").trim(),
+        "prepared"
+    );
+    assert_restores_exactly(&repo, server, &latest_snapshot(&repo), "xa_db");
+}
+
+/// `lower_case_table_names=1` (Azure Database for MySQL's default): the server lists `sales`,
+/// a statement may write `Sales.Orders`. A second server, started that way.
+#[test]
+fn mixed_case_names_on_a_case_insensitive_server_are_caught() {
+    let server = MariaDb::start_with(None, &["--lower-case-table-names=1"]);
+    server.sql(
+        "CREATE DATABASE Sales; USE Sales; CREATE TABLE Orders (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO Orders SELECT seq, SHA2(seq, 256) FROM seq_1_to_500; \
+         CREATE DATABASE quiet; USE quiet; CREATE TABLE t (id INT PRIMARY KEY); \
+         INSERT INTO t VALUES (1);",
+    );
+    assert_eq!(
+        server
+            .sql("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'sales'")
+            .trim(),
+        "sales"
+    );
+    let repo = Repo::new();
+    let url = server.socket_url();
+    let backup = || {
+        ok(repo.coffer(&[
+            "backup",
+            "--mysql",
+            &url,
+            "--include",
+            "sales",
+            "--include",
+            "quiet",
+        ]))
+    };
+    backup();
+    // Statement format, no default database, the name as a user typed it.
+    server.sql("SET SESSION binlog_format = 'STATEMENT'; TRUNCATE TABLE Sales.Orders;");
+    let out = backup();
+    assert!(
+        out.contains("1 databases unchanged"),
+        "quiet is carried, sales is not: {out}"
+    );
+    let listing = ok(repo.coffer(&["ls", "latest"]));
+    let sales = listing
+        .lines()
+        .find(|l| l.starts_with("sales"))
+        .unwrap_or_default();
+    assert!(!sales.contains("carried over"), "{listing}");
+    let into = "sales_back";
+    restore_copy(&repo, &server, &latest_snapshot(&repo), "sales", into);
+    assert_eq!(checksums(&server, "sales"), checksums(&server, into));
+    assert_eq!(
+        server.sql("SELECT COUNT(*) FROM sales_back.orders").trim(),
+        "0"
+    );
+}

@@ -16,7 +16,7 @@ use crate::repo::summary::SnapshotSummary;
 use crate::repo::tree::TableRef;
 use crate::source::mysql::MysqlTarget;
 use crate::source::mysql::catalog::binlog_status_statement;
-use crate::source::mysql::catalog::cross_database_cascades;
+use crate::source::mysql::catalog::cascading_foreign_keys;
 use crate::source::mysql::changes::{
     Changes, DefinitionReach, changes_since, database_reach, expand_cascades,
     expand_statement_reach,
@@ -72,6 +72,9 @@ pub struct ServerLog {
     pub binlog_format: String,
     /// `Binlog_Do_DB` / `Binlog_Ignore_DB`, if any is set.
     pub filters: Option<String>,
+    /// Whether the server compares database and table names case-insensitively
+    /// (`lower_case_table_names` 1 or 2; Azure Database for MySQL's default is 1).
+    pub fold_case: bool,
 }
 
 /// Read the server's identity, binlog format and binlog filters.
@@ -83,11 +86,13 @@ pub async fn server_log(conn: &mut mysql_async::Conn) -> std::result::Result<Ser
         .ok()
         .flatten()
         .flatten();
-    let (id, format): (Option<u64>, Option<String>) = conn
-        .query_first("SELECT @@GLOBAL.server_id, @@GLOBAL.binlog_format")
+    let (id, format, lower_case): (Option<u64>, Option<String>, Option<u64>) = conn
+        .query_first(
+            "SELECT @@GLOBAL.server_id, @@GLOBAL.binlog_format, @@GLOBAL.lower_case_table_names",
+        )
         .await
         .map_err(|e| e.to_string())?
-        .unwrap_or((None, None));
+        .unwrap_or((None, None, None));
     let statement = binlog_status_statement(conn.server_version());
     let status: Option<mysql_async::Row> = conn
         .query_first(statement)
@@ -111,6 +116,7 @@ pub async fn server_log(conn: &mut mysql_async::Conn) -> std::result::Result<Ser
         },
         binlog_format: format.unwrap_or_default(),
         filters,
+        fold_case: lower_case.is_some_and(|n| n != 0),
     })
 }
 
@@ -337,17 +343,33 @@ async fn decide(
         )));
     }
     let server_id = scan_server_id()?;
-    let mut changes = match changes_since(inputs.target, from, server_id).await {
-        Ok(changes) => changes,
-        Err(e) => {
-            return Ok(Plan::full(format!(
-                "the binary log since snapshot {} ({}:{}) could not be read: {e}",
-                previous_id.short(),
-                from.file,
-                from.position
-            )));
-        }
+    let mut changes =
+        match changes_since(inputs.target, from, server_id, Changes::new(log.fold_case)).await {
+            Ok(changes) => changes,
+            Err(e) => {
+                return Ok(Plan::full(format!(
+                    "the binary log since snapshot {} ({}:{}) could not be read: {e}",
+                    previous_id.short(),
+                    from.file,
+                    from.position
+                )));
+            }
+        };
+    // The argument for carrying a database needs the scan to reach this run's position: every
+    // change before it must have been seen (docs/ARCHITECTURE.md, "Change tracking").
+    let scanned_to = BinlogPosition {
+        file: changes.end_file.clone(),
+        position: changes.end_position,
+        gtid_set: String::new(),
     };
+    if let Ok(now) = inputs.binlog
+        && !log_moved_forward(now, &scanned_to)
+    {
+        return Ok(Plan::full(format!(
+            "the binary-log scan stopped at {}:{}, before this run's position {}:{}",
+            scanned_to.file, scanned_to.position, now.file, now.position
+        )));
+    }
     if let Err(why) = widen(inputs.target, &mut changes).await {
         return Ok(Plan::full(format!(
             "{why} (changes since snapshot {})",
@@ -490,7 +512,8 @@ impl TableCarryOver for TableTracker {
         let mut scan = self.scan.lock().await;
         if scan.broken.is_none() && !log_moved_forward(position, &scan.scanned_to()) {
             let from = scan.scanned_to();
-            match changes_since(&self.target, &from, self.server_id).await {
+            let continuation = scan.changes.continuation();
+            match changes_since(&self.target, &from, self.server_id, continuation).await {
                 Ok(later) => {
                     scan.changes.append(later);
                     if let Err(why) = widen(&self.target, &mut scan.changes).await {
@@ -538,9 +561,9 @@ async fn widen(target: &MysqlTarget, changes: &mut Changes) -> std::result::Resu
         }
     }
     if changes.all.is_none() {
-        let edges = cross_database_cascades(&mut conn)
+        let edges = cascading_foreign_keys(&mut conn)
             .await
-            .map_err(|e| format!("the foreign keys between databases could not be read: {e}"))?;
+            .map_err(|e| format!("the cascading foreign keys could not be read: {e}"))?;
         expand_cascades(changes, &edges);
     }
     Ok(())

@@ -137,6 +137,8 @@ impl MariaDb {
         let dir = tmp.path().to_path_buf();
         let port = free_port();
         let socket = dir.join("mysql.sock");
+        let tmp_dir = dir.join("tmp");
+        std::fs::create_dir_all(&tmp_dir).expect("tmpdir");
         let user = String::from_utf8_lossy(&run_ok(Command::new("id").arg("-un")).stdout)
             .trim()
             .to_string();
@@ -160,6 +162,9 @@ impl MariaDb {
             "--innodb-log-file-size=48M".into(),
             "--max-allowed-packet=64M".into(),
             format!("--log-bin={}", dir.join("binlog").display()),
+            // Its own temporary files: a server deletes every `#sql*` file in its tmpdir when
+            // it starts, which would pull them from under a server sharing /tmp.
+            format!("--tmpdir={}", tmp_dir.display()),
             "--server-id=1".into(),
             "--event-scheduler=OFF".into(),
         ];
@@ -365,7 +370,12 @@ pub fn coffer_cmd(args: &[&str], repo: Option<&Path>, env: &[(&str, &str)]) -> C
     cmd.env("COFFER_PASSWORD", PASSWORD)
         .env_remove("COFFER_MYSQL_URL")
         .env_remove("COFFER_MYSQL_PASSWORD")
-        .env("COFFER_LOG", "warn");
+        .env("COFFER_LOG", "warn")
+        // What a host remembers of the repositories it opened stays with the tests.
+        .env(
+            "COFFER_STATE_DIR",
+            std::env::temp_dir().join("coffer-test-host-state"),
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -736,6 +746,8 @@ impl KeyVaultDouble {
             ("AZURE_TENANT_ID".into(), "tenant".into()),
             ("AZURE_CLIENT_ID".into(), client.into()),
             ("AZURE_CLIENT_SECRET".into(), format!("{client}-secret")),
+            // The double is a local plain-HTTP vault, which no host trusts unless told to.
+            ("COFFER_KMS_TRUST".into(), self.0.endpoint()),
         ]
     }
 

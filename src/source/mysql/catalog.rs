@@ -207,62 +207,76 @@ pub async fn definition_bodies(conn: &mut Conn, db: &str) -> Result<Option<Vec<S
     Ok(Some(bodies))
 }
 
-/// A foreign key whose parent table lives in another database and whose rule changes the child
-/// (`CASCADE`, `SET NULL`, `SET DEFAULT`): a change to the parent database changes the child's,
-/// and the binary log does not say so (InnoDB applies cascades itself; neither row- nor
-/// statement-format logging records the child rows).
+/// A foreign key whose `ON DELETE`/`ON UPDATE` changes child rows (CASCADE, SET NULL): InnoDB
+/// applies it itself and logs nothing of the child rows on MySQL 8.0/8.4 (docs/ARCHITECTURE.md,
+/// "MySQL 8 dialect"), so a change to the parent table is a change to the child table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CascadeEdge {
-    pub parent_database: String,
-    /// `None` when the child's database name could not be decoded (MariaDB's InnoDB dictionary
-    /// encodes unusual characters): it may be any database.
+    /// The parent's database and table, `None` when its name could not be decoded (then any
+    /// change may fire it).
+    pub parent: Option<(String, String)>,
+    /// The child's database, `None` when its name could not be decoded (MariaDB's InnoDB
+    /// dictionary encodes unusual characters): it may be any database.
     pub child_database: Option<String>,
+    /// The child table, `None` when its name could not be decoded (any table of the database).
+    pub child_table: Option<String>,
 }
 
-/// Every cross-database cascading foreign key. MySQL 8 answers `REFERENTIAL_CONSTRAINTS` from
-/// its data dictionary; MariaDB would open every table of the server for it, so there the
-/// InnoDB dictionary (`INNODB_SYS_FOREIGN`, needs PROCESS) is read, and
-/// `REFERENTIAL_CONSTRAINTS` only when that is refused.
-pub async fn cross_database_cascades(conn: &mut Conn) -> Result<Vec<CascadeEdge>> {
+/// Every cascading foreign key of the server, inside a database and between databases. MySQL 8
+/// answers `REFERENTIAL_CONSTRAINTS` from its data dictionary; MariaDB would open every table of
+/// the server for it, so there the InnoDB dictionary (`INNODB_SYS_FOREIGN`, needs PROCESS) is
+/// read, and `REFERENTIAL_CONSTRAINTS` only when that is refused.
+pub async fn cascading_foreign_keys(conn: &mut Conn) -> Result<Vec<CascadeEdge>> {
     if is_mariadb(conn) {
         let listed: std::result::Result<Vec<(String, String, u32)>, _> = conn
             .query("SELECT FOR_NAME, REF_NAME, TYPE FROM information_schema.INNODB_SYS_FOREIGN")
             .await;
         if let Ok(rows) = listed {
             // TYPE bits: 1 ON DELETE CASCADE, 2 ON DELETE SET NULL, 4 ON UPDATE CASCADE,
-            // 8 ON UPDATE SET NULL.
+            // 8 ON UPDATE SET NULL. Names are `db/table` in InnoDB's file-name encoding, where
+            // `@` starts the escape of any character but ASCII letters, digits and `_`.
+            let decoded = |name: &str| {
+                let (db, table) = name.split_once('/')?;
+                let plain = |part: &str| (!part.contains('@')).then(|| part.to_string());
+                Some((plain(db), plain(table)))
+            };
             return Ok(rows
                 .into_iter()
                 .filter(|(_, _, kind)| kind & 0b1111 != 0)
-                .filter_map(|(child, parent, _)| {
-                    let database = |name: &str| name.split_once('/').map(|(db, _)| db.to_string());
-                    let (child_db, parent_db) = (database(&child)?, database(&parent)?);
-                    (child_db != parent_db).then(|| CascadeEdge {
-                        // `@` starts an escape of the filename encoding.
-                        child_database: (!child_db.contains('@')).then_some(child_db),
-                        parent_database: parent_db,
-                    })
+                .map(|(child, parent, _)| {
+                    let (child_database, child_table) = decoded(&child).unwrap_or((None, None));
+                    let parent = match decoded(&parent) {
+                        Some((Some(db), Some(table))) => Some((db, table)),
+                        _ => None,
+                    };
+                    CascadeEdge {
+                        parent,
+                        child_table: child_database.as_ref().and(child_table),
+                        child_database,
+                    }
                 })
                 .collect());
         }
     }
-    let rows: Vec<(String, String, String, String)> = conn
+    let rows: Vec<(String, String, String, String, String, String)> = conn
         .query(
-            "SELECT CONSTRAINT_SCHEMA, UNIQUE_CONSTRAINT_SCHEMA, UPDATE_RULE, DELETE_RULE \
-             FROM information_schema.REFERENTIAL_CONSTRAINTS \
-             WHERE CONSTRAINT_SCHEMA <> UNIQUE_CONSTRAINT_SCHEMA",
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, \
+             UPDATE_RULE, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS",
         )
         .await
-        .map_err(|e| mysql_error(e, "reading foreign keys between databases"))?;
+        .map_err(|e| mysql_error(e, "reading cascading foreign keys"))?;
     let changes_child =
         |rule: &str| !matches!(rule.to_ascii_uppercase().as_str(), "RESTRICT" | "NO ACTION");
     Ok(rows
         .into_iter()
-        .filter(|(_, _, update, delete)| changes_child(update) || changes_child(delete))
-        .map(|(child, parent, _, _)| CascadeEdge {
-            parent_database: parent,
-            child_database: Some(child),
-        })
+        .filter(|(_, _, _, _, update, delete)| changes_child(update) || changes_child(delete))
+        .map(
+            |(child_db, child_table, parent_db, parent_table, _, _)| CascadeEdge {
+                parent: Some((parent_db, parent_table)),
+                child_database: Some(child_db),
+                child_table: Some(child_table),
+            },
+        )
         .collect())
 }
 
