@@ -126,6 +126,7 @@ async fn write_snapshot(
             carried_from: None,
             read_at: None,
             tables_carried: 0,
+            content: None,
         });
     }
     sink.finish().await?;

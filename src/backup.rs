@@ -14,6 +14,8 @@
 pub mod shard;
 mod tracking;
 
+pub use tracking::VerifyCarried;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +68,9 @@ pub struct BackupOptions {
     pub large_database_bytes: u64,
     /// This process's share of a run split over several (`--shard K/N --run-id R`).
     pub shard: Option<ShardOf>,
+    /// How many databases the binary log shows unchanged to read again and compare with the
+    /// copy that would be carried (`--verify-carried`).
+    pub verify_carried: VerifyCarried,
 }
 
 /// Writers to a large database being synchronised wait at most this long (plus the
@@ -95,6 +100,7 @@ impl Default for BackupOptions {
             lock_wait: DEFAULT_LOCK_WAIT,
             large_database_bytes: DEFAULT_LARGE_DATABASE_BYTES,
             shard: None,
+            verify_carried: VerifyCarried::default(),
         }
     }
 }
@@ -210,6 +216,8 @@ async fn back_up(
             full_every: options.full_every,
             now,
             run_id: options.shard.as_ref().map(|s| s.run_id.as_str()),
+            verify_carried: options.verify_carried,
+            large_database_bytes: options.large_database_bytes,
         },
         &names,
     )
@@ -242,12 +250,17 @@ async fn back_up(
             );
         }
     }
+    // The tables of the copies the safety net compares with, to name what differs (a key
+    // that cannot read trees names only the database).
+    let verify_tables = tracking::carried_tables(repo, &index, &plan.verify).await;
     let carry: Option<Arc<dyn TableCarryOver>> = match plan.table_basis.take() {
         Some(basis) => {
+            // A database read to check it is read whole: a carried table would hide a change.
             let worth_it = large_dbs
                 .iter()
                 .chain(&databases)
-                .filter(|d| d.approx_bytes >= TABLE_CARRY_MIN_BYTES);
+                .filter(|d| d.approx_bytes >= TABLE_CARRY_MIN_BYTES)
+                .filter(|d| !plan.verify.contains_key(&d.name));
             let mut earlier = HashMap::new();
             for db in worth_it {
                 let Some((tree, read_at)) = basis.trees.get(&db.name) else {
@@ -342,6 +355,7 @@ async fn back_up(
 
     let mut outcomes = std::mem::take(&mut *outcomes.lock().await);
     outcomes.sort_by(|a: &(String, DatabaseOutcome), b| a.0.cmp(&b.0));
+    tracking::settle_verification(&mut plan, &mut outcomes, &verify_tables);
     let mut snapshot = Snapshot {
         version: 1,
         time: options.time.unwrap_or(started),
@@ -383,6 +397,7 @@ async fn back_up(
                     carried_from: None,
                     read_at: None,
                     tables_carried: d.tables_carried,
+                    content: Some(d.content),
                 });
             }
             DatabaseOutcome::Failed { error, attempts } => snapshot.failed.push(FailedDatabase {

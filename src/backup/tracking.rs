@@ -11,7 +11,9 @@ use crate::error::Result;
 use crate::repo::Repository;
 use crate::repo::ids::{BlobId, SnapshotId};
 use crate::repo::index::Index;
-use crate::repo::snapshot::{BinlogPosition, ChangeTracking, DatabaseEntry, ShardOf, Snapshot};
+use crate::repo::snapshot::{
+    BinlogPosition, CarriedChange, ChangeTracking, DatabaseEntry, ShardOf, Snapshot,
+};
 use crate::repo::summary::SnapshotSummary;
 use crate::repo::tree::TableRef;
 use crate::source::mysql::MysqlTarget;
@@ -23,11 +25,70 @@ use crate::source::mysql::changes::{
 };
 use crate::source::mysql::dump::TableCarryOver;
 
+/// How many of the databases a backup would carry it reads again, to check against the copy
+/// it would have carried (`--verify-carried N` or `P%`; the safety net that catches what the
+/// binary log did not show: `sql_log_bin=0` sessions, a path nobody foresaw).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VerifyCarried {
+    /// At least this many (as many as there are, if fewer).
+    pub at_least: usize,
+    /// And at least this share of them, in percent.
+    pub percent: f64,
+}
+
+impl Default for VerifyCarried {
+    /// Two databases, or 1 % of those carried if more: every carried database is read again
+    /// within about 100 runs at the most (50 days at two backups a day), with `--full-every`
+    /// (default 30 days) bounding it further.
+    fn default() -> Self {
+        VerifyCarried {
+            at_least: 2,
+            percent: 1.0,
+        }
+    }
+}
+
+impl VerifyCarried {
+    /// `N` (databases), `P%`, or both separated by a comma (whichever gives more).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut rule = VerifyCarried {
+            at_least: 0,
+            percent: 0.0,
+        };
+        for part in text.split(',').map(str::trim) {
+            if let Some(percent) = part.strip_suffix('%') {
+                rule.percent = percent
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| format!("{part:?} is not a share between 0% and 100%"))?;
+            } else {
+                rule.at_least = part.parse().map_err(|_| {
+                    format!("{part:?} is neither a number of databases nor a share such as 2%")
+                })?;
+            }
+        }
+        Ok(rule)
+    }
+
+    /// How many of `carried` databases to read again.
+    fn count(self, carried: usize) -> usize {
+        let share = (carried as f64 * self.percent / 100.0).ceil() as usize;
+        self.at_least.max(share).min(carried)
+    }
+}
+
 /// What this run may carry over, and what the snapshot records about it.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Databases carried over, by name: the previous snapshot's entry.
     pub carried: HashMap<String, DatabaseEntry>,
+    /// Databases the log shows unchanged that this run reads again to check (the safety net),
+    /// with the entry that would have been carried.
+    pub verify: HashMap<String, DatabaseEntry>,
+    /// The binary-log range the scan found no change in (for messages about `verify`).
+    pub scanned_range: String,
     pub record: ChangeTracking,
     /// Row bytes per database in the latest snapshot of this server, to schedule the largest
     /// first without asking the server for sizes.
@@ -52,15 +113,11 @@ pub struct TableBasis {
 impl Plan {
     fn full(why: impl Into<String>) -> Self {
         Plan {
-            carried: HashMap::new(),
-            previous_sizes: HashMap::new(),
-            previous_trees: HashMap::new(),
-            table_basis: None,
             record: ChangeTracking {
-                from_snapshot: None,
                 full_read_because: Some(why.into()),
-                carried: 0,
+                ..ChangeTracking::default()
             },
+            ..Plan::default()
         }
     }
 }
@@ -134,6 +191,12 @@ pub struct Inputs<'a> {
     /// This run's id when it is one shard of several: the other shards' snapshots of the same
     /// run are not earlier backups.
     pub run_id: Option<&'a str>,
+    /// How many databases the log shows unchanged to read again anyway.
+    pub verify_carried: VerifyCarried,
+    /// Databases at least this large are read by several connections, whose chunk boundaries
+    /// differ from one connection's: only smaller ones are verified (`--full-every` bounds the
+    /// others).
+    pub large_database_bytes: u64,
 }
 
 /// Whether a snapshot of shard `shard` belongs to the run `run_id` (this run's other shards).
@@ -426,6 +489,7 @@ async fn decide(
             },
         );
     }
+    let verify = verification_sample(&mut carried, &inputs);
     let count = carried.len();
     // Blobs of a carried table would have to be checked against condemned packs one tree at a
     // time; while a prune mark exists, databases are read whole instead.
@@ -441,15 +505,162 @@ async fn decide(
     });
     Ok(Plan {
         carried,
-        previous_sizes: HashMap::new(),
-        previous_trees: HashMap::new(),
+        verify,
+        scanned_range: format!(
+            "{}:{} … {}:{}",
+            from.file, from.position, scanned_to.file, scanned_to.position
+        ),
         table_basis,
         record: ChangeTracking {
             from_snapshot: Some(previous_id.to_string()),
-            full_read_because: None,
             carried: count,
+            ..ChangeTracking::default()
         },
+        ..Plan::default()
     })
+}
+
+/// Take the databases this run reads again to check from `carried`: those whose copy is the
+/// oldest (so every carried database comes round within `carried / count` runs), among those
+/// read on one connection (a read by several has other chunk boundaries).
+fn verification_sample(
+    carried: &mut HashMap<String, DatabaseEntry>,
+    inputs: &Inputs<'_>,
+) -> HashMap<String, DatabaseEntry> {
+    let mut candidates: Vec<(&String, &DatabaseEntry)> = carried
+        .iter()
+        .filter(|(_, entry)| entry.bytes < inputs.large_database_bytes)
+        .collect();
+    let count = inputs.verify_carried.count(candidates.len());
+    candidates.sort_by(|a, b| (a.1.read_at, a.0).cmp(&(b.1.read_at, b.0)));
+    let chosen: Vec<String> = candidates
+        .into_iter()
+        .take(count)
+        .map(|(name, _)| name.clone())
+        .collect();
+    chosen
+        .into_iter()
+        .filter_map(|name| carried.remove_entry(&name))
+        .collect()
+}
+
+/// What reading a database the log showed unchanged found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// The same content as the copy that would have been carried.
+    Unchanged,
+    /// Different content: the log missed a change.
+    Changed,
+    /// The copy had no fingerprint (written before coffer 0.4): it has one now.
+    NoFingerprint,
+}
+
+/// Compare the fingerprint of a fresh read with the entry that would have been carried.
+pub fn compare_with_carried(fresh: &BlobId, carried: &DatabaseEntry) -> Verified {
+    match &carried.content {
+        Some(content) if content == fresh => Verified::Unchanged,
+        Some(_) => Verified::Changed,
+        None => Verified::NoFingerprint,
+    }
+}
+
+/// Each table's tree in the copies `verify` would have carried, by database (empty for a key
+/// that cannot read trees).
+pub async fn carried_tables(
+    repo: &Repository,
+    index: &Index,
+    verify: &HashMap<String, DatabaseEntry>,
+) -> HashMap<String, HashMap<String, BlobId>> {
+    let mut out = HashMap::new();
+    for (name, entry) in verify {
+        if let Ok(tree) = repo
+            .read_tree::<crate::repo::tree::DatabaseTree>(index, &entry.tree)
+            .await
+        {
+            out.insert(
+                name.clone(),
+                tree.tables.into_iter().map(|t| (t.name, t.tree)).collect(),
+            );
+        }
+    }
+    out
+}
+
+/// After the reads: record what the safety net found. A database read to check it that came
+/// back different is named at error level (the fresh copy is what the snapshot holds); one
+/// whose read failed is carried after all (the check must never cost the copy).
+pub fn settle_verification(
+    plan: &mut Plan,
+    outcomes: &mut Vec<(String, super::DatabaseOutcome)>,
+    carried_tables: &HashMap<String, HashMap<String, BlobId>>,
+) {
+    use super::DatabaseOutcome;
+    let mut kept = Vec::with_capacity(outcomes.len());
+    for (name, outcome) in outcomes.drain(..) {
+        let Some(entry) = plan.verify.remove(&name) else {
+            kept.push((name, outcome));
+            continue;
+        };
+        let fresh = match &outcome {
+            DatabaseOutcome::Done(fresh) => fresh,
+            DatabaseOutcome::Failed { error, .. } => {
+                tracing::warn!(database = %name, "reading it again to check it failed ({error}); its unchanged copy is carried");
+                plan.record.carried += 1;
+                plan.carried.insert(name, entry);
+                continue;
+            }
+        };
+        match compare_with_carried(&fresh.content, &entry) {
+            Verified::Unchanged => plan.record.verified.push(name.clone()),
+            Verified::NoFingerprint => {}
+            Verified::Changed => {
+                let tables = differing_tables(&fresh.table_trees, carried_tables.get(&name));
+                let carried_from = entry.carried_from.clone().unwrap_or_default();
+                tracing::error!(
+                    database = %name,
+                    tables = %tables.join(", "),
+                    binlog = %plan.scanned_range,
+                    "the binary log showed no change, but the database changed: the copy carried from snapshot {} was stale; the fresh copy is stored",
+                    crate::repo::ids::short_text(&carried_from)
+                );
+                plan.record.changed_while_carried.push(CarriedChange {
+                    database: name.clone(),
+                    carried_from,
+                    tables,
+                    binlog_range: plan.scanned_range.clone(),
+                });
+            }
+        }
+        kept.push((name, outcome));
+    }
+    *outcomes = kept;
+    plan.record.verified.sort();
+}
+
+/// The tables whose tree differs between a fresh read and the copy that would have been
+/// carried (either side missing one counts); empty when the copy's tables are not known.
+fn differing_tables(
+    fresh: &[(String, BlobId)],
+    carried: Option<&HashMap<String, BlobId>>,
+) -> Vec<String> {
+    let Some(carried) = carried else {
+        return Vec::new();
+    };
+    let fresh: HashMap<&String, &BlobId> = fresh.iter().map(|(n, t)| (n, t)).collect();
+    let mut names: Vec<String> = fresh
+        .iter()
+        .filter(|(name, tree)| carried.get(**name) != Some(**tree))
+        .map(|(name, _)| (*name).clone())
+        .chain(
+            carried
+                .keys()
+                .filter(|name| !fresh.contains_key(name))
+                .cloned(),
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Carries single tables of a database being read over from the snapshot the log scan

@@ -119,6 +119,11 @@ pub enum Command {
 /// Exit code of a backup that stored a snapshot in which some databases failed.
 pub const EXIT_PARTIAL: u8 = 3;
 
+/// Exit code of a backup whose check of carried databases found one the binary log showed
+/// unchanged that had changed: the snapshot holds the fresh copy, but change tracking missed a
+/// change and the earlier snapshots' copies of it may be stale.
+pub const EXIT_CARRIED_CHANGED: u8 = 5;
+
 /// Run the parsed command. `matches` tells where each value came from (command line or
 /// environment), which decides whether a password in a URL is acceptable.
 pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {

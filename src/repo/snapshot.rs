@@ -139,6 +139,28 @@ pub struct ChangeTracking {
     pub full_read_because: Option<String>,
     /// Databases carried over without reading them.
     pub carried: usize,
+    /// Databases the log showed unchanged that were read again to check it (the safety net),
+    /// and found unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verified: Vec<String>,
+    /// Databases the log showed unchanged that the check found changed: change tracking would
+    /// have carried stale data. The fresh copy is in this snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_while_carried: Vec<CarriedChange>,
+}
+
+/// A database the binary log showed unchanged whose fresh read differed from the copy that
+/// would have been carried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedChange {
+    pub database: String,
+    /// The snapshot whose copy would have been carried.
+    pub carried_from: String,
+    /// The tables whose content or definition differ (empty when the key cannot read trees).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+    /// The binary-log range the scan read and found nothing in, `file:pos … file:pos`.
+    pub binlog_range: String,
 }
 
 /// Which server was backed up (never credentials).
@@ -185,6 +207,12 @@ pub struct DatabaseEntry {
     /// instead (unchanged since, by the binary log).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub tables_carried: u64,
+    /// The database's content fingerprint (since coffer 0.4): the keyed id of its database
+    /// tree with the tables' `read_at` left out, so a read of unchanged data gives the same
+    /// fingerprint whether its tables were carried or read. A backup re-reads a sample of the
+    /// databases it would carry and compares (change tracking's safety net).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<BlobId>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -36,6 +36,18 @@ impl DatabaseTree {
             .chain(&self.events)
     }
 
+    /// What the database holds, whatever was carried: the tree as JSON with the tables'
+    /// `read_at` left out (a table carried over and the same table read again give the same
+    /// bytes).
+    pub fn content_bytes(&self) -> crate::error::Result<Vec<u8>> {
+        let mut content = self.clone();
+        for table in &mut content.tables {
+            table.read_at = None;
+        }
+        serde_json::to_vec(&content)
+            .map_err(|e| crate::error::Error::invalid("encoding database tree").with_source(e))
+    }
+
     /// [`DatabaseTree::objects`], to change.
     pub fn objects_mut(&mut self) -> impl Iterator<Item = &mut StoredObject> {
         self.routines

@@ -197,6 +197,11 @@ fn fatal(e: Error) -> Error {
 impl PackSink {
     /// Store `plaintext` as a blob unless the repository has it; returns its id. An error here
     /// means blobs claimed by this sink are lost: the run cannot save a snapshot.
+    /// The repository's keyed id of `bytes` (not stored).
+    pub fn content_id(&self, bytes: &[u8]) -> BlobId {
+        BlobId(self.store.repo().keys().content_id(bytes))
+    }
+
     pub async fn add(&mut self, kind: BlobKind, plaintext: Vec<u8>) -> Result<BlobId> {
         let result = self.add_claimed(kind, plaintext).await;
         self.failed_if_err(result)

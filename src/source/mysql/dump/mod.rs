@@ -81,6 +81,10 @@ pub struct Chunking {
 #[derive(Debug, Clone)]
 pub struct DumpedDatabase {
     pub tree: BlobId,
+    /// The content fingerprint (see [`crate::repo::snapshot::DatabaseEntry::content`]).
+    pub content: BlobId,
+    /// Each table's tree, by name (to name what differs when a check finds a change).
+    pub table_trees: Vec<(String, BlobId)>,
     pub tables: u64,
     pub rows: u64,
     pub bytes: u64,
@@ -361,8 +365,15 @@ pub(crate) async fn store_trees(
     };
     let json = serde_json::to_vec(&tree)
         .map_err(|e| Error::invalid("encoding database tree").with_source(e))?;
+    let content = sink.content_id(&tree.content_bytes()?);
     let id = sink.add(BlobKind::Tree, json).await?;
     Ok(DumpedDatabase {
+        content,
+        table_trees: tree
+            .tables
+            .iter()
+            .map(|t| (t.name.clone(), t.tree))
+            .collect(),
         tree: id,
         tables: tree.tables.len() as u64,
         rows: total_rows,
