@@ -127,6 +127,7 @@ async fn write_snapshot(
             read_at: None,
             tables_carried: 0,
             content: None,
+            position_proven: false,
         });
     }
     sink.finish().await?;

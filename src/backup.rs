@@ -331,6 +331,7 @@ async fn back_up(
             counters: Arc::clone(&counters),
             attempts: options.attempts.max(1),
             carry: carry.clone(),
+            lock_wait: options.lock_wait,
         };
         workers.spawn(worker.run(reader));
     }
@@ -398,6 +399,7 @@ async fn back_up(
                     read_at: None,
                     tables_carried: d.tables_carried,
                     content: Some(d.content),
+                    position_proven: d.position_proven,
                 });
             }
             DatabaseOutcome::Failed { error, attempts } => snapshot.failed.push(FailedDatabase {
@@ -563,6 +565,7 @@ struct Worker {
     counters: Arc<LiveCounters>,
     attempts: u32,
     carry: Option<Arc<dyn TableCarryOver>>,
+    lock_wait: Duration,
 }
 
 impl Worker {
@@ -594,6 +597,7 @@ impl Worker {
                                 &self.chunking,
                                 &self.counters.bytes_read,
                                 self.carry.as_deref(),
+                                self.lock_wait,
                             )
                             .await
                         }

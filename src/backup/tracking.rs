@@ -451,43 +451,20 @@ async fn decide(
         .any(|(p, _)| inputs.index.is_condemned(p));
     let mut carried = HashMap::new();
     for name in selected {
-        if changes.database_changed(name) {
-            continue;
-        }
-        let Some(&(member_id, member, entry)) = earlier.get(name.as_str()) else {
-            continue;
-        };
-        let read_at = entry.read_at.unwrap_or(member.time);
-        if let Some(limit) = inputs.full_every
-            && inputs.now.duration_since(read_at) >= limit
+        let earlier_copy = earlier.get(name.as_str()).copied();
+        let decision = match may_carry(name, earlier_copy, &changes, inputs.full_every, inputs.now)
         {
-            continue;
-        }
-        // A prune may be about to delete a pack only condemned copies of its blobs live in;
-        // such a database is read again, as a backup stores such blobs again.
-        if condemned_exist {
-            let live = match inputs.repo.database_blobs(inputs.index, &entry.tree).await {
-                Ok(blobs) => blobs.iter().all(|b| inputs.index.is_live(b)),
-                // Trees this key cannot read (a write-only key): read the database instead.
-                Err(_) => false,
-            };
-            if !live {
-                continue;
+            Ok(entry) if condemned_exist && !blobs_all_live(&inputs, &entry).await => {
+                Err(ReadAnyway::BlobsCondemned)
             }
+            decision => decision,
+        };
+        match decision {
+            Ok(entry) => {
+                carried.insert(name.clone(), entry);
+            }
+            Err(rule) => tracing::debug!(database = %name, "read: {}", rule.describe()),
         }
-        carried.insert(
-            name.clone(),
-            DatabaseEntry {
-                carried_from: Some(
-                    entry
-                        .carried_from
-                        .clone()
-                        .unwrap_or_else(|| member_id.to_string()),
-                ),
-                read_at: Some(read_at),
-                ..entry.clone()
-            },
-        );
     }
     let verify = verification_sample(&mut carried, &inputs);
     let count = carried.len();
@@ -496,8 +473,10 @@ async fn decide(
     let table_basis = (!condemned_exist).then(|| TableBasis {
         changes,
         server_id,
+        // Rule "position proven" holds for tables too.
         trees: earlier
             .iter()
+            .filter(|(_, (_, _, d))| d.position_proven)
             .map(|(&name, (_, member, d))| {
                 (name.to_string(), (d.tree, d.read_at.unwrap_or(member.time)))
             })
@@ -518,6 +497,92 @@ async fn decide(
         },
         ..Plan::default()
     })
+}
+
+/// Why a database is read although the scan attributed no change to it: the rules of what
+/// change tracking may carry, each with the test that shows it. The argument they guard is in
+/// docs/ARCHITECTURE.md ("Change tracking"); everything before them (no log, another server,
+/// a filtered log, an unattributable event) reads every database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAnyway {
+    /// The scan attributed a change to it, directly or through definitions and cascading
+    /// foreign keys (`change_tracking::every_kind_of_change_is_caught_and_every_database_restores_equal`).
+    Changed,
+    /// The previous backup has no copy of it: new, or failed there
+    /// (`change_tracking::unchanged_databases_are_carried_over_and_restore_exactly`).
+    NoEarlierCopy,
+    /// The copy's snapshot is not proven to see every transaction logged before its position
+    /// (copies from before coffer 0.4, a lock not had in time):
+    /// `tracking::tests::only_what_the_rules_allow_is_carried`.
+    PositionNotProven,
+    /// The copy is older than `--full-every`
+    /// (`change_tracking::unchanged_databases_are_carried_over_and_restore_exactly`, its
+    /// `--full-every` part; `tracking::tests::only_what_the_rules_allow_is_carried`).
+    TooOld,
+    /// Some of its blobs live only in packs a prune condemned
+    /// (`prune::prune_racing_backups_for_many_rounds_loses_nothing`: backups that carry
+    /// databases over beside prunes that condemn their packs).
+    BlobsCondemned,
+}
+
+impl ReadAnyway {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReadAnyway::Changed => "the binary log shows a change",
+            ReadAnyway::NoEarlierCopy => "no copy in the previous backup",
+            ReadAnyway::PositionNotProven => {
+                "its copy's snapshot is not proven consistent with the log position"
+            }
+            ReadAnyway::TooOld => "its copy is older than --full-every",
+            ReadAnyway::BlobsCondemned => "its copy's blobs are condemned by a prune",
+        }
+    }
+}
+
+/// The entry to carry for `name` from `earlier_copy` (the previous backup's snapshot and
+/// entry holding it), or the rule that says to read it (all but [`ReadAnyway::BlobsCondemned`],
+/// which needs the index: [`blobs_all_live`]).
+fn may_carry(
+    name: &str,
+    earlier_copy: Option<(&SnapshotId, &Snapshot, &DatabaseEntry)>,
+    changes: &Changes,
+    full_every: Option<jiff::SignedDuration>,
+    now: jiff::Timestamp,
+) -> std::result::Result<DatabaseEntry, ReadAnyway> {
+    if changes.database_changed(name) {
+        return Err(ReadAnyway::Changed);
+    }
+    let (member_id, member, entry) = earlier_copy.ok_or(ReadAnyway::NoEarlierCopy)?;
+    if !entry.position_proven {
+        return Err(ReadAnyway::PositionNotProven);
+    }
+    let read_at = entry.read_at.unwrap_or(member.time);
+    if let Some(limit) = full_every
+        && now.duration_since(read_at) >= limit
+    {
+        return Err(ReadAnyway::TooOld);
+    }
+    Ok(DatabaseEntry {
+        carried_from: Some(
+            entry
+                .carried_from
+                .clone()
+                .unwrap_or_else(|| member_id.to_string()),
+        ),
+        read_at: Some(read_at),
+        ..entry.clone()
+    })
+}
+
+/// Whether every blob of `entry`'s copy has a copy outside condemned packs: a prune may be
+/// about to delete a pack only condemned copies of its blobs live in, so such a database is
+/// read again, as a backup stores such blobs again. A tree this key cannot read (a write-only
+/// key) counts as not live.
+async fn blobs_all_live(inputs: &Inputs<'_>, entry: &DatabaseEntry) -> bool {
+    match inputs.repo.database_blobs(inputs.index, &entry.tree).await {
+        Ok(blobs) => blobs.iter().all(|b| inputs.index.is_live(b)),
+        Err(_) => false,
+    }
 }
 
 /// Take the databases this run reads again to check from `carried`: those whose copy is the
@@ -814,6 +879,80 @@ mod tests {
             position,
             gtid_set: String::new(),
         }
+    }
+
+    fn entry(name: &str, proven: bool) -> DatabaseEntry {
+        DatabaseEntry {
+            name: name.into(),
+            tree: BlobId([1; 32]),
+            tables: 1,
+            rows: 1,
+            bytes: 1,
+            carried_from: None,
+            read_at: None,
+            tables_carried: 0,
+            content: None,
+            position_proven: proven,
+        }
+    }
+
+    fn snapshot_at(time: &str) -> Snapshot {
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "time": time, "finished": time, "hostname": "h",
+            "source": {"server": "db:3306", "server_version": "8.0.40"},
+            "databases": [], "stats": {"tables": 0, "rows": 0, "bytes_read": 0, "blobs_new": 0,
+            "bytes_stored_new": 0, "duration_secs": 0.0}
+        }))
+        .expect("snapshot")
+    }
+
+    /// Each rule of [`ReadAnyway`] that needs no index, one database at a time.
+    #[test]
+    fn only_what_the_rules_allow_is_carried() {
+        let id = SnapshotId([7; 32]);
+        let previous = snapshot_at("2026-11-30T00:00:00Z");
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let mut changes = Changes::default();
+        changes.table_written("written", "t");
+        let proven = entry("quiet", true);
+        let unproven = entry("quiet", false);
+        let carry = |name: &str, copy: Option<&DatabaseEntry>, full_every: Option<&str>| {
+            let full_every =
+                full_every.map(|d| jiff::SignedDuration::from_hours(d.parse().unwrap()));
+            may_carry(
+                name,
+                copy.map(|e| (&id, &previous, e)),
+                &changes,
+                full_every,
+                now,
+            )
+        };
+        assert_eq!(
+            carry("written", Some(&proven), None).err(),
+            Some(ReadAnyway::Changed)
+        );
+        assert_eq!(
+            carry("quiet", None, None).err(),
+            Some(ReadAnyway::NoEarlierCopy)
+        );
+        assert_eq!(
+            carry("quiet", Some(&unproven), None).err(),
+            Some(ReadAnyway::PositionNotProven)
+        );
+        assert_eq!(
+            carry("quiet", Some(&proven), Some("24")).err(),
+            Some(ReadAnyway::TooOld)
+        );
+        let carried = carry("quiet", Some(&proven), Some("25")).expect("carried");
+        assert_eq!(
+            carried.carried_from.as_deref(),
+            Some(id.to_string().as_str())
+        );
+        assert_eq!(carried.read_at, Some(previous.time));
+        // Carried again later: it keeps naming the snapshot that read it, and its read time.
+        let again = carry("quiet", Some(&carried), None).expect("carried");
+        assert_eq!(again.carried_from, carried.carried_from);
+        assert_eq!(again.read_at, carried.read_at);
     }
 
     #[test]

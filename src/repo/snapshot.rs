@@ -213,6 +213,11 @@ pub struct DatabaseEntry {
     /// databases it would carry and compares (change tracking's safety net).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<BlobId>,
+    /// The copy's snapshot is proven to see every transaction on the database that the binary
+    /// log holds before the snapshot's position (since coffer 0.4; absent: not proven). Only
+    /// such a copy is carried over by a later backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub position_proven: bool,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -364,7 +364,7 @@ fn candidate_rules(rules: Option<QuoteRules>) -> Vec<QuoteRules> {
 
 impl Changes {
     /// A row event's table (named by its table map) was written.
-    fn table_written(&mut self, database: &str, table: &str) {
+    pub(crate) fn table_written(&mut self, database: &str, table: &str) {
         self.mark_table(database, table);
     }
 

@@ -85,6 +85,10 @@ pub struct DumpedDatabase {
     pub content: BlobId,
     /// Each table's tree, by name (to name what differs when a check finds a change).
     pub table_trees: Vec<(String, BlobId)>,
+    /// Whether the snapshot is proven to see every transaction on the database the binary log
+    /// holds before the run's position (see [`start_snapshot`]): only such a copy may be
+    /// carried by a later backup.
+    pub position_proven: bool,
     pub tables: u64,
     pub rows: u64,
     pub bytes: u64,
@@ -142,7 +146,8 @@ impl StoredRows {
     }
 }
 
-/// Dump `db` over `conn` into `sink`. `bytes_read` counts row text as it streams (for progress).
+/// Dump `db` over `conn` into `sink`. `bytes_read` counts row text as it streams (for progress);
+/// `lock_wait` bounds the brief lock that proves the snapshot's position ([`start_snapshot`]).
 pub async fn dump_database(
     conn: &mut Conn,
     db: &DatabaseInfo,
@@ -150,15 +155,93 @@ pub async fn dump_database(
     chunking: &Chunking,
     bytes_read: &AtomicU64,
     carry: Option<&dyn TableCarryOver>,
+    lock_wait: std::time::Duration,
 ) -> Result<DumpedDatabase> {
-    let name = &db.name;
-    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        .await
-        .map_err(|e| mysql_error(e, &format!("starting the snapshot transaction for {name}")))?;
+    let proven = start_snapshot(conn, &db.name, lock_wait).await?;
     let result = dump_in_transaction(conn, db, sink, chunking, bytes_read, carry).await;
     // Ending the transaction releases metadata locks; after an error the connection may be gone.
     let _ = conn.query_drop("ROLLBACK").await;
-    result
+    result.map(|dumped| DumpedDatabase {
+        position_proven: proven,
+        ..dumped
+    })
+}
+
+/// Start the snapshot `db` is read in, so that it sees every transaction on `db` the binary log
+/// holds before the run's position (docs/ARCHITECTURE.md, "The position and the snapshots").
+///
+/// Why: a transaction is written to the binary log before its InnoDB commit completes, so one
+/// logged before the position the run read first may still be invisible to a snapshot started
+/// just after, and the next backup's scan starts at that position: it would never see it. So
+/// `LOCK TABLES … READ` on the database's tables comes first: it is granted only once no
+/// transaction holds a metadata lock on them, and a writing transaction holds one until its
+/// commit is complete. `START TRANSACTION WITH CONSISTENT SNAPSHOT` then releases the lock (and
+/// anything committed after that is logged after the position). Returns whether the lock was
+/// had within `lock_wait`; without it (a long transaction holds the tables, no LOCK TABLES
+/// privilege, `lock_wait` zero) the copy is read all the same but is never carried over.
+pub(crate) async fn start_snapshot(
+    conn: &mut Conn,
+    db: &str,
+    lock_wait: std::time::Duration,
+) -> Result<bool> {
+    let tables: Vec<String> = if lock_wait.is_zero() {
+        Vec::new()
+    } else {
+        conn.exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+             AND TABLE_TYPE IN ('BASE TABLE', 'SEQUENCE', 'SYSTEM VERSIONED')",
+            (db,),
+        )
+        .await
+        .map_err(|e| mysql_error(e, &format!("listing tables of {db}")))?
+    };
+    let proven = if lock_wait.is_zero() {
+        false
+    } else if tables.is_empty() {
+        // No table: no transaction can have written it.
+        true
+    } else {
+        lock_tables_briefly(conn, db, &tables, lock_wait).await
+    };
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .map_err(|e| mysql_error(e, &format!("starting the snapshot transaction for {db}")))?;
+    Ok(proven)
+}
+
+/// `LOCK TABLES … READ` on `tables` of `db`, waiting at most `lock_wait`, with the session's
+/// own lock wait restored afterwards (the reads that follow wait for DDL as before). The lock
+/// stays held: the caller's `START TRANSACTION` releases it.
+async fn lock_tables_briefly(
+    conn: &mut Conn,
+    db: &str,
+    tables: &[String],
+    lock_wait: std::time::Duration,
+) -> bool {
+    let seconds = lock_wait.as_secs().max(1);
+    if conn
+        .query_drop(format!("SET SESSION lock_wait_timeout = {seconds}"))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let statement = format!(
+        "LOCK TABLES {}",
+        tables
+            .iter()
+            .map(|t| format!("{} READ", crate::sql::qualified(db, t)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let locked = conn.query_drop(statement).await;
+    let restored = conn
+        .query_drop("SET SESSION lock_wait_timeout = DEFAULT")
+        .await;
+    if let Err(e) = &locked {
+        tracing::info!(database = %db, "the snapshot's position is not proven (its copy will not be carried over): LOCK TABLES … READ failed: {e}");
+    }
+    locked.is_ok() && restored.is_ok()
 }
 
 async fn dump_in_transaction(
@@ -368,6 +451,7 @@ pub(crate) async fn store_trees(
     let content = sink.content_id(&tree.content_bytes()?);
     let id = sink.add(BlobKind::Tree, json).await?;
     Ok(DumpedDatabase {
+        position_proven: false,
         content,
         table_trees: tree
             .tables

@@ -127,7 +127,11 @@ impl ParallelRead<'_> {
         let (mut readers, result) = self.read_in_snapshots(readers).await;
         end_transactions(&mut readers).await;
         let result = result.map(|(dumped, ranges)| ParallelDump {
-            dumped,
+            // Every snapshot started while the lock was held: see `super::start_snapshot`.
+            dumped: DumpedDatabase {
+                position_proven: true,
+                ..dumped
+            },
             lock,
             connections: readers.len(),
             ranges,
