@@ -405,6 +405,19 @@ async fn decide(
             now.position
         )));
     }
+    // The same identity, but a server that lost transactions the previous snapshot saw (restored
+    // from a backup, a replica promoted behind its source) has another history than the log
+    // position says: its log files may even reach the old position with other contents.
+    if let Ok(now) = inputs.binlog
+        && crate::source::mysql::gtid::contains(&now.gtid_set, &from.gtid_set) == Some(false)
+    {
+        return Ok(Plan::full(format!(
+            "the server's GTID set ({}) no longer holds every transaction snapshot {} had seen ({}): the server went back (restored, or a replica promoted behind its source)",
+            now.gtid_set,
+            previous_id.short(),
+            from.gtid_set
+        )));
+    }
     let server_id = scan_server_id()?;
     let mut changes =
         match changes_since(inputs.target, from, server_id, Changes::new(log.fold_case)).await {

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod changes;
 pub mod dump;
+pub mod gtid;
 pub mod rowtext;
 
 use std::path::PathBuf;
