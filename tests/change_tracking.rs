@@ -303,7 +303,9 @@ fn every_fallback_reads_everything_and_the_snapshot_is_exact() {
             .unwrap_or(0)
     };
     for step in 0..3 {
-        server.sql(&format!("UPDATE fb_a.t SET v = 'step {step}' WHERE id = 2;"));
+        server.sql(&format!(
+            "UPDATE fb_a.t SET v = 'step {step}' WHERE id = 2;"
+        ));
     }
     backup("before going back");
     let reached = file_number(&server.sql("SHOW MASTER STATUS"));
