@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::ids::{BlobId, IndexId, PackId, SnapshotId};
-use crate::repo::index::{Index, IndexFile, IndexedPack};
+use crate::repo::index::{BlobLocation, Index, IndexFile, IndexedPack};
 use crate::repo::marks::{Condemned, CondemnedPack, ListedMark, PruneMark};
 use crate::repo::pack::{MAX_PACK_LEN, PackBuilder};
 use crate::repo::runs::{ActiveRun, ListedRun, friendly};
@@ -210,6 +210,122 @@ impl References {
     }
 }
 
+/// Rule "only proven copies count" (issue 18). Index files and prune marks are metadata that
+/// any write-only key can write: a forged index can claim a referenced blob lives in another
+/// pack, so that the pack really holding it looks unused, and a forged mark can condemn any
+/// pack. So before a pack is condemned as unused, or deleted by a sweep, its own header
+/// (authenticated under the repository's key) says which blobs it holds, and each one a
+/// snapshot references must have another copy whose pack exists and whose header lists it at
+/// the indexed place. Otherwise the pack stays, and the disagreement is reported.
+/// (`threat_model::a_forged_index_and_mark_cannot_make_prune_delete_data`)
+/// What a pack's header lists: each blob's offset and stored length.
+type Header = HashMap<BlobId, (u32, u32)>;
+
+struct ProvenCopies<'a> {
+    repo: &'a Repository,
+    /// Stored size of every pack, from the storage's own listing.
+    stored: HashMap<PackId, u64>,
+    /// Each pack's header, read once: blob to (offset, length); `None` when the pack is not in
+    /// storage.
+    headers: HashMap<PackId, Option<Header>>,
+}
+
+impl<'a> ProvenCopies<'a> {
+    async fn new(repo: &'a Repository) -> Result<ProvenCopies<'a>> {
+        let stored = repo
+            .storage()
+            .list(paths::DATA)
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let hex = m.name.rsplit('/').next()?;
+                let mut id = [0u8; 32];
+                hex::decode_to_slice(hex, &mut id).ok()?;
+                Some((PackId(id), m.size))
+            })
+            .collect();
+        Ok(ProvenCopies {
+            repo,
+            stored,
+            headers: HashMap::new(),
+        })
+    }
+
+    /// What `pack`'s header lists (`None`: not stored).
+    async fn header(&mut self, pack: &PackId) -> Result<Option<&Header>> {
+        if !self.headers.contains_key(pack) {
+            let header = match self.stored.get(pack) {
+                None => None,
+                Some(size) => self
+                    .repo
+                    .read_pack_header(pack, *size)
+                    .await?
+                    .map(|entries| {
+                        entries
+                            .into_iter()
+                            .map(|e| (e.id, (e.offset, e.length)))
+                            .collect()
+                    }),
+            };
+            self.headers.insert(*pack, header);
+        }
+        Ok(self.headers.get(pack).and_then(Option::as_ref))
+    }
+
+    /// Whether `location` is proven: its pack is stored and its header lists `blob` there.
+    async fn proves(&mut self, blob: &BlobId, location: &BlobLocation) -> bool {
+        matches!(
+            self.header(&location.pack).await,
+            Ok(Some(header)) if header.get(blob) == Some(&(location.offset, location.length))
+        )
+    }
+
+    /// Why `pack` must stay although the index and marks let it go: the referenced blobs its
+    /// header lists that no pack outside `leaving` is proven to hold, or that its header cannot
+    /// be read. `None`: it may go.
+    async fn must_keep(
+        &mut self,
+        pack: &PackId,
+        index: &Index,
+        references: &References,
+        leaving: &HashSet<PackId>,
+    ) -> Option<String> {
+        let held: Vec<BlobId> = match self.header(pack).await {
+            Ok(Some(header)) => header
+                .keys()
+                .filter(|b| references.blobs.contains_key(*b))
+                .copied()
+                .collect(),
+            // Not stored: nothing to lose.
+            Ok(None) => return None,
+            Err(e) => return Some(format!("its header cannot be read ({e})")),
+        };
+        let mut unproven = Vec::new();
+        for blob in held {
+            let mut proven = false;
+            for location in index.locations(&blob) {
+                if location.pack != *pack
+                    && !leaving.contains(&location.pack)
+                    && self.proves(&blob, &location).await
+                {
+                    proven = true;
+                    break;
+                }
+            }
+            if !proven {
+                unproven.push(blob.short());
+            }
+        }
+        (!unproven.is_empty()).then(|| {
+            format!(
+                "its header lists {} blob(s) snapshots reference ({}) that no other pack is proven to hold: the index files disagree with the packs (forged or damaged); run `coffer check --read-data`",
+                unproven.len(),
+                unproven.join(", ")
+            )
+        })
+    }
+}
+
 /// Refuse to go on when a snapshot references a blob the index does not have: the repository
 /// is damaged (or another prune is rewriting index files right now), and deleting anything on
 /// that basis could make it worse.
@@ -284,6 +400,8 @@ async fn mark(
     };
     let mut condemned: Vec<CondemnedPack> = Vec::new();
     let mut to_repack: HashSet<PackId> = HashSet::new();
+    let mut proof = ProvenCopies::new(repo).await?;
+    let nothing_leaves = HashSet::new();
     for (pack, size) in index.packs() {
         report.packs += 1;
         report.pack_bytes += size;
@@ -291,7 +409,15 @@ async fn mark(
             continue;
         }
         let used = used.get(pack).copied().unwrap_or(0);
-        if used == 0 {
+        if used == 0
+            && let Some(why) = proof
+                .must_keep(pack, &index, &references, &nothing_leaves)
+                .await
+        {
+            report
+                .problems
+                .push(format!("pack {} was not condemned: {why}", pack.short()));
+        } else if used == 0 {
             report.condemned_unused += 1;
             report.condemned_unused_bytes += size;
             condemned.push(CondemnedPack {
@@ -588,6 +714,21 @@ async fn sweep(
             && sweeping.contains_key(&location.pack)
         {
             kept.insert(location.pack);
+        }
+    }
+    // The mark is re-verified: a pack goes only when its own header agrees.
+    let leaving: HashSet<PackId> = sweeping
+        .keys()
+        .filter(|p| !kept.contains(p))
+        .copied()
+        .collect();
+    let mut proof = ProvenCopies::new(repo).await?;
+    for pack in &leaving {
+        if let Some(why) = proof.must_keep(pack, &index, &references, &leaving).await {
+            report
+                .problems
+                .push(format!("condemned pack {} was kept: {why}", pack.short()));
+            kept.insert(*pack);
         }
     }
     drop(references);

@@ -405,3 +405,118 @@ fn a_definer_from_a_write_only_snapshot_runs_as_the_restoring_account() {
     assert_eq!(choices[1], "kept as stored");
     assert_eq!(choices[2], "kept as stored");
 }
+
+/// A write-only host holds the metadata key: it can write index files and prune marks that
+/// authenticate. Here it claims a referenced tree lives in another pack and condemns the pack
+/// that really holds it; an administrator's prune must keep that pack (its own header says what
+/// it holds), and the database restores exactly.
+#[tokio::test]
+async fn a_forged_index_and_mark_cannot_make_prune_delete_data() {
+    use coffer::repo::index::{IndexFile, IndexedBlob, IndexedPack};
+    use coffer::repo::marks::{Condemned, CondemnedPack, PruneMark};
+    use coffer::repo::pack::BlobKind;
+    use coffer::repo::{OpenOptions, Repository};
+    use coffer::storage::local::LocalStorage;
+
+    let server = MariaDb::shared();
+    for db in ["fa_one", "fa_two"] {
+        server.sql(&format!(
+            "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+             INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_500;"
+        ));
+    }
+    let repo = Repo::new();
+    let url = server.socket_url();
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "fa_one"]));
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "fa_two"]));
+    let expected = checksums(server, "fa_one");
+
+    let storage = Arc::new(LocalStorage::new(repo.path()));
+    let admin = Repository::open(storage.clone(), &common::library::provider())
+        .await
+        .expect("open");
+    let (_, snapshot) = admin
+        .snapshots()
+        .await
+        .expect("snapshots")
+        .into_iter()
+        .find(|(_, s)| s.databases.iter().any(|d| d.name == "fa_one"))
+        .expect("fa_one's snapshot");
+    let tree = snapshot.databases[0].tree;
+    let index = admin.load_index().await.expect("index");
+    let real = index.get(&tree).expect("indexed");
+    let (other, other_size) = *index
+        .packs()
+        .find(|(p, _)| *p != real.pack)
+        .expect("a second pack");
+    let real_size = index
+        .packs()
+        .find(|(p, _)| *p == real.pack)
+        .map(|(_, s)| *s)
+        .expect("size");
+
+    let key_file = tempfile::NamedTempFile::new().expect("temp");
+    let key = key_file.path().display().to_string();
+    std::fs::remove_file(&key).expect("room for the key file");
+    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
+    let key_text = std::fs::read_to_string(&key).expect("key file");
+    let attacker = Repository::open_write_only(storage.clone(), &key_text, &OpenOptions::default())
+        .await
+        .expect("write-only open");
+    // Every blob of the pack claimed elsewhere: nothing seems to need it any more.
+    let claimed: Vec<IndexedBlob> = index
+        .entries()
+        .filter(|(_, location)| location.pack == real.pack)
+        .map(|(id, location)| IndexedBlob {
+            id: *id,
+            kind: location.kind,
+            offset: 0,
+            length: location.length,
+            raw_length: location.raw_length,
+        })
+        .collect();
+    assert!(
+        claimed
+            .iter()
+            .any(|b| b.id == tree && b.kind == BlobKind::Tree)
+    );
+    attacker
+        .save_index(&IndexFile {
+            version: 1,
+            packs: vec![IndexedPack {
+                id: other,
+                size: other_size,
+                blobs: claimed,
+            }],
+        })
+        .await
+        .expect("forged index");
+    attacker
+        .save_prune_mark(&PruneMark {
+            version: 1,
+            created: jiff::Timestamp::now(),
+            host: "attacker".into(),
+            packs: vec![CondemnedPack {
+                id: real.pack,
+                size: real_size,
+                why: Condemned::Unused,
+            }],
+        })
+        .await
+        .expect("forged mark");
+
+    let pruned = repo.coffer(&["prune", "--grace", "0s", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&pruned)).expect("json");
+    let hex = real.pack.to_hex();
+    assert!(
+        repo.path().join("data").join(&hex[..2]).join(&hex).exists(),
+        "the pack holding fa_one's tree was deleted: {report:#}"
+    );
+    assert!(
+        report["problems"].to_string().contains(&real.pack.short()),
+        "{report:#}"
+    );
+    // The restore passes over the forged location for the real one.
+    restore_copy(&repo, server, "latest", "fa_one", "fa_one_back");
+    assert_eq!(checksums(server, "fa_one_back"), expected);
+}

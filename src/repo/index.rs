@@ -72,14 +72,19 @@ struct CompactLocation {
 
 /// The union of all index files, kept compact: pack ids are stored once and referred to by number.
 ///
-/// A blob stored in several packs (two backups stored it at once, or a prune copied it) has one
-/// location here: the first pack added that holds it. [`Index::ranked`] adds packs in an order
-/// of preference, so copies in condemned packs are used only when there is no other.
+/// A blob stored in several packs (two backups stored it at once, or a prune copied it) has its
+/// first location here: the first pack added that holds it. [`Index::ranked`] adds packs in an
+/// order of preference, so copies in condemned packs are used only when there is no other. The
+/// other locations are kept too ([`Index::locations`]): index files are metadata any write-only
+/// key can write, so a location is a claim, and a reader falls back to the next when one does
+/// not hold the blob.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<(PackId, u64)>,
     pack_numbers: HashMap<PackId, u32>,
     blobs: HashMap<BlobId, CompactLocation>,
+    /// Locations of blobs beyond their first, in the order added.
+    more: HashMap<BlobId, Vec<CompactLocation>>,
     /// Packs a prune mark condemned.
     condemned: HashSet<PackId>,
 }
@@ -124,18 +129,29 @@ impl Index {
             }
         };
         for blob in &pack.blobs {
-            self.blobs.entry(blob.id).or_insert(CompactLocation {
+            let location = CompactLocation {
                 pack: number,
                 kind: blob.kind,
                 offset: blob.offset,
                 length: blob.length,
                 raw_length: blob.raw_length,
-            });
+            };
+            match self.blobs.entry(blob.id) {
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert(location);
+                }
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    let known = |l: &CompactLocation| l.pack == number && l.offset == blob.offset;
+                    let more = self.more.entry(blob.id).or_default();
+                    if !known(first.get()) && !more.iter().any(known) {
+                        more.push(location);
+                    }
+                }
+            }
         }
     }
 
-    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        let loc = self.blobs.get(id)?;
+    fn located(&self, loc: &CompactLocation) -> Option<BlobLocation> {
         let (pack, _) = self.packs.get(loc.pack as usize)?;
         Some(BlobLocation {
             pack: *pack,
@@ -144,6 +160,20 @@ impl Index {
             length: loc.length,
             raw_length: loc.raw_length,
         })
+    }
+
+    /// Every location the index files claim for `id`, the preferred first.
+    pub fn locations(&self, id: &BlobId) -> Vec<BlobLocation> {
+        self.blobs
+            .get(id)
+            .into_iter()
+            .chain(self.more.get(id).into_iter().flatten())
+            .filter_map(|loc| self.located(loc))
+            .collect()
+    }
+
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.located(self.blobs.get(id)?)
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {

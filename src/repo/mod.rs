@@ -789,15 +789,35 @@ impl Repository {
         }
     }
 
-    /// Read, check and decrypt one blob, reading only its byte range of the pack.
+    /// Read, check and decrypt one blob, reading only its byte range of the pack. Each location
+    /// the index claims is tried in turn: an index file is metadata a write-only key can forge,
+    /// and one may name a pack a prune deleted since, so a location whose pack is missing or
+    /// whose bytes are not the blob is passed over (with a warning) for the next.
     pub async fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = index.get(id).ok_or_else(|| {
-            Error::corrupt(format!(
+        let locations = index.locations(id);
+        if locations.is_empty() {
+            return Err(Error::corrupt(format!(
                 "blob {} is referenced but not in the index",
                 id.short()
             ))
-            .with_hint("run `coffer check`; restore from another snapshot")
-        })?;
+            .with_hint("run `coffer check`; restore from another snapshot"));
+        }
+        let mut first_error = None;
+        for loc in locations {
+            match self.read_blob_at(id, &loc).await {
+                Ok(plain) => return Ok(plain),
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                    tracing::warn!("{e}; trying another copy");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_error.unwrap_or_else(|| Error::corrupt("no copy of the blob")))
+    }
+
+    /// One blob at one claimed location.
+    async fn read_blob_at(&self, id: &BlobId, loc: &index::BlobLocation) -> Result<Vec<u8>> {
         let name = paths::pack(&loc.pack);
         let start = u64::from(loc.offset);
         let what = format!("blob {} in pack {}", id.short(), loc.pack.short());
@@ -815,6 +835,34 @@ impl Repository {
                 }
             })?;
         self.open_blob(id, loc.kind, loc.raw_length, &sealed, &what)
+    }
+
+    /// The entries a pack's own header lists (authenticated), reading only its end: `None`
+    /// when the pack is not in storage. `size` is the stored size (from a listing).
+    pub async fn read_pack_header(
+        &self,
+        pack: &PackId,
+        size: u64,
+    ) -> Result<Option<Vec<pack::PackEntry>>> {
+        let name = paths::pack(pack);
+        let what = format!("pack {}", pack.short());
+        let tail = match self
+            .storage
+            .get_range(&name, size.saturating_sub(4)..size)
+            .await
+        {
+            Ok(tail) => tail,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let tail: [u8; 4] = tail
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::corrupt(format!("{what} is too short to be a pack")))?;
+        let range = pack::header_range(size, tail, &what)?;
+        let blob_area = range.start;
+        let sealed = self.storage.get_range(&name, range).await?;
+        pack::parse_header(&self.keys, &sealed, blob_area, &what).map(Some)
     }
 
     /// Authenticate and decrypt a sealed blob and prove it is the blob named `id`.

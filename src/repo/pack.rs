@@ -129,12 +129,16 @@ impl PackBuilder {
     }
 }
 
-/// Read the entries of a whole pack from its own header (used by `check` and index rebuilds).
 /// Largest pack any reader reads whole: the largest target size a config allows (256 MiB), one
 /// largest chunk past it (the last blob may overflow the target) and the header. A larger
 /// object is refused before a byte of it is read.
 pub const MAX_PACK_LEN: u64 = 512 << 20;
 
+/// Largest sealed pack header read on its own (41 bytes per blob: a pack of the largest size in
+/// blobs of the smallest chunk size has a few MB).
+pub const MAX_HEADER_LEN: u64 = 16 << 20;
+
+/// Read the entries of a whole pack from its own header (used by `check` and index rebuilds).
 pub fn read_header(
     keys: &Keys,
     pack: &[u8],
@@ -148,7 +152,35 @@ pub fn read_header(
     len_bytes.copy_from_slice(&pack[len_at..]);
     let header_len = u32::from_le_bytes(len_bytes) as usize;
     let header_at = len_at.checked_sub(header_len).ok_or_else(short)?;
-    let header = keys.open(Role::PackHeader, &pack[header_at..len_at], what)?;
+    parse_header(keys, &pack[header_at..len_at], header_at as u64, what)
+}
+
+/// Where the sealed header of a pack of `pack_len` bytes lies, from its last 4 bytes: the
+/// byte range, checked to fit the pack and [`MAX_HEADER_LEN`].
+pub fn header_range(
+    pack_len: u64,
+    tail: [u8; 4],
+    what: &dyn std::fmt::Display,
+) -> Result<std::ops::Range<u64>> {
+    let header_len = u64::from(u32::from_le_bytes(tail));
+    let end = pack_len
+        .checked_sub(4)
+        .filter(|end| header_len <= *end && header_len <= MAX_HEADER_LEN)
+        .ok_or_else(|| {
+            Error::corrupt(format!("{what} does not end with a header that fits it"))
+                .with_hint("run `coffer check`")
+        })?;
+    Ok(end - header_len..end)
+}
+
+/// The entries of a sealed pack header, whose blobs fill the `blob_area` bytes before it.
+pub fn parse_header(
+    keys: &Keys,
+    sealed: &[u8],
+    blob_area: u64,
+    what: &dyn std::fmt::Display,
+) -> Result<Vec<PackEntry>> {
+    let header = keys.open(Role::PackHeader, sealed, what)?;
     if header.len() % HEADER_ENTRY_LEN != 0 {
         return Err(Error::corrupt(format!(
             "{what} has a header of invalid length"
@@ -172,7 +204,7 @@ pub fn read_header(
         });
         offset += u64::from(length);
     }
-    if offset != header_at as u64 {
+    if offset != blob_area {
         return Err(Error::corrupt(format!(
             "{what}: header lengths do not add up to the blob area"
         )));
