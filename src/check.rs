@@ -166,6 +166,7 @@ pub async fn check(repo: &Repository, data: DataCheck) -> Result<CheckReport> {
     report
         .problems
         .extend(repo.summary_problems(&snapshots).await?);
+    report.problems.extend(repo.future_dated(&snapshots).await?);
     if data != DataCheck::None {
         check_pack_data(repo, &index, data, &mut report).await?;
     }

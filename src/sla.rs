@@ -308,6 +308,7 @@ mod tests {
                 databases: databases.iter().map(|d| d.to_string()).collect(),
                 failed: Vec::new(),
                 writer: None,
+                full_key_mark: None,
             },
         )
     }

@@ -520,3 +520,102 @@ async fn a_forged_index_and_mark_cannot_make_prune_delete_data() {
     restore_copy(&repo, server, "latest", "fa_one", "fa_one_back");
     assert_eq!(checksums(server, "fa_one_back"), expected);
 }
+
+/// A write-only host writes snapshots and summaries that authenticate. A snapshot dated a month
+/// ahead would be "latest" and make `forget --keep-last 1` remove the real newest one; a summary
+/// misdating a real snapshot would make it look old. Retention, `latest` and listings decide on
+/// what the snapshots themselves say, and leave out a snapshot claiming to be from the future.
+#[tokio::test]
+async fn forged_snapshots_and_summaries_cannot_steer_forget() {
+    use coffer::crypto::{Role, pack_body};
+    use coffer::repo::ids::storage_hash;
+    use coffer::repo::summary::SnapshotSummary;
+    use coffer::repo::{OpenOptions, Repository};
+    use coffer::storage::Storage;
+    use coffer::storage::local::LocalStorage;
+
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE fs_db; USE fs_db; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_300;",
+    );
+    let repo = Repo::new();
+    let url = server.socket_url();
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "fs_db"]));
+    server.sql("UPDATE fs_db.t SET v = 'newest' WHERE id = 1;");
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "fs_db", "--full"]));
+    let newest = latest_snapshot(&repo);
+    let expected = checksums(server, "fs_db");
+
+    let key_file = tempfile::NamedTempFile::new().expect("temp");
+    let key = key_file.path().display().to_string();
+    std::fs::remove_file(&key).expect("room for the key file");
+    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
+    let storage = Arc::new(LocalStorage::new(repo.path()));
+    let attacker = Repository::open_write_only(
+        storage.clone(),
+        &std::fs::read_to_string(&key).expect("key file"),
+        &OpenOptions::default(),
+    )
+    .await
+    .expect("write-only open");
+    let snapshots = attacker.snapshots().await.expect("snapshots");
+    let (newest_id, newest_snapshot) = snapshots.last().cloned().expect("a snapshot");
+    assert!(newest.starts_with(&newest_id.short()));
+    // A copy of the oldest snapshot dated a month ahead.
+    let mut future = snapshots[0].1.clone();
+    future.time = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30);
+    future.finished = future.time;
+    attacker
+        .save_snapshot(&future)
+        .await
+        .expect("forged snapshot");
+    // A summary of the real newest snapshot dated six years back.
+    let mut misdated = SnapshotSummary::of(&newest_id, &newest_snapshot);
+    misdated.time = "2020-01-01T00:00:00Z".parse().expect("time");
+    misdated.finished = misdated.time;
+    let json = serde_json::to_vec(&misdated).expect("json");
+    let sealed = pack_body(attacker.keys(), Role::Summary, &json).expect("seal");
+    storage
+        .put_if_absent(
+            &format!("summaries/{}", hex::encode(storage_hash(&sealed))),
+            &sealed,
+        )
+        .await
+        .expect("forged summary");
+    // Two summaries now name the newest snapshot: the honest one goes, as an attacker with
+    // delete rights would make it.
+    for file in files_under(&repo.path().join("summaries")) {
+        let bytes = std::fs::read(&file).expect("summary");
+        if bytes != sealed {
+            let opened =
+                coffer::crypto::unpack_body(attacker.keys(), Role::Summary, &bytes, 1 << 20, &"s")
+                    .expect("open");
+            let summary: SnapshotSummary = serde_json::from_slice(&opened).expect("summary");
+            if summary.snapshot == newest_id.to_hex() {
+                std::fs::remove_file(&file).expect("remove");
+            }
+        }
+    }
+
+    let forgot = repo.coffer(&["forget", "--keep-last", "1"]);
+    assert!(forgot.status.success(), "{}", stderr(&forgot));
+    let left: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
+    let ids: Vec<&str> = left
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, [newest_id.to_hex().as_str()], "{left:#}");
+    restore_copy(&repo, server, "latest", "fs_db", "fs_db_back");
+    assert_eq!(checksums(server, "fs_db_back"), expected);
+    let check = repo.coffer(&["check"]);
+    assert!(
+        stdout(&check).contains("claims the time") || stderr(&check).contains("claims the time"),
+        "{}{}",
+        stdout(&check),
+        stderr(&check)
+    );
+}

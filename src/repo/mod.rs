@@ -22,7 +22,7 @@ pub mod writer;
 
 use std::sync::Arc;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -45,6 +45,10 @@ const MAX_METADATA_LEN: usize = 1 << 30;
 pub(crate) const MAX_METADATA_OBJECT: u64 = 256 << 20;
 /// Largest stored key slot or config read (real ones are under 1 KiB).
 pub(crate) const MAX_SMALL_OBJECT: u64 = 64 << 10;
+/// How far a snapshot's time may lie after the store's time of its object (clock skew between
+/// the backup host and the store): beyond it, the snapshot claims to be from the future.
+const FUTURE_SLACK_MINUTES: i64 = 10;
+
 /// Largest plaintext of a config (real ones are a few hundred bytes).
 const MAX_SMALL_PLAINTEXT: usize = 64 << 10;
 /// Most key slots one open tries (slots of kinds the key given cannot open are not counted).
@@ -488,10 +492,22 @@ impl Repository {
         Ok(id)
     }
 
+    /// Store `summary`, with a full key's mark when this is one.
     async fn save_summary(&self, summary: &SnapshotSummary) -> Result<()> {
-        self.save_json(paths::SUMMARIES, Role::Summary, summary)
+        let mut summary = summary.clone();
+        summary.full_key_mark = None;
+        summary.full_key_mark = self.keys.writer_mark(&summary.marked_bytes());
+        self.save_json(paths::SUMMARIES, Role::Summary, &summary)
             .await
             .map(|_| ())
+    }
+
+    /// Whether `summary` carries a full key's mark this key verifies.
+    fn summary_marked(&self, summary: &SnapshotSummary) -> bool {
+        summary
+            .full_key_mark
+            .as_deref()
+            .is_some_and(|mark| self.keys.verify_writer_mark(&summary.marked_bytes(), mark))
     }
 
     /// Every snapshot's summary, oldest first (see [`summary`]): a damaged snapshot that has
@@ -507,12 +523,24 @@ impl Repository {
 
     /// [`Repository::summaries`] with the object each summary is stored as (`None`: made
     /// from the snapshot, none is stored).
+    ///
+    /// Summaries are a cache, and metadata a write-only key can write: with a full key, a
+    /// stored summary without its mark is checked against its snapshot (the snapshot wins, and
+    /// a summary that disagrees is named at warning level and replaced), then stored again with
+    /// the mark, so each is checked once. A snapshot whose time is later than the store's time
+    /// of its object (it claims to be from the future: forged to pass for the newest) is left
+    /// out with a warning, for every key.
     async fn summaries_stored_as(&self) -> Result<Vec<summary::StoredSummary>> {
         let listed = self.storage.list(paths::SNAPSHOTS).await?;
         let ids = listed
             .iter()
             .map(|m| name_hash(&m.name).map(|hash| SnapshotId(*hash)))
             .collect::<Result<Vec<_>>>()?;
+        let stored_at: HashMap<SnapshotId, jiff::Timestamp> = listed
+            .iter()
+            .zip(&ids)
+            .filter_map(|(meta, id)| Some((*id, meta.modified?)))
+            .collect();
         // Damaged summaries are only derived data lost: their snapshots are read instead.
         let (stored, _damaged) = self
             .load_folder::<SnapshotSummary>(paths::SUMMARIES, Role::Summary)
@@ -526,7 +554,12 @@ impl Repository {
                 )
             })
             .collect();
-        let (mut all, missing) = summary::pair_up(ids, stored);
+        let (paired, missing) = summary::pair_up(ids, stored);
+        let mut all = if self.keys.can_read() {
+            self.checked_against_snapshots(paired).await?
+        } else {
+            paired
+        };
         let derived: Vec<Result<Option<(SnapshotId, SnapshotSummary)>>> = stream::iter(missing)
             .map(|id| async move {
                 let name = format!("{}{}", paths::SNAPSHOTS, id.to_hex());
@@ -547,8 +580,67 @@ impl Repository {
                 all.push((id, summary, None));
             }
         }
+        all.retain(|(id, summary, _)| {
+            let from_the_future = stored_at.get(id).is_some_and(|stored| {
+                summary.time > *stored + jiff::SignedDuration::from_mins(FUTURE_SLACK_MINUTES)
+            });
+            if from_the_future {
+                tracing::warn!(
+                    "snapshot {} claims a time ({}) after the store wrote it: left out of listings, retention and snapshot choice (forged?); `coffer check` names it",
+                    id.short(),
+                    summary.time
+                );
+            }
+            !from_the_future
+        });
         all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(all)
+    }
+
+    /// Stored summaries a full key has not marked, checked against their snapshots: the
+    /// snapshot wins; each checked one is stored again with the mark (best effort).
+    async fn checked_against_snapshots(
+        &self,
+        paired: Vec<summary::StoredSummary>,
+    ) -> Result<Vec<summary::StoredSummary>> {
+        let checked: Vec<Result<Option<summary::StoredSummary>>> = stream::iter(paired)
+            .map(|(id, summary, object)| async move {
+                if self.summary_marked(&summary) {
+                    return Ok(Some((id, summary, object)));
+                }
+                let name = format!("{}{}", paths::SNAPSHOTS, id.to_hex());
+                let snapshot = match self.load_json::<Snapshot>(&name, Role::Snapshot).await {
+                    Ok(snapshot) => snapshot,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let derived = SnapshotSummary::of(&id, &snapshot);
+                if !derived.agrees_with(&summary) {
+                    tracing::warn!(
+                        "summary {} disagrees with snapshot {}: the snapshot's own contents are used (a forged or damaged summary; `coffer check` names it)",
+                        object.as_deref().unwrap_or("?"),
+                        id.short()
+                    );
+                }
+                // Replaced by a marked copy of what the snapshot says.
+                if self.save_summary(&derived).await.is_ok()
+                    && let Some(old) = &object
+                    && let Err(e) = self.storage.delete(old).await
+                {
+                    tracing::debug!("the unmarked summary {old} was not removed: {e}");
+                }
+                Ok(Some((id, derived, None)))
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        for one in checked {
+            if let Some(entry) = one? {
+                out.push(entry);
+            }
+        }
+        Ok(out)
     }
 
     /// Store the summaries of snapshots that have none (written before summaries existed, or
@@ -586,8 +678,7 @@ impl Repository {
             let Some((id, snapshot)) = by_id.get(&summary.snapshot) else {
                 continue;
             };
-            let expected = serde_json::to_value(SnapshotSummary::of(id, snapshot)).ok();
-            if serde_json::to_value(&summary).ok() != expected {
+            if !SnapshotSummary::of(id, snapshot).agrees_with(&summary) {
                 problems.push(format!(
                     "summary {}{} does not match snapshot {} ({fix})",
                     paths::SUMMARIES,
@@ -597,6 +688,35 @@ impl Repository {
             }
         }
         Ok(problems)
+    }
+
+    /// Snapshots whose time is later than the store's time of their object (beyond the clock
+    /// slack): each claims to be from the future, which only a forged one does (for `check`).
+    pub async fn future_dated(&self, snapshots: &[(SnapshotId, Snapshot)]) -> Result<Vec<String>> {
+        let stored_at: HashMap<String, jiff::Timestamp> = self
+            .storage
+            .list(paths::SNAPSHOTS)
+            .await?
+            .into_iter()
+            .filter_map(|m| Some((m.name, m.modified?)))
+            .collect();
+        Ok(snapshots
+            .iter()
+            .filter_map(|(id, snapshot)| {
+                let stored = stored_at.get(&format!("{}{}", paths::SNAPSHOTS, id.to_hex()))?;
+                (snapshot.time > *stored + jiff::SignedDuration::from_mins(FUTURE_SLACK_MINUTES))
+                    .then(|| {
+                        format!(
+                            "snapshot {} claims the time {} but was stored at {}: forged to pass for the newest, or written with a wrong clock; listings, retention and snapshot choice leave it out (delete the object {}{} once understood)",
+                            id.short(),
+                            snapshot.time,
+                            stored,
+                            paths::SNAPSHOTS,
+                            id.to_hex()
+                        )
+                    })
+            })
+            .collect())
     }
 
     /// Delete the summaries of the snapshots `removed` (full hex ids), after the snapshots, and

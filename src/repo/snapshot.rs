@@ -92,9 +92,15 @@ impl Snapshot {
     pub fn marked_bytes(&self) -> Vec<u8> {
         let mut unmarked = self.clone();
         unmarked.writer = None;
-        let value = serde_json::to_value(&unmarked).unwrap_or(serde_json::Value::Null);
-        serde_json::to_vec(&sorted(value)).unwrap_or_default()
+        canonical_json(&unmarked)
     }
+}
+
+/// `value` as JSON with every object's keys sorted and no whitespace: the same bytes whatever
+/// order a reader parsed its fields in (what a writer's mark covers).
+pub(crate) fn canonical_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    serde_json::to_vec(&sorted(value)).unwrap_or_default()
 }
 
 /// `value` with the keys of every object in sorted order.

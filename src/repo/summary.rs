@@ -47,6 +47,12 @@ pub struct SnapshotSummary {
     /// the snapshot records it (its full-key mark is checked on the snapshot itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<WriterClaim>,
+    /// A full key's mark over the summary without it (see [`super::snapshot::SnapshotWriter`]):
+    /// a summary it verified against its snapshot, or wrote itself. Anything else a full key
+    /// checks against the snapshot before trusting it (summaries are metadata a write-only key
+    /// can write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_key_mark: Option<String>,
 }
 
 /// Which slot a snapshot says wrote it.
@@ -83,7 +89,20 @@ impl SnapshotSummary {
                 slot: w.slot.clone(),
                 write_only: w.write_only,
             }),
+            full_key_mark: None,
         }
+    }
+
+    /// The bytes a full key's mark covers: the summary without its mark, keys sorted.
+    pub fn marked_bytes(&self) -> Vec<u8> {
+        let mut unmarked = self.clone();
+        unmarked.full_key_mark = None;
+        super::snapshot::canonical_json(&unmarked)
+    }
+
+    /// Whether `other` says the same as this summary (marks aside).
+    pub fn agrees_with(&self, other: &SnapshotSummary) -> bool {
+        self.marked_bytes() == other.marked_bytes()
     }
 
     /// Whether the snapshot holds (backed up, not failed) `database`.
