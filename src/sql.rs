@@ -267,9 +267,14 @@ pub fn rename_schema(sql: &str, from: &str, to: &str, rules: QuoteRules) -> Stri
             }
             b'`' | b'"' => {
                 let end = skip_quoted(bytes, i, c, false);
-                let inner = &sql[i + 1..end.saturating_sub(1).max(i + 1)];
+                // An unclosed name runs to the end (a mutation: nothing to rename in it).
+                let closed = end > i + 1 && bytes.get(end - 1) == Some(&c);
                 let doubled = if c == b'`' { "``" } else { "\"\"" };
-                (end, Some(inner.replace(doubled, &doubled[..1])))
+                let inner = closed
+                    .then(|| sql.get(i + 1..end - 1))
+                    .flatten()
+                    .map(|inner| inner.replace(doubled, &doubled[..1]));
+                (end, inner)
             }
             b'#' => (skip_line(bytes, i), None),
             b'-' if bytes.get(i + 1) == Some(&b'-')
@@ -285,7 +290,7 @@ pub fn rename_schema(sql: &str, from: &str, to: &str, rules: QuoteRules) -> Stri
                 while end < bytes.len() && is_ident_byte(bytes[end]) {
                     end += 1;
                 }
-                (end, Some(sql[i..end].to_string()))
+                (end, sql.get(i..end).map(str::to_string))
             }
             _ => {
                 if !c.is_ascii_whitespace() {
