@@ -619,3 +619,52 @@ async fn forged_snapshots_and_summaries_cannot_steer_forget() {
         stderr(&check)
     );
 }
+
+/// Whoever can delete objects can remove the newest snapshots (or put back an older copy of the
+/// repository): the host remembers the newest snapshot it saw, outside the storage, and every
+/// command says so when it is gone; `check` fails until an operator accepts it.
+#[test]
+fn a_rolled_back_repository_is_noticed() {
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE rb_db; USE rb_db; CREATE TABLE t (id INT PRIMARY KEY); \
+         INSERT INTO t VALUES (1);",
+    );
+    let repo = Repo::new();
+    let url = server.socket_url();
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "rb_db"]));
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "rb_db", "--full"]));
+    let newest = latest_snapshot(&repo);
+    ok(repo.coffer(&["check"]));
+    // The attacker deletes the newest snapshot.
+    let object = files_under(&repo.path().join("snapshots"))
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&newest))
+        })
+        .expect("the newest snapshot's object");
+    std::fs::remove_file(object).expect("delete");
+    let listed = repo.coffer(&["snapshots"]);
+    assert!(listed.status.success());
+    assert!(
+        stderr(&listed).contains("went backwards") && stderr(&listed).contains(&newest),
+        "{}",
+        stderr(&listed)
+    );
+    // A later backup does not hide it.
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "rb_db"]));
+    let checked = repo.coffer(&["check"]);
+    assert!(!checked.status.success());
+    assert!(
+        stdout(&checked).contains("went backwards"),
+        "{}",
+        stdout(&checked)
+    );
+    ok(repo.coffer(&["check", "--accept-rollback"]));
+    ok(repo.coffer(&["check"]));
+    // This host's own forget removing snapshots is no rollback.
+    ok(repo.coffer(&["forget", "--keep-last", "1"]));
+    ok(repo.coffer(&["check"]));
+}

@@ -22,6 +22,10 @@ pub struct CheckArgs {
     /// Print one JSON summary on stdout (the exit code is the same).
     #[arg(long)]
     json: bool,
+    /// The repository went backwards and an operator knows why (a restore of the storage, a
+    /// deliberate deletion): make the snapshots there now this host's mark.
+    #[arg(long)]
+    accept_rollback: bool,
 }
 
 pub async fn run(args: CheckArgs) -> Result<ExitCode> {
@@ -31,7 +35,14 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode> {
         (false, Some(subset)) => subset,
         (false, None) => DataCheck::None,
     };
-    let report = coffer::check::check(&repo, data).await?;
+    let mut report = coffer::check::check(&repo, data).await?;
+    if args.accept_rollback {
+        args.repo.reset_snapshot_mark(&repo).await?;
+    } else if let Some(why) = args.repo.rollback()? {
+        report.problems.push(format!(
+            "the repository went backwards since this host last saw it: {why} (someone with delete rights on the storage, or a restore of it; once you know why, `coffer check --accept-rollback`)"
+        ));
+    }
     if args.json {
         print_json(&serde_json::json!({
             "ok": report.problems.is_empty(),

@@ -236,6 +236,11 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
     if !args.dry_run && !remove.is_empty() {
         let trail = AuditTrail::start(&repo, "forget", args.reason.clone(), |_| {}).await?;
         let result = forget(&repo, &remove, keep.len()).await;
+        // This host removed snapshots itself: its mark of the newest moves with them (a
+        // rollback it had noticed before stays noticed).
+        if let Err(e) = args.repo.after_own_forget(&repo).await {
+            tracing::warn!("this host's record of the newest snapshot was not updated: {e}");
+        }
         code = trail.finish(result).await?;
     }
     let pruned = match &prune_options {

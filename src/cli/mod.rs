@@ -242,15 +242,48 @@ impl RepoArg {
             only_slot: self.key_slot.clone(),
         };
         let repo = open_with_available_keys(opened.storage, &options, &self.kms_trust()?).await?;
-        let seen = HostState {
-            repository_id: Some(repo.config().id.clone()),
-            last_slot: Some(repo.opened_slot().to_string()),
-        };
-        if seen != state {
-            state = seen;
+        let before = state.clone();
+        state.repository_id = Some(repo.config().id.clone());
+        state.last_slot = Some(repo.opened_slot().to_string());
+        match repo.storage().list(coffer::repo::paths::SNAPSHOTS).await {
+            Ok(listed) => state.observe_snapshots(&listed),
+            Err(e) => tracing::debug!("snapshots not listed for this host's record: {e}"),
+        }
+        if let Some(why) = &state.rolled_back {
+            tracing::error!(
+                "the repository went backwards: {why}; someone with delete rights on the storage may have removed snapshots (`coffer check` fails until you run `coffer check --accept-rollback`)"
+            );
+        }
+        if state != before {
             state.save(&location);
         }
         Ok((Arc::new(repo), opened.traffic))
+    }
+
+    /// Why this host thinks the repository went backwards, if it does.
+    pub fn rollback(&self) -> Result<Option<String>> {
+        let location = self.storage()?.storage.location().to_string();
+        Ok(HostState::load(&location).rolled_back)
+    }
+
+    /// After this host's own `forget`: the newest snapshot listed now is the mark, unless a
+    /// rollback was noticed before (that stays until accepted).
+    pub async fn after_own_forget(&self, repo: &Repository) -> Result<()> {
+        let location = repo.storage().location().to_string();
+        if HostState::load(&location).rolled_back.is_some() {
+            return Ok(());
+        }
+        self.reset_snapshot_mark(repo).await
+    }
+
+    /// Make the snapshots listed now this host's mark (when an operator accepts a rollback).
+    pub async fn reset_snapshot_mark(&self, repo: &Repository) -> Result<()> {
+        let location = repo.storage().location().to_string();
+        let mut state = HostState::load(&location);
+        let listed = repo.storage().list(coffer::repo::paths::SNAPSHOTS).await?;
+        state.reset_snapshots(&listed);
+        state.save(&location);
+        Ok(())
     }
 
     /// The KMS endpoints this host trusts (`--kms-trust`).
