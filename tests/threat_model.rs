@@ -668,3 +668,108 @@ fn a_rolled_back_repository_is_noticed() {
     ok(repo.coffer(&["forget", "--keep-last", "1"]));
     ok(repo.coffer(&["check"]));
 }
+
+/// Audit records are separate objects: someone with delete rights removes one unseen, and a
+/// write-only key writes records that authenticate. Records are chained, and a full key's are
+/// marked: `audit --verify` names a deleted record (a gap) and a record falsely claiming to be a
+/// full key's.
+#[tokio::test]
+async fn deleted_and_forged_audit_records_are_named() {
+    use coffer::crypto::{Role, pack_body};
+    use coffer::repo::audit::{AuditOutcome, AuditRecord};
+    use coffer::repo::ids::storage_hash;
+    use coffer::repo::{OpenOptions, Repository};
+    use coffer::storage::Storage;
+    use coffer::storage::local::LocalStorage;
+
+    let server = MariaDb::shared();
+    server.sql(
+        "CREATE DATABASE au_db; USE au_db; CREATE TABLE t (id INT PRIMARY KEY); \
+         INSERT INTO t VALUES (1);",
+    );
+    let repo = Repo::new();
+    let url = server.socket_url();
+    ok(repo.coffer(&["backup", "--mysql", &url, "--include", "au_db"]));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(repo.coffer(&["dump", "--db", "au_db"]));
+    let verified = ok(repo.coffer(&["audit", "--verify"]));
+    assert!(
+        verified.contains("4 audit records: 4 written with a full key"),
+        "{verified}"
+    );
+
+    // A record written with a write-only key has no mark, and says so; one claiming a mark it
+    // cannot have is forged.
+    let key_file = tempfile::NamedTempFile::new().expect("temp");
+    let key = key_file.path().display().to_string();
+    std::fs::remove_file(&key).expect("room for the key file");
+    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
+    let storage = Arc::new(LocalStorage::new(repo.path()));
+    let attacker = Repository::open_write_only(
+        storage.clone(),
+        &std::fs::read_to_string(&key).expect("key file"),
+        &OpenOptions::default(),
+    )
+    .await
+    .expect("write-only open");
+    let forged = AuditRecord {
+        version: 1,
+        operation: "00".repeat(16),
+        time: jiff::Timestamp::now(),
+        user: "dba".into(),
+        host: "admin-host".into(),
+        command: "restore".into(),
+        arguments: vec!["restore".into()],
+        reason: Some("routine".into()),
+        snapshot: None,
+        database: Some("au_db".into()),
+        tables: Vec::new(),
+        where_: None,
+        server: None,
+        target_database: None,
+        outcome: AuditOutcome::Succeeded,
+        counts: Default::default(),
+        definers: None,
+        previous: None,
+        full_key_mark: Some("ab".repeat(32)),
+    };
+    let sealed = pack_body(
+        attacker.keys(),
+        Role::Audit,
+        &serde_json::to_vec(&forged).expect("json"),
+    )
+    .expect("seal");
+    storage
+        .put_if_absent(
+            &format!("audit/{}", hex::encode(storage_hash(&sealed))),
+            &sealed,
+        )
+        .await
+        .expect("forged record");
+    let out = repo.coffer(&["audit", "--verify"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("does not verify") && stdout(&out).contains("dba@admin-host"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The first record deleted: the record after it names it.
+    let mut records: Vec<(std::time::SystemTime, std::path::PathBuf)> =
+        files_under(&repo.path().join("audit"))
+            .into_iter()
+            .map(|p| {
+                (
+                    std::fs::metadata(&p)
+                        .and_then(|m| m.modified())
+                        .expect("time"),
+                    p,
+                )
+            })
+            .collect();
+    records.sort();
+    std::fs::remove_file(&records[0].1).expect("delete");
+    let out = repo.coffer(&["audit", "--verify"]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("which is gone"), "{}", stdout(&out));
+}

@@ -23,10 +23,44 @@ pub struct AuditArgs {
     db: Option<String>,
     #[arg(long)]
     json: bool,
+    /// Check the log instead of listing it: every record's predecessor present (a deleted
+    /// record leaves a gap), every full-key mark genuine; exit code 1 on a problem.
+    #[arg(long)]
+    verify: bool,
 }
 
 pub async fn run(args: AuditArgs) -> Result<ExitCode> {
     let repo = args.repo.open().await?;
+    if args.verify {
+        let report = repo.verify_audit().await?;
+        if args.json {
+            print_json(&report)?;
+        } else {
+            for problem in report
+                .gaps
+                .iter()
+                .chain(&report.forged)
+                .chain(&report.damaged)
+            {
+                println!("problem: {problem}");
+            }
+            println!(
+                "{} audit records: {} written with a full key, {} without its mark (a write-only key, or before coffer 0.4); {} gaps, {} forged marks",
+                report.records,
+                report.full_key,
+                report.not_full_key,
+                report.gaps.len(),
+                report.forged.len()
+            );
+        }
+        return if report.ok() {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            Err(Error::corrupt("the audit log was tampered with").with_hint(
+                "records named above were deleted or forged; the log's objects are in audit/ of the storage",
+            ))
+        };
+    }
     let since = args
         .since
         .as_deref()
@@ -152,6 +186,8 @@ impl AuditTrail {
             outcome: AuditOutcome::Started,
             counts: BTreeMap::new(),
             definers: None,
+            previous: None,
+            full_key_mark: None,
         };
         describe(&mut record);
         repo.append_audit(&record).await.map_err(|e| {

@@ -243,6 +243,12 @@ impl RepoArg {
         };
         let repo = open_with_available_keys(opened.storage, &options, &self.kms_trust()?).await?;
         let before = state.clone();
+        if state.repository_id.as_deref() != Some(repo.config().id.as_str()) {
+            // Another repository at this location (a new one, or the first open): what this
+            // host saw of the one before says nothing about this one.
+            state.newest_snapshot = None;
+            state.rolled_back = None;
+        }
         state.repository_id = Some(repo.config().id.clone());
         state.last_slot = Some(repo.opened_slot().to_string());
         match repo.storage().list(coffer::repo::paths::SNAPSHOTS).await {

@@ -5,6 +5,11 @@
 //! them (a backup host's credentials) can add to it but not erase it. An operation writes a
 //! `started` record before it touches anything and a second record with its outcome, sharing
 //! an operation id; a process killed in between still leaves the first.
+//!
+//! Records are chained (since coffer 0.4): each names the record the storage showed newest when
+//! it was written (`previous`), so a record deleted from the middle leaves a record naming one
+//! that is gone; and a record written with a full key carries that key's mark, so it is told
+//! apart from one a write-only key wrote ([`Repository::verify_audit`]).
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -51,6 +56,35 @@ pub struct AuditRecord {
     /// kept as stored, or replaced by the restoring account and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definers: Option<String>,
+    /// The record (its object's hex id) the storage listed newest when this one was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// A full key's mark over the record without it (see the snapshot writer mark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_key_mark: Option<String>,
+}
+
+/// What `audit --verify` found.
+#[derive(Debug, Default, Serialize)]
+pub struct AuditVerification {
+    pub records: usize,
+    /// Records written with a full key, their mark verified.
+    pub full_key: usize,
+    /// Records without a full key's mark: written by a write-only key, or before coffer 0.4.
+    pub not_full_key: usize,
+    /// Records naming a predecessor that is gone (deleted from the log).
+    pub gaps: Vec<String>,
+    /// Records whose full-key mark does not verify (forged, or altered by someone holding the
+    /// metadata key only).
+    pub forged: Vec<String>,
+    /// Records that cannot be read.
+    pub damaged: Vec<String>,
+}
+
+impl AuditVerification {
+    pub fn ok(&self) -> bool {
+        self.gaps.is_empty() && self.forged.is_empty() && self.damaged.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,16 +100,81 @@ pub enum AuditOutcome {
 const MAX_AUDIT_RECORD: usize = 1 << 20;
 
 impl Repository {
-    /// Append one record to the audit log.
+    /// Append one record to the audit log, chained to the newest record listed and marked
+    /// with a full key's mark when this is one.
     pub async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let json = serde_json::to_vec(record)
+        let mut record = record.clone();
+        record.previous = self
+            .storage
+            .list(paths::AUDIT)
+            .await?
+            .into_iter()
+            .max_by(|a, b| {
+                a.modified
+                    .cmp(&b.modified)
+                    .then_with(|| a.name.cmp(&b.name))
+            })
+            .map(|newest| newest.name.trim_start_matches(paths::AUDIT).to_string());
+        record.full_key_mark = None;
+        record.full_key_mark = self
+            .keys
+            .writer_mark(&super::snapshot::canonical_json(&record));
+        let json = serde_json::to_vec(&record)
             .map_err(|e| Error::invalid("encoding the audit record").with_source(e))?;
         if json.len() > MAX_AUDIT_RECORD {
             return Err(Error::invalid("the audit record is too large")
                 .with_hint("shorten --reason or --where"));
         }
-        self.save_json(paths::AUDIT, Role::Audit, record).await?;
+        self.save_json(paths::AUDIT, Role::Audit, &record).await?;
         Ok(())
+    }
+
+    /// Check the audit log's chain and marks: every named predecessor present, every full-key
+    /// mark verified (see [`AuditVerification`]). The newest records can still be deleted
+    /// without a trace in the chain: the next record written names the newest one left.
+    pub async fn verify_audit(&self) -> Result<AuditVerification> {
+        let (loaded, damaged) = self
+            .load_folder::<AuditRecord>(paths::AUDIT, Role::Audit)
+            .await?;
+        let present: std::collections::HashSet<String> =
+            loaded.iter().map(|(hash, _)| hex::encode(hash)).collect();
+        let mut report = AuditVerification {
+            records: loaded.len(),
+            damaged: damaged.iter().map(|e| e.to_string()).collect(),
+            ..AuditVerification::default()
+        };
+        let describe =
+            |r: &AuditRecord| format!("{} {} by {}@{}", r.time, r.command, r.user, r.host);
+        for (hash, record) in &loaded {
+            if let Some(previous) = &record.previous
+                && !present.contains(previous)
+            {
+                report.gaps.push(format!(
+                    "record {} ({}) follows record {}, which is gone: records were deleted from the log",
+                    crate::repo::ids::short_text(&hex::encode(hash)),
+                    describe(record),
+                    crate::repo::ids::short_text(previous)
+                ));
+            }
+            match &record.full_key_mark {
+                None => report.not_full_key += 1,
+                Some(mark) => {
+                    let mut unmarked = record.clone();
+                    unmarked.full_key_mark = None;
+                    let bytes = super::snapshot::canonical_json(&unmarked);
+                    if self.keys.verify_writer_mark(&bytes, mark) {
+                        report.full_key += 1;
+                    } else {
+                        report.forged.push(format!(
+                            "record {} ({}) carries a full key's mark that does not verify: it was not written by a full key",
+                            crate::repo::ids::short_text(&hex::encode(hash)),
+                            describe(record)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Every intact audit record, oldest first, and the damaged ones as errors.
