@@ -773,3 +773,104 @@ async fn deleted_and_forged_audit_records_are_named() {
     assert!(!out.status.success());
     assert!(stdout(&out).contains("which is gone"), "{}", stdout(&out));
 }
+
+/// Another process of the same user reads `/proc/<pid>/environ` (or attaches with ptrace) to
+/// take the secrets coffer was started with. coffer makes itself non-dumpable, which the
+/// kernel answers by refusing both to anyone but root. Root can always read them, so as root
+/// both processes run as `nobody`.
+#[test]
+fn another_process_of_the_same_user_cannot_read_the_environment() {
+    let root = unsafe_free_uid() == 0;
+    let as_user = |program: &str| -> std::process::Command {
+        if root {
+            let mut cmd = std::process::Command::new("setpriv");
+            cmd.args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                program,
+            ]);
+            cmd
+        } else {
+            std::process::Command::new(program)
+        }
+    };
+    let repo = Repo::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // A server that accepts and never answers: coffer waits in its handshake.
+    let reached = Arc::new(Mutex::new(false));
+    let seen = Arc::clone(&reached);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            *seen.lock().expect("lock") = true;
+            held.push(stream);
+        }
+    });
+    let state = repo.path().join("host-state");
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(repo.path())
+        .status();
+    let url = format!("mysql://backup@127.0.0.1:{port}/");
+    let secret = "mysql-secret-4242";
+    let mut coffer = as_user(env!("CARGO_BIN_EXE_coffer"));
+    coffer
+        .args(["backup", "--mysql", &url])
+        .env("COFFER_REPO", repo.path())
+        .env("COFFER_PASSWORD", common::PASSWORD)
+        .env("COFFER_MYSQL_PASSWORD", secret)
+        .env("COFFER_STATE_DIR", &state)
+        .env("COFFER_NO_CACHE", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = coffer.spawn().expect("coffer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !*reached.lock().expect("lock") {
+        assert!(Instant::now() < deadline, "coffer never connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The process holding the secret is coffer itself (under setpriv, its exec'd child).
+    let pid = child.id();
+    let read_environ = |pid: u32| {
+        as_user("cat")
+            .arg(format!("/proc/{pid}/environ"))
+            .output()
+            .expect("cat")
+    };
+    let stolen = read_environ(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !String::from_utf8_lossy(&stolen.stdout).contains(secret),
+        "another process of the same user read coffer's environment"
+    );
+    assert!(!stolen.status.success());
+    // The same read of an ordinary process of that user works: the test can see the attack.
+    let mut plain = as_user("sleep")
+        .arg("5")
+        .env("SOME_SECRET", secret)
+        .spawn()
+        .expect("sleep");
+    std::thread::sleep(Duration::from_millis(200));
+    let read = read_environ(plain.id());
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert!(String::from_utf8_lossy(&read.stdout).contains(secret));
+}
+
+/// The uid this test runs as (from /proc, without unsafe code).
+fn unsafe_free_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|uid| uid.parse().ok())
+        })
+        .unwrap_or(0)
+}
