@@ -231,24 +231,13 @@ struct ProvenCopies<'a> {
 }
 
 impl<'a> ProvenCopies<'a> {
-    async fn new(repo: &'a Repository) -> Result<ProvenCopies<'a>> {
-        let stored = repo
-            .storage()
-            .list(paths::DATA)
-            .await?
-            .into_iter()
-            .filter_map(|m| {
-                let hex = m.name.rsplit('/').next()?;
-                let mut id = [0u8; 32];
-                hex::decode_to_slice(hex, &mut id).ok()?;
-                Some((PackId(id), m.size))
-            })
-            .collect();
-        Ok(ProvenCopies {
+    /// With the packs `stored` lists (size and store time, as [`stored_packs`] gives them).
+    fn new(repo: &'a Repository, stored: &HashMap<PackId, (u64, Option<jiff::Timestamp>)>) -> Self {
+        ProvenCopies {
             repo,
-            stored,
+            stored: stored.iter().map(|(id, (size, _))| (*id, *size)).collect(),
             headers: HashMap::new(),
-        })
+        }
     }
 
     /// What `pack`'s header lists (`None`: not stored).
@@ -326,6 +315,24 @@ impl<'a> ProvenCopies<'a> {
     }
 }
 
+/// Every stored pack with its size and the store's time of it, from the storage's own listing.
+async fn stored_packs(
+    repo: &Repository,
+) -> Result<HashMap<PackId, (u64, Option<jiff::Timestamp>)>> {
+    Ok(repo
+        .storage()
+        .list(paths::DATA)
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            let hex = m.name.rsplit('/').next()?;
+            let mut id = [0u8; 32];
+            hex::decode_to_slice(hex, &mut id).ok()?;
+            Some((PackId(id), (m.size, m.modified)))
+        })
+        .collect())
+}
+
 /// Refuse to go on when a snapshot references a blob the index does not have: the repository
 /// is damaged (or another prune is rewriting index files right now), and deleting anything on
 /// that basis could make it worse.
@@ -352,18 +359,7 @@ async fn mark(
     // then the runs. A snapshot read here had its index files written before it, and a pack
     // listed here that no index names yet belongs to a run whose marker the last step sees.
     let snapshots = repo.snapshots().await?;
-    let stored: HashMap<PackId, (u64, Option<jiff::Timestamp>)> = repo
-        .storage()
-        .list(paths::DATA)
-        .await?
-        .into_iter()
-        .filter_map(|m| {
-            let hex = m.name.rsplit('/').next()?;
-            let mut id = [0u8; 32];
-            hex::decode_to_slice(hex, &mut id).ok()?;
-            Some((PackId(id), (m.size, m.modified)))
-        })
-        .collect();
+    let stored = stored_packs(repo).await?;
     let index = repo.load_index().await?;
     let runs = repo.list_runs().await?;
 
@@ -400,7 +396,7 @@ async fn mark(
     };
     let mut condemned: Vec<CondemnedPack> = Vec::new();
     let mut to_repack: HashSet<PackId> = HashSet::new();
-    let mut proof = ProvenCopies::new(repo).await?;
+    let mut proof = ProvenCopies::new(repo, &stored);
     let nothing_leaves = HashSet::new();
     for (pack, size) in index.packs() {
         report.packs += 1;
@@ -722,7 +718,7 @@ async fn sweep(
         .filter(|p| !kept.contains(p))
         .copied()
         .collect();
-    let mut proof = ProvenCopies::new(repo).await?;
+    let mut proof = ProvenCopies::new(repo, &stored_packs(repo).await?);
     for pack in &leaving {
         if let Some(why) = proof.must_keep(pack, &index, &references, &leaving).await {
             report

@@ -412,10 +412,10 @@ fn a_definer_from_a_write_only_snapshot_runs_as_the_restoring_account() {
 /// it holds), and the database restores exactly.
 #[tokio::test]
 async fn a_forged_index_and_mark_cannot_make_prune_delete_data() {
+    use coffer::repo::Repository;
     use coffer::repo::index::{IndexFile, IndexedBlob, IndexedPack};
     use coffer::repo::marks::{Condemned, CondemnedPack, PruneMark};
     use coffer::repo::pack::BlobKind;
-    use coffer::repo::{OpenOptions, Repository};
     use coffer::storage::local::LocalStorage;
 
     let server = MariaDb::shared();
@@ -455,14 +455,7 @@ async fn a_forged_index_and_mark_cannot_make_prune_delete_data() {
         .map(|(_, s)| *s)
         .expect("size");
 
-    let key_file = tempfile::NamedTempFile::new().expect("temp");
-    let key = key_file.path().display().to_string();
-    std::fs::remove_file(&key).expect("room for the key file");
-    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
-    let key_text = std::fs::read_to_string(&key).expect("key file");
-    let attacker = Repository::open_write_only(storage.clone(), &key_text, &OpenOptions::default())
-        .await
-        .expect("write-only open");
+    let (attacker, _) = write_only_attacker(&repo).await;
     // Every blob of the pack claimed elsewhere: nothing seems to need it any more.
     let claimed: Vec<IndexedBlob> = index
         .entries()
@@ -530,9 +523,7 @@ async fn forged_snapshots_and_summaries_cannot_steer_forget() {
     use coffer::crypto::{Role, pack_body};
     use coffer::repo::ids::storage_hash;
     use coffer::repo::summary::SnapshotSummary;
-    use coffer::repo::{OpenOptions, Repository};
     use coffer::storage::Storage;
-    use coffer::storage::local::LocalStorage;
 
     let server = MariaDb::shared();
     server.sql(
@@ -547,18 +538,7 @@ async fn forged_snapshots_and_summaries_cannot_steer_forget() {
     let newest = latest_snapshot(&repo);
     let expected = checksums(server, "fs_db");
 
-    let key_file = tempfile::NamedTempFile::new().expect("temp");
-    let key = key_file.path().display().to_string();
-    std::fs::remove_file(&key).expect("room for the key file");
-    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
-    let storage = Arc::new(LocalStorage::new(repo.path()));
-    let attacker = Repository::open_write_only(
-        storage.clone(),
-        &std::fs::read_to_string(&key).expect("key file"),
-        &OpenOptions::default(),
-    )
-    .await
-    .expect("write-only open");
+    let (attacker, storage) = write_only_attacker(&repo).await;
     let snapshots = attacker.snapshots().await.expect("snapshots");
     let (newest_id, newest_snapshot) = snapshots.last().cloned().expect("a snapshot");
     assert!(newest.starts_with(&newest_id.short()));
@@ -678,9 +658,7 @@ async fn deleted_and_forged_audit_records_are_named() {
     use coffer::crypto::{Role, pack_body};
     use coffer::repo::audit::{AuditOutcome, AuditRecord};
     use coffer::repo::ids::storage_hash;
-    use coffer::repo::{OpenOptions, Repository};
     use coffer::storage::Storage;
-    use coffer::storage::local::LocalStorage;
 
     let server = MariaDb::shared();
     server.sql(
@@ -700,18 +678,7 @@ async fn deleted_and_forged_audit_records_are_named() {
 
     // A record written with a write-only key has no mark, and says so; one claiming a mark it
     // cannot have is forged.
-    let key_file = tempfile::NamedTempFile::new().expect("temp");
-    let key = key_file.path().display().to_string();
-    std::fs::remove_file(&key).expect("room for the key file");
-    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
-    let storage = Arc::new(LocalStorage::new(repo.path()));
-    let attacker = Repository::open_write_only(
-        storage.clone(),
-        &std::fs::read_to_string(&key).expect("key file"),
-        &OpenOptions::default(),
-    )
-    .await
-    .expect("write-only open");
+    let (attacker, storage) = write_only_attacker(&repo).await;
     let forged = AuditRecord {
         version: 1,
         operation: "00".repeat(16),
@@ -873,4 +840,26 @@ fn unsafe_free_uid() -> u32 {
                 .and_then(|uid| uid.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// A write-only key made for `repo` (as `coffer key add --write-only` makes it), opened as a
+/// stolen backup host would, with the storage it writes to.
+async fn write_only_attacker(
+    repo: &Repo,
+) -> (
+    coffer::repo::Repository,
+    Arc<coffer::storage::local::LocalStorage>,
+) {
+    let dir = tempfile::tempdir().expect("temp");
+    let key = dir.path().join("backup-host.key").display().to_string();
+    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
+    let storage = Arc::new(coffer::storage::local::LocalStorage::new(repo.path()));
+    let attacker = coffer::repo::Repository::open_write_only(
+        storage.clone(),
+        &std::fs::read_to_string(&key).expect("key file"),
+        &coffer::repo::OpenOptions::default(),
+    )
+    .await
+    .expect("write-only open");
+    (attacker, storage)
 }

@@ -762,27 +762,7 @@ mod tests {
                 first_key: None,
             })
             .collect();
-        let plan = RestorePlan {
-            source_name: "d".into(),
-            target_name: "d".into(),
-            database: DatabaseTree {
-                version: 1,
-                name: "d".into(),
-                charset: "utf8mb4".into(),
-                collation: "utf8mb4_bin".into(),
-                tables: Vec::new(),
-                views: Vec::new(),
-                routines: Vec::new(),
-                triggers: Vec::new(),
-                events: Vec::new(),
-                warnings: Vec::new(),
-            },
-            table_targets: vec!["t".into()],
-            tables: vec![t],
-            scope: RestoreScope::Database,
-            definers: Definers::Kept,
-            snapshot_label: "s".into(),
-        };
+        let plan = plan_of(Vec::new(), vec![t], Definers::Kept);
         let order = |stripes| {
             plan.data_items_striped(stripes)
                 .iter()
@@ -794,12 +774,13 @@ mod tests {
         assert_eq!(order(1), [0, 1, 2, 3, 4, 5, 6, 7]);
     }
 
-    /// A plan of database `d` holding `object`, prepared as a restore prepares it.
-    fn prepared_with(
-        object: StoredObject,
+    /// A plan of database `d` with `events` and `tables` (each restored under its own name).
+    fn plan_of(
+        events: Vec<StoredObject>,
+        tables: Vec<TableTree>,
         definers: Definers,
-    ) -> std::result::Result<RestorePlan, String> {
-        let mut plan = RestorePlan {
+    ) -> RestorePlan {
+        RestorePlan {
             source_name: "d".into(),
             target_name: "d".into(),
             database: DatabaseTree {
@@ -811,15 +792,23 @@ mod tests {
                 views: Vec::new(),
                 routines: Vec::new(),
                 triggers: Vec::new(),
-                events: vec![object],
+                events,
                 warnings: Vec::new(),
             },
-            table_targets: Vec::new(),
-            tables: Vec::new(),
+            table_targets: tables.iter().map(|t| t.name.clone()).collect(),
+            tables,
             scope: RestoreScope::Database,
             definers,
             snapshot_label: "s".into(),
-        };
+        }
+    }
+
+    /// A plan of database `d` holding `object`, prepared as a restore prepares it.
+    fn prepared_with(
+        object: StoredObject,
+        definers: Definers,
+    ) -> std::result::Result<RestorePlan, String> {
+        let mut plan = plan_of(vec![object], Vec::new(), definers);
         plan.prepare_statements()?;
         Ok(plan)
     }
