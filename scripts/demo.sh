@@ -4,8 +4,13 @@
 # show that it matches the original table by table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { echo "== [$(( $(date +%s) - started ))s] $*"; }
+step "installing MariaDB from the distribution's packages if it is missing (a minute the first time)"
 scripts/install-deps.sh --mariadb-only
-cargo build --quiet
+step "building coffer (a debug build: about 10 minutes on 2 cores the first time, seconds afterwards)"
+# Cargo's own progress: a bar on a terminal, a line per crate otherwise.
+cargo build
 coffer="$PWD/target/debug/coffer"
 
 work=$(mktemp -d -t coffer-demo-XXXXXX)
@@ -13,11 +18,11 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 cleanup() { scripts/mariadb-sandbox.sh stop "$work/mariadb"; rm -rf "$work"; }
 trap cleanup EXIT
 
-echo "== starting a private MariaDB in $work/mariadb (port $port)"
+step "starting a private MariaDB in $work/mariadb (port $port)"
 scripts/mariadb-sandbox.sh start "$work/mariadb" "$port"
 sql() { mariadb --no-defaults --socket="$work/mariadb/mysql.sock" -uroot -N -B "$@"; }
 
-echo "== creating sample study databases"
+step "creating sample study databases"
 for i in 1 2 3 4 5; do
   rows=$((i * i * 2000))
   sql <<SQL
@@ -36,19 +41,19 @@ sql -e "SELECT TABLE_SCHEMA, SUM(TABLE_ROWS) FROM information_schema.TABLES WHER
 export COFFER_REPO="$work/repo" COFFER_PASSWORD="demo passphrase, use a real one"
 mysql_url="mysql://root@localhost/?socket=$work/mariadb/mysql.sock"
 
-echo "== coffer init"
+step "coffer init"
 "$coffer" init
-echo "== coffer backup (4 parallel connections)"
+step "coffer backup (4 parallel connections)"
 "$coffer" backup --mysql "$mysql_url" --jobs 4
-echo "== a second backup: unchanged data adds almost nothing"
+step "a second backup: unchanged data adds almost nothing"
 "$coffer" backup --mysql "$mysql_url" --jobs 4
 "$coffer" snapshots
 "$coffer" ls latest study_3
 
-echo "== coffer restore --db study_3 --into study_3_restored"
+step "coffer restore --db study_3 --into study_3_restored"
 "$coffer" restore --mysql "$mysql_url" --db study_3 --into study_3_restored
 
-echo "== comparing original and restored, table by table"
+step "comparing original and restored, table by table"
 status=0
 for table in subjects visits; do
   a=$(sql -e "CHECKSUM TABLE study_3.$table" | cut -f2)
@@ -57,4 +62,13 @@ for table in subjects visits; do
 done
 views=$(sql -e "SELECT COUNT(*) FROM study_3_restored.subject_visits")
 echo "  view subject_visits: $views rows; trigger: $(sql -e "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='study_3_restored'")"
+step "done"
+cat <<'NEXT'
+
+What to try next:
+  coffer --help                          every command, with its options
+  README.md, "Using it"                  your own server: coffer init, then coffer backup --mysql 'mysql://USER@HOST/'
+  coffer check --read-data               verify a repository
+  coffer restore --db D --table T --where 'id = 7' --to-sql -     a few rows of one table, as SQL
+NEXT
 exit $status
