@@ -776,13 +776,16 @@ fn another_process_of_the_same_user_cannot_read_the_environment() {
         }
     });
     let state = repo.path().join("host-state");
+    let url = format!("mysql://backup@127.0.0.1:{port}/");
+    let secret = "mysql-secret-4242";
+    // A copy of the binary `nobody` can reach, wherever the checkout is.
+    let binary = repo.path().join("coffer");
+    std::fs::copy(env!("CARGO_BIN_EXE_coffer"), &binary).expect("copy coffer");
     let _ = std::process::Command::new("chmod")
         .args(["-R", "a+rwX"])
         .arg(repo.path())
         .status();
-    let url = format!("mysql://backup@127.0.0.1:{port}/");
-    let secret = "mysql-secret-4242";
-    let mut coffer = as_user(env!("CARGO_BIN_EXE_coffer"));
+    let mut coffer = as_user(&binary.display().to_string());
     coffer
         .args(["backup", "--mysql", &url])
         .env("COFFER_REPO", repo.path())
