@@ -269,49 +269,73 @@ impl<'a> ProvenCopies<'a> {
         )
     }
 
-    /// Why `pack` must stay although the index and marks let it go: the referenced blobs its
-    /// header lists that no pack outside `leaving` is proven to hold, or that its header cannot
-    /// be read. `None`: it may go.
+    /// For each of `packs` that must stay although the index and marks let it go, why: the
+    /// referenced blobs its header lists that no pack outside `leaving` is proven to hold, or
+    /// that its header cannot be read. The packs' own headers are read 8 at a time and not
+    /// kept (a sweep judges thousands); only those of packs that may prove other copies are.
     async fn must_keep(
         &mut self,
-        pack: &PackId,
+        packs: &[PackId],
         index: &Index,
         references: &References,
         leaving: &HashSet<PackId>,
-    ) -> Option<String> {
-        let held: Vec<BlobId> = match self.header(pack).await {
-            Ok(Some(header)) => header
-                .keys()
-                .filter(|b| references.blobs.contains_key(*b))
-                .copied()
-                .collect(),
-            // Not stored: nothing to lose.
-            Ok(None) => return None,
-            Err(e) => return Some(format!("its header cannot be read ({e})")),
-        };
-        let mut unproven = Vec::new();
-        for blob in held {
-            let mut proven = false;
-            for location in index.locations(&blob) {
-                if location.pack != *pack
-                    && !leaving.contains(&location.pack)
-                    && self.proves(&blob, &location).await
-                {
-                    proven = true;
-                    break;
+    ) -> HashMap<PackId, String> {
+        let repo = self.repo;
+        let stored = self.stored.clone();
+        let stored = &stored;
+        // Judged as they arrive: at most 8 headers in flight, none collected.
+        let mut own = stream::iter(packs.iter().copied())
+            .map(|pack| async move {
+                let header = match stored.get(&pack) {
+                    None => Ok(None),
+                    Some(size) => repo.read_pack_header(&pack, *size).await,
+                };
+                (pack, header)
+            })
+            .buffer_unordered(8);
+        let mut keep = HashMap::new();
+        while let Some((pack, header)) = own.next().await {
+            let held: Vec<BlobId> = match header {
+                Ok(Some(entries)) => entries
+                    .into_iter()
+                    .map(|e| e.id)
+                    .filter(|b| references.blobs.contains_key(b))
+                    .collect(),
+                // Not stored: nothing to lose.
+                Ok(None) => continue,
+                Err(e) => {
+                    keep.insert(pack, format!("its header cannot be read ({e})"));
+                    continue;
+                }
+            };
+            let mut unproven = Vec::new();
+            for blob in held {
+                let mut proven = false;
+                for location in index.locations(&blob) {
+                    if location.pack != pack
+                        && !leaving.contains(&location.pack)
+                        && self.proves(&blob, &location).await
+                    {
+                        proven = true;
+                        break;
+                    }
+                }
+                if !proven {
+                    unproven.push(blob.short());
                 }
             }
-            if !proven {
-                unproven.push(blob.short());
+            if !unproven.is_empty() {
+                keep.insert(
+                    pack,
+                    format!(
+                        "its header lists {} blob(s) snapshots reference ({}) that no other pack is proven to hold: the index files disagree with the packs (forged or damaged); run `coffer check --read-data`",
+                        unproven.len(),
+                        unproven.join(", ")
+                    ),
+                );
             }
         }
-        (!unproven.is_empty()).then(|| {
-            format!(
-                "its header lists {} blob(s) snapshots reference ({}) that no other pack is proven to hold: the index files disagree with the packs (forged or damaged); run `coffer check --read-data`",
-                unproven.len(),
-                unproven.join(", ")
-            )
-        })
+        keep
     }
 }
 
@@ -396,8 +420,18 @@ async fn mark(
     };
     let mut condemned: Vec<CondemnedPack> = Vec::new();
     let mut to_repack: HashSet<PackId> = HashSet::new();
-    let mut proof = ProvenCopies::new(repo, &stored);
-    let nothing_leaves = HashSet::new();
+    let unused: Vec<PackId> = index
+        .packs()
+        .map(|(pack, _)| *pack)
+        .filter(|pack| {
+            !index.is_condemned(pack)
+                && before_every_run(pack)
+                && used.get(pack).copied().unwrap_or(0) == 0
+        })
+        .collect();
+    let keep = ProvenCopies::new(repo, &stored)
+        .must_keep(&unused, &index, &references, &HashSet::new())
+        .await;
     for (pack, size) in index.packs() {
         report.packs += 1;
         report.pack_bytes += size;
@@ -406,9 +440,7 @@ async fn mark(
         }
         let used = used.get(pack).copied().unwrap_or(0);
         if used == 0
-            && let Some(why) = proof
-                .must_keep(pack, &index, &references, &nothing_leaves)
-                .await
+            && let Some(why) = keep.get(pack)
         {
             report
                 .problems
@@ -718,14 +750,15 @@ async fn sweep(
         .filter(|p| !kept.contains(p))
         .copied()
         .collect();
-    let mut proof = ProvenCopies::new(repo, &stored_packs(repo).await?);
-    for pack in &leaving {
-        if let Some(why) = proof.must_keep(pack, &index, &references, &leaving).await {
-            report
-                .problems
-                .push(format!("condemned pack {} was kept: {why}", pack.short()));
-            kept.insert(*pack);
-        }
+    let judged: Vec<PackId> = leaving.iter().copied().collect();
+    let keep = ProvenCopies::new(repo, &stored_packs(repo).await?)
+        .must_keep(&judged, &index, &references, &leaving)
+        .await;
+    for (pack, why) in keep {
+        report
+            .problems
+            .push(format!("condemned pack {} was kept: {why}", pack.short()));
+        kept.insert(pack);
     }
     drop(references);
     drop(index);
