@@ -14,6 +14,31 @@
 //! One `prune` does both: it marks what is unused now and sweeps the marks that are ripe, so a
 //! pack is deleted at the earliest by the next prune after the grace period (or by the same one
 //! with a grace of zero when no backup runs). Every time compared is the store's own clock.
+//!
+//! What prune may delete, rule by rule (the test that shows each in brackets):
+//!
+//! - **Only with a full key.** A write-only key cannot run it, in the CLI or here
+//!   (`keys::a_write_only_key_backs_up_deduplicating_but_reads_nothing`).
+//! - **Unused now, by every snapshot present.** A pack is condemned only when no referenced
+//!   blob is located in it; a mostly unused one is repacked first, its used blobs copied and
+//!   indexed before it is condemned (`prune::forget_prune_frees_space_and_the_oldest_kept_snapshot_restores_exactly`).
+//! - **Only proven copies count.** Before a pack is condemned as unused and again before a sweep
+//!   deletes it, its own header is read: a referenced blob it holds that no other stored pack's
+//!   header proves keeps it ([`ProvenCopies`];
+//!   `threat_model::a_forged_index_and_mark_cannot_make_prune_delete_data`).
+//! - **Nothing a running backup may rely on.** Packs stored after the oldest unfinished run
+//!   began are not condemned; a mark is swept only once it is older than the grace period and
+//!   every run that started before it finished or was abandoned (its lease ran out), and the
+//!   sweep keeps a condemned pack a snapshot written since uses
+//!   (`prune::a_backup_that_started_before_the_mark_keeps_what_it_deduplicated`,
+//!   `prune::a_backup_after_the_mark_stores_condemned_data_again_and_dead_runs_expire`,
+//!   `prune::prune_racing_backups_for_many_rounds_loses_nothing`).
+//! - **Leftovers of dead runs.** A stored pack no index names is condemned once it is older than
+//!   the grace period and than every unfinished run (no dedicated test yet).
+//! - **Index first, packs last.** A sweep writes index files without the doomed packs, deletes
+//!   the old files, then the packs, then the mark: a crash at any point leaves every indexed pack
+//!   stored; what the store refuses to delete stays condemned under a new mark
+//!   (`prune::objects_the_store_refuses_to_delete_are_skipped_named_and_tried_again`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
