@@ -64,6 +64,15 @@ pub struct AuditRecord {
     pub full_key_mark: Option<String>,
 }
 
+impl AuditRecord {
+    /// The bytes a full key's mark covers: the record without its mark, keys sorted.
+    pub fn marked_bytes(&self) -> Vec<u8> {
+        let mut unmarked = self.clone();
+        unmarked.full_key_mark = None;
+        super::snapshot::canonical_json(&unmarked)
+    }
+}
+
 /// What `audit --verify` found.
 #[derive(Debug, Default, Serialize)]
 pub struct AuditVerification {
@@ -115,10 +124,7 @@ impl Repository {
                     .then_with(|| a.name.cmp(&b.name))
             })
             .map(|newest| newest.name.trim_start_matches(paths::AUDIT).to_string());
-        record.full_key_mark = None;
-        record.full_key_mark = self
-            .keys
-            .writer_mark(&super::snapshot::canonical_json(&record));
+        record.full_key_mark = self.keys.writer_mark(&record.marked_bytes());
         let json = serde_json::to_vec(&record)
             .map_err(|e| Error::invalid("encoding the audit record").with_source(e))?;
         if json.len() > MAX_AUDIT_RECORD {
@@ -159,10 +165,7 @@ impl Repository {
             match &record.full_key_mark {
                 None => report.not_full_key += 1,
                 Some(mark) => {
-                    let mut unmarked = record.clone();
-                    unmarked.full_key_mark = None;
-                    let bytes = super::snapshot::canonical_json(&unmarked);
-                    if self.keys.verify_writer_mark(&bytes, mark) {
+                    if self.keys.verify_writer_mark(&record.marked_bytes(), mark) {
                         report.full_key += 1;
                     } else {
                         report.forged.push(format!(

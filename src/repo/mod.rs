@@ -471,7 +471,6 @@ impl Repository {
     /// only a full key can make), then its summary.
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         let mut snapshot = snapshot.clone();
-        snapshot.writer = None;
         let mark = self.keys.writer_mark(&snapshot.marked_bytes());
         snapshot.writer = Some(snapshot::SnapshotWriter {
             slot: self.opened_slot.clone(),
@@ -495,7 +494,6 @@ impl Repository {
     /// Store `summary`, with a full key's mark when this is one.
     async fn save_summary(&self, summary: &SnapshotSummary) -> Result<()> {
         let mut summary = summary.clone();
-        summary.full_key_mark = None;
         summary.full_key_mark = self.keys.writer_mark(&summary.marked_bytes());
         self.save_json(paths::SUMMARIES, Role::Summary, &summary)
             .await
