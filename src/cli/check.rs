@@ -38,7 +38,7 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode> {
     let mut report = coffer::check::check(&repo, data).await?;
     if args.accept_rollback {
         args.repo.reset_snapshot_mark(&repo).await?;
-    } else if let Some(why) = args.repo.rollback()? {
+    } else if let Some(why) = RepoArg::rollback(&repo) {
         report.problems.push(format!(
             "the repository went backwards since this host last saw it: {why} (someone with delete rights on the storage, or a restore of it; once you know why, `coffer check --accept-rollback`)"
         ));

@@ -266,10 +266,9 @@ impl RepoArg {
         Ok((Arc::new(repo), opened.traffic))
     }
 
-    /// Why this host thinks the repository went backwards, if it does.
-    pub fn rollback(&self) -> Result<Option<String>> {
-        let location = self.storage()?.storage.location().to_string();
-        Ok(HostState::load(&location).rolled_back)
+    /// Why this host thinks `repo` went backwards, if it does.
+    pub fn rollback(repo: &Repository) -> Option<String> {
+        HostState::load(&repo.storage().location()).rolled_back
     }
 
     /// After this host's own `forget`: the newest snapshot listed now is the mark, unless a
