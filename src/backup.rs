@@ -168,7 +168,7 @@ async fn back_up(
     let mut control = target.connect().await?;
     let server_version = catalog::server_version(&mut control).await?;
     let binlog = catalog::binlog_position(&mut control).await;
-    let server_log = tracking::server_log(&mut control).await;
+    let server_log = catalog::server_log(&mut control).await;
     let all = catalog::list_databases(&mut control).await?;
     let databases: Vec<DatabaseInfo> = all
         .iter()

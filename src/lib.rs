@@ -2,8 +2,8 @@
 //! databases, and restores of one database, table or set of rows in seconds.
 //!
 //! Layers, dependencies pointing down (see docs/ARCHITECTURE.md):
-//! - [`backup`], [`restore`], [`check`], [`repair`], [`stats`]: the operations, driven by the
-//!   CLI; [`retention`] decides what `forget` keeps; [`timespec`] reads times and durations.
+//! - [`backup`], [`restore`], [`check`], [`repair`], [`stats`], [`pitr`] (the archived binary
+//!   log): the operations, driven by the CLI; [`retention`] decides what `forget` keeps; [`timespec`] reads times and durations.
 //! - [`source`]: MySQL/MariaDB access (dump, catalog, connections).
 //! - [`repo`]: the repository format (packs, index, trees, snapshots); [`chunker`].
 //! - [`crypto`]: keys and sealing; [`storage`]: backends that move opaque bytes.
@@ -13,6 +13,7 @@ pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
+pub mod pitr;
 pub mod prune;
 pub mod repair;
 pub mod repo;

@@ -19,8 +19,9 @@
 //!
 //! - **Only with a full key.** A write-only key cannot run it, in the CLI or here
 //!   (`keys::a_write_only_key_backs_up_deduplicating_but_reads_nothing`).
-//! - **Unused now, by every snapshot present.** A pack is condemned only when no referenced
-//!   blob is located in it; a mostly unused one is repacked first, its used blobs copied and
+//! - **Unused now, by every snapshot and log segment present.** A pack is condemned only when
+//!   no blob a snapshot or an archived binary-log segment references is located in it
+//!   (`log_archive::prune_keeps_the_archived_log`); a mostly unused one is repacked first, its used blobs copied and
 //!   indexed before it is condemned (`prune::forget_prune_frees_space_and_the_oldest_kept_snapshot_restores_exactly`).
 //! - **Only proven copies count.** Before a pack is condemned as unused and again before a sweep
 //!   deletes it, its own header is read: a referenced blob it holds that no other stored pack's
@@ -49,6 +50,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::ids::{BlobId, IndexId, PackId, SnapshotId};
 use crate::repo::index::{BlobLocation, Index, IndexFile, IndexedPack};
+use crate::repo::log_segments::LogSegment;
 use crate::repo::marks::{Condemned, CondemnedPack, ListedMark, PruneMark};
 use crate::repo::pack::{MAX_PACK_LEN, PackBuilder};
 use crate::repo::runs::{ActiveRun, ListedRun, friendly};
@@ -185,9 +187,9 @@ async fn store_now(repo: &Repository, own: Option<&ActiveRun>) -> Result<jiff::T
         })
 }
 
-/// Every blob the snapshots reference, each with the number of the first database (in name
-/// order) that references it: blobs are repacked in that order, so a database's blobs stay
-/// together.
+/// Every blob the snapshots and the archived binary log reference, each with the number of
+/// the first database (in name order) that references it: blobs are repacked in that order, so
+/// a database's blobs stay together (the log's come last).
 struct References {
     blobs: HashMap<BlobId, u32>,
 }
@@ -197,6 +199,7 @@ impl References {
         repo: &Repository,
         index: &Index,
         snapshots: &[(SnapshotId, Snapshot)],
+        segments: &[LogSegment],
     ) -> Result<Self> {
         let mut trees: Vec<(&str, BlobId)> = Vec::new();
         let mut seen: HashSet<BlobId> = HashSet::new();
@@ -229,6 +232,12 @@ impl References {
         while let Some((number, found)) = walks.try_next().await? {
             for blob in found {
                 blobs.entry(blob).or_insert(number);
+            }
+        }
+        let log_number = numbers.len() as u32;
+        for segment in segments {
+            for blob in &segment.blobs {
+                blobs.entry(*blob).or_insert(log_number);
             }
         }
         Ok(References { blobs })
@@ -408,12 +417,13 @@ async fn mark(
     // then the runs. A snapshot read here had its index files written before it, and a pack
     // listed here that no index names yet belongs to a run whose marker the last step sees.
     let snapshots = repo.snapshots().await?;
+    let segments = repo.log_segments().await?;
     let stored = stored_packs(repo).await?;
     let index = repo.load_index().await?;
     let runs = repo.list_runs().await?;
 
     report.snapshots = snapshots.len();
-    let references = References::collect(repo, &index, &snapshots).await?;
+    let references = References::collect(repo, &index, &snapshots, &segments).await?;
     require_indexed(&references, &index)?;
     report.referenced_blobs = references.blobs.len();
 
@@ -423,7 +433,7 @@ async fn mark(
             *used.entry(location.pack).or_default() += u64::from(location.length);
         }
     }
-    let finished = finished_runs(&snapshots);
+    let finished = finished_runs(&snapshots, &segments);
     let oldest_unfinished = runs
         .iter()
         .filter(|r| Some(r.id.as_str()) != own.map(|o| o.id.as_str()))
@@ -669,10 +679,15 @@ async fn save_index_files(repo: &Repository, packs: Vec<IndexedPack>) -> Result<
     Ok(files)
 }
 
-fn finished_runs(snapshots: &[(SnapshotId, Snapshot)]) -> HashSet<&str> {
+/// Runs that are over: a snapshot or a binary-log segment names them.
+fn finished_runs<'a>(
+    snapshots: &'a [(SnapshotId, Snapshot)],
+    segments: &'a [LogSegment],
+) -> HashSet<&'a str> {
     snapshots
         .iter()
         .filter_map(|(_, s)| s.run.as_deref())
+        .chain(segments.iter().map(|s| s.run.as_str()))
         .collect()
 }
 
@@ -702,7 +717,8 @@ async fn sweep(
     }
     let runs = repo.list_runs().await?;
     let snapshots = repo.snapshots().await?;
-    let finished = finished_runs(&snapshots);
+    let segments = repo.log_segments().await?;
+    let finished = finished_runs(&snapshots, &segments);
     let own_id = own.map(|o| o.id.as_str());
     // The store's clock has reached at least the newest time it gave an object we just listed
     // (the mark this prune wrote, say).
@@ -759,7 +775,7 @@ async fn sweep(
         },
         condemned,
     );
-    let references = References::collect(repo, &index, &snapshots).await?;
+    let references = References::collect(repo, &index, &snapshots, &segments).await?;
     require_indexed(&references, &index)?;
     let mut kept: HashSet<PackId> = HashSet::new();
     for blob in references.blobs.keys() {

@@ -14,6 +14,7 @@ use coffer::repo::Config;
 use coffer::repo::audit::AuditRecord;
 use coffer::repo::ids::BlobId;
 use coffer::repo::index::IndexFile;
+use coffer::repo::log_segments::LogSegment;
 use coffer::repo::marks::PruneMark;
 use coffer::repo::pack::{BlobKind, PackBuilder, header_range, parse_header, read_header};
 use coffer::repo::snapshot::Snapshot;
@@ -77,6 +78,14 @@ const AUDIT: &str = r#"{"version":1,"operation":"0b","time":"2026-11-30T00:00:00
 const SLOT: &str = r#"{"version":1,"created":"2026-11-30T00:00:00Z","hostname":"h","kind":"passphrase",
 "kdf":{"algorithm":"argon2id","memory_kib":64,"iterations":1,"parallelism":1,"salt":"AAAAAAAAAAAAAAAAAAAAAA=="},"wrapped_key":"AAAA"}"#;
 
+const SEGMENT: &str = r#"{"version":1,"server":"db:3306","identity":"server_id:1","server_version":"10.11",
+"stream":"00112233445566778899aabbccddeeff","seq":7,"file":"binlog.000002","start":4,"end":900,
+"first_time":"2026-11-30T00:00:00Z","last_time":"2026-11-30T00:01:00Z","first_gtid":"0-1-5","last_gtid":"0-1-9",
+"transactions":5,"events":20,"bytes":1000,"tables":{"study":["visits"]},"whole_databases":["other"],
+"blobs":["0000000000000000000000000000000000000000000000000000000000000000"],"run":"ab",
+"gap_before":{"after_seq":6,"after_file":"binlog.000001","after_position":77,"resumed_file":"binlog.000002","resumed_position":4,"reason":"purged"},
+"archived_at":"2026-11-30T00:02:00Z","slot":"s","write_only":true}"#;
+
 const KMS_SLOT: &str = r#"{"version":1,"created":"2026-11-30T00:00:00Z","hostname":"h","kind":"azure-keyvault",
 "vault":"edc.vault.azure.net","name":"k","key_version":"v1","algorithm":"RSA-OAEP-256","wrapped_key":"AAAA"}"#;
 
@@ -91,6 +100,11 @@ fn parses_or_refuses(bytes: &[u8]) {
     let _ = serde_json::from_slice::<PruneMark>(bytes);
     let _ = serde_json::from_slice::<AuditRecord>(bytes);
     let _ = serde_json::from_slice::<Config>(bytes);
+    if let Ok(segment) = serde_json::from_slice::<LogSegment>(bytes) {
+        // What readers compute from descriptors they parsed.
+        let _ = segment.touches("study");
+        let _ = coffer::pitr::coverage::coverage(&[segment.clone(), segment]);
+    }
     if let Ok(snapshot) = serde_json::from_slice::<Snapshot>(bytes) {
         // What readers compute from a snapshot they parsed.
         let _ = snapshot.marked_bytes();
@@ -109,6 +123,7 @@ proptest! {
         mutated(INDEX.as_bytes().to_vec()),
         mutated(MARK.as_bytes().to_vec()),
         mutated(AUDIT.as_bytes().to_vec()),
+        mutated(SEGMENT.as_bytes().to_vec()),
     ]) {
         parses_or_refuses(&bytes);
     }
@@ -249,4 +264,13 @@ fn fixture(name: &str) -> Vec<u8> {
             .join(name),
     )
     .expect("fixture")
+}
+
+#[test]
+fn the_segment_sample_is_a_valid_descriptor() {
+    // So the mutations above start from a descriptor readers accept.
+    let segment: LogSegment = serde_json::from_str(SEGMENT).expect("the sample parses");
+    assert!(segment.touches("study") && segment.touches("other") && !segment.touches("third"));
+    let (streams, gaps) = coffer::pitr::coverage::coverage(&[segment]);
+    assert_eq!((streams.len(), gaps.len()), (1, 1));
 }

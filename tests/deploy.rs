@@ -28,12 +28,33 @@ fn systemd_units_verify_cleanly_and_stay_hardened() {
                 "User=coffer",
                 "ProtectSystem=strict",
                 "NoNewPrivileges=true",
-                "LoadCredential=repository-passphrase:",
-                "COFFER_PASSWORD_FILE=%d/",
                 "--job %i",
-                "--metrics-file",
             ] {
                 assert!(text.contains(needed), "{name} lacks {needed}");
+            }
+            // The binary-log archive holds a write-only key; the rest a full key.
+            let key = if name.starts_with("coffer-log-") {
+                ["LoadCredential=write-only-key:", "COFFER_KEY_FILE=%d/"]
+            } else {
+                [
+                    "LoadCredential=repository-passphrase:",
+                    "COFFER_PASSWORD_FILE=%d/",
+                ]
+            };
+            for needed in key {
+                assert!(text.contains(needed), "{name} lacks {needed}");
+            }
+            // A run that ends writes its metrics; the follower runs until stopped.
+            if text.contains("Type=oneshot") {
+                assert!(
+                    text.contains("--metrics-file"),
+                    "{name} lacks --metrics-file"
+                );
+            } else {
+                assert!(
+                    text.contains("Restart=always"),
+                    "{name} lacks Restart=always"
+                );
             }
             assert!(
                 !text.contains("COFFER_PASSWORD="),
@@ -44,7 +65,7 @@ fn systemd_units_verify_cleanly_and_stay_hardened() {
         std::fs::write(dir.path().join(&name), local).expect("write unit");
         units.push(name.replace("@.", "@server-01."));
     }
-    assert_eq!(units.len(), 4, "{units:?}");
+    assert_eq!(units.len(), 7, "{units:?}");
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .args(&units)
@@ -139,6 +160,21 @@ fn kubernetes_manifests_validate_and_stay_hardened() {
                 "mountPath: /var/cache/coffer",
                 "mountPath: /tmp",
                 "emptyDir:",
+            ] {
+                assert!(text.contains(needed), "{name} lacks {needed}");
+            }
+        }
+        // The follower: one pod at a time, however it is replaced.
+        if text.contains("kind: Deployment") {
+            for needed in [
+                "replicas: 1",
+                "type: Recreate",
+                "terminationGracePeriodSeconds:",
+                "runAsNonRoot: true",
+                "readOnlyRootFilesystem: true",
+                "allowPrivilegeEscalation: false",
+                "drop: [ALL]",
+                "name: COFFER_KEY_FILE",
             ] {
                 assert!(text.contains(needed), "{name} lacks {needed}");
             }

@@ -5,8 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use mysql_async::prelude::Queryable;
-
 use crate::error::Result;
 use crate::repo::Repository;
 use crate::repo::ids::{BlobId, SnapshotId};
@@ -17,8 +15,7 @@ use crate::repo::snapshot::{
 use crate::repo::summary::SnapshotSummary;
 use crate::repo::tree::TableRef;
 use crate::source::mysql::MysqlTarget;
-use crate::source::mysql::catalog::binlog_status_statement;
-use crate::source::mysql::catalog::cascading_foreign_keys;
+use crate::source::mysql::catalog::{ServerLog, cascading_foreign_keys};
 use crate::source::mysql::changes::{
     Changes, DefinitionReach, changes_since, database_reach, expand_cascades,
     expand_statement_reach,
@@ -120,61 +117,6 @@ impl Plan {
             ..Plan::default()
         }
     }
-}
-
-/// What the server says about its binary log beyond the position.
-pub struct ServerLog {
-    /// MySQL's `server_uuid`, or MariaDB's `server_id` (it has no UUID).
-    pub identity: String,
-    pub binlog_format: String,
-    /// `Binlog_Do_DB` / `Binlog_Ignore_DB`, if any is set.
-    pub filters: Option<String>,
-    /// Whether the server compares database and table names case-insensitively
-    /// (`lower_case_table_names` 1 or 2; Azure Database for MySQL's default is 1).
-    pub fold_case: bool,
-}
-
-/// Read the server's identity, binlog format and binlog filters.
-pub async fn server_log(conn: &mut mysql_async::Conn) -> std::result::Result<ServerLog, String> {
-    // MariaDB has no server_uuid (the query fails there); its server_id identifies it.
-    let uuid: Option<String> = conn
-        .query_first::<Option<String>, _>("SELECT @@GLOBAL.server_uuid")
-        .await
-        .ok()
-        .flatten()
-        .flatten();
-    let (id, format, lower_case): (Option<u64>, Option<String>, Option<u64>) = conn
-        .query_first(
-            "SELECT @@GLOBAL.server_id, @@GLOBAL.binlog_format, @@GLOBAL.lower_case_table_names",
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .unwrap_or((None, None, None));
-    let statement = binlog_status_statement(conn.server_version());
-    let status: Option<mysql_async::Row> = conn
-        .query_first(statement)
-        .await
-        .map_err(|e| e.to_string())?;
-    let filters = status.and_then(|row| {
-        let column = |i: usize| -> String {
-            row.get_opt::<Option<String>, usize>(i)
-                .and_then(|v| v.ok())
-                .flatten()
-                .unwrap_or_default()
-        };
-        let (only, ignore) = (column(2), column(3));
-        (!only.is_empty() || !ignore.is_empty())
-            .then(|| format!("binlog_do_db={only:?} binlog_ignore_db={ignore:?}"))
-    });
-    Ok(ServerLog {
-        identity: match uuid {
-            Some(uuid) if !uuid.is_empty() => format!("server_uuid:{uuid}"),
-            _ => format!("server_id:{}", id.unwrap_or(0)),
-        },
-        binlog_format: format.unwrap_or_default(),
-        filters,
-        fold_case: lower_case.is_some_and(|n| n != 0),
-    })
 }
 
 /// Everything a plan needs to know about this run.

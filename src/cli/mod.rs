@@ -11,6 +11,7 @@ pub mod forget;
 pub mod history;
 pub mod init;
 pub mod key;
+pub mod log;
 pub mod ls;
 pub mod metrics;
 pub mod prune;
@@ -114,6 +115,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Which databases have no backup within the window, which months no snapshot (exit 4).
     Sla(sla::SlaArgs),
+    /// The archived binary log, for point-in-time recovery: `log sync`, `log follow`, `log list`.
+    Log(log::LogArgs),
 }
 
 /// Exit code of a backup that stored a snapshot in which some databases failed.
@@ -145,18 +148,22 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Audit(args) => audit::run(args).await,
         Command::Config(args) => config::run(args, cli.config.as_deref()).await,
         Command::Sla(args) => sla::run(args, matches).await,
+        Command::Log(args) => log::run(args, matches).await,
     }
 }
 
 /// The commands a write-only key file (`COFFER_KEY_FILE`) may run; every other command opens
 /// with [`RepoArg::open`], which refuses it (docs/FORMAT.md lists the same).
-pub const WRITE_ONLY_COMMANDS: [&str; 6] = [
+pub const WRITE_ONLY_COMMANDS: [&str; 9] = [
     "backup",
     "snapshots",
     "ls",
     "sla",
     "key list",
     "config check",
+    "log sync",
+    "log follow",
+    "log list",
 ];
 
 #[derive(clap::Args, Clone)]
@@ -351,10 +358,13 @@ impl MysqlArg {
     /// The MySQL target, refusing a password typed on the command line.
     pub fn target(&self, matches: &ArgMatches) -> Result<MysqlTarget> {
         let mut target = MysqlTarget::parse(&self.mysql)?;
-        let from_command_line = matches
-            .subcommand()
-            .and_then(|(_, sub)| sub.value_source("mysql"))
-            .is_some_and(|source| source == ValueSource::CommandLine);
+        // The innermost subcommand's arguments (`coffer log sync --mysql …` is two deep).
+        let mut command = matches;
+        while let Some((_, inner)) = command.subcommand() {
+            command = inner;
+        }
+        let from_command_line = command.ids().any(|id| id == "mysql")
+            && command.value_source("mysql") == Some(ValueSource::CommandLine);
         if target.has_password() && from_command_line {
             return Err(Error::invalid("the --mysql URL contains a password, which other users can see in the process list")
                 .with_hint("remove it from the URL and set COFFER_MYSQL_PASSWORD or COFFER_MYSQL_PASSWORD_FILE (or pass the whole URL in COFFER_MYSQL_URL)"));

@@ -59,6 +59,7 @@ pub enum Role {
     PruneMark,
     ShardPlan,
     Summary,
+    LogSegment,
 }
 
 impl Role {
@@ -75,6 +76,7 @@ impl Role {
             Role::PruneMark => b"coffer.v1.prune-mark",
             Role::ShardPlan => b"coffer.v1.shard-plan",
             Role::Summary => b"coffer.v1.snapshot-summary",
+            Role::LogSegment => b"coffer.v1.log-segment",
         }
     }
 }
@@ -91,6 +93,7 @@ impl Role {
                 | Role::PruneMark
                 | Role::ShardPlan
                 | Role::Summary
+                | Role::LogSegment
         )
     }
 }

@@ -10,6 +10,7 @@ pub mod host_state;
 pub mod ids;
 pub mod index;
 pub mod keyslots;
+pub mod log_segments;
 pub mod marks;
 pub mod pack;
 pub mod runs;
@@ -160,6 +161,7 @@ pub mod paths {
     pub const PRUNE_MARKS: &str = "prune/";
     pub const SHARD_PLANS: &str = "shards/";
     pub const SUMMARIES: &str = "summaries/";
+    pub const LOGS: &str = "logs/";
 
     /// `data/<first two hex digits>/<pack id>`: fans packs out over 256 folders.
     pub fn pack(id: &super::PackId) -> String {

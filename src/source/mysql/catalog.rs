@@ -134,6 +134,61 @@ pub async fn binlog_position(conn: &mut Conn) -> std::result::Result<BinlogPosit
     })
 }
 
+/// What the server says about its binary log beyond the position.
+pub struct ServerLog {
+    /// MySQL's `server_uuid`, or MariaDB's `server_id` (it has no UUID).
+    pub identity: String,
+    pub binlog_format: String,
+    /// `Binlog_Do_DB` / `Binlog_Ignore_DB`, if any is set.
+    pub filters: Option<String>,
+    /// Whether the server compares database and table names case-insensitively
+    /// (`lower_case_table_names` 1 or 2; Azure Database for MySQL's default is 1).
+    pub fold_case: bool,
+}
+
+/// Read the server's identity, binlog format and binlog filters.
+pub async fn server_log(conn: &mut Conn) -> std::result::Result<ServerLog, String> {
+    // MariaDB has no server_uuid (the query fails there); its server_id identifies it.
+    let uuid: Option<String> = conn
+        .query_first::<Option<String>, _>("SELECT @@GLOBAL.server_uuid")
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    let (id, format, lower_case): (Option<u64>, Option<String>, Option<u64>) = conn
+        .query_first(
+            "SELECT @@GLOBAL.server_id, @@GLOBAL.binlog_format, @@GLOBAL.lower_case_table_names",
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or((None, None, None));
+    let statement = binlog_status_statement(conn.server_version());
+    let status: Option<mysql_async::Row> = conn
+        .query_first(statement)
+        .await
+        .map_err(|e| e.to_string())?;
+    let filters = status.and_then(|row| {
+        let column = |i: usize| -> String {
+            row.get_opt::<Option<String>, usize>(i)
+                .and_then(|v| v.ok())
+                .flatten()
+                .unwrap_or_default()
+        };
+        let (only, ignore) = (column(2), column(3));
+        (!only.is_empty() || !ignore.is_empty())
+            .then(|| format!("binlog_do_db={only:?} binlog_ignore_db={ignore:?}"))
+    });
+    Ok(ServerLog {
+        identity: match uuid {
+            Some(uuid) if !uuid.is_empty() => format!("server_uuid:{uuid}"),
+            _ => format!("server_id:{}", id.unwrap_or(0)),
+        },
+        binlog_format: format.unwrap_or_default(),
+        filters,
+        fold_case: lower_case.is_some_and(|n| n != 0),
+    })
+}
+
 /// MySQL 8.4 removed `SHOW MASTER STATUS` (a syntax error there); its replacement `SHOW BINARY
 /// LOG STATUS` exists from 8.2.0 on. MariaDB (10.x and later) keeps `SHOW MASTER STATUS`.
 pub(crate) fn binlog_status_statement(version: (u16, u16, u16)) -> &'static str {

@@ -158,7 +158,10 @@ pub async fn changes_since(
     server_id: u32,
     mut changes: Changes,
 ) -> Result<Changes> {
-    let conn = target.connect().await?;
+    let mut conn = target.connect().await?;
+    if super::is_mariadb(&conn) {
+        super::binlog::announce_mariadb_replica(&mut conn).await?;
+    }
     let request = BinlogStreamRequest::new(server_id)
         .with_filename(from.file.as_bytes())
         .with_pos(from.position)
@@ -205,7 +208,7 @@ pub async fn changes_since(
 }
 
 /// What to do with a compressed transaction's inner events.
-enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     /// The server stream yields them after the payload event (mysql_async expands it).
     InnerEventsFollow,
     /// Expand them here, with the reader of the file the payload came from.
@@ -213,7 +216,7 @@ enum Payload<'a> {
 }
 
 /// Attribute one binary-log event to what it changed.
-fn attribute_event(
+pub(crate) fn attribute_event(
     event: &mysql_async::binlog::events::Event,
     payload: Payload<'_>,
     changes: &mut Changes,
@@ -338,7 +341,7 @@ pub fn changes_in_binlog_file(bytes: &[u8], from: u64, fold_case: bool) -> Resul
 /// it indexes past the end of some malformed event bodies instead of failing (found by
 /// tests/decoders.rs). An event that cannot be decoded is an error, so what it changed is
 /// never silently missed.
-fn decoded<T>(decode: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+pub(crate) fn decoded<T>(decode: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|_| {
         Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

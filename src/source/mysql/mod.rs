@@ -4,6 +4,7 @@
 //!
 //! Owns everything that speaks the MySQL protocol; the repository layer never imports it.
 
+pub mod binlog;
 pub mod catalog;
 pub mod changes;
 pub mod dump;

@@ -74,6 +74,9 @@ pub struct BinlogStream {
     // TODO: Use 'static reader here (requires impl on the mysql_common side).
     /// Uncompressed Transaction_payload_event we are iterating over (if any).
     tpe: Option<Cursor<Vec<u8>>>,
+    /// coffer patch: whether the last event yielded came out of a Transaction_payload_event
+    /// (the payload event itself was yielded before it).
+    from_payload: bool,
 }
 
 impl BinlogStream {
@@ -83,7 +86,15 @@ impl BinlogStream {
             read_packet: ReadPacket::new(conn),
             esr: EventStreamReader::new(Version4),
             tpe: None,
+            from_payload: false,
         }
+    }
+
+    /// coffer patch: whether the last event yielded was one of a compressed transaction's
+    /// inner events (yielded after their Transaction_payload_event), so a reader keeping the
+    /// log's own bytes stores the payload event and not its expansion twice.
+    pub fn last_from_payload(&self) -> bool {
+        self.from_payload
     }
 
     /// Returns a table map event for the given table id.
@@ -127,12 +138,16 @@ impl futures_core::stream::Stream for BinlogStream {
 
             if let Some(tpe) = tpe.as_mut() {
                 match esr.read_decompressed(tpe) {
-                    Ok(Some(event)) => return Poll::Ready(Some(Ok(event))),
+                    Ok(Some(event)) => {
+                        self.from_payload = true;
+                        return Poll::Ready(Some(Ok(event)));
+                    }
                     Ok(None) => self.tpe = None,
                     Err(err) => return Poll::Ready(Some(Err(err.into()))),
                 }
             }
         }
+        self.from_payload = false;
 
         let packet = match ready!(Pin::new(&mut self.read_packet).poll(cx)) {
             Ok(packet) => packet,
