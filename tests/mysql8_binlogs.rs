@@ -100,7 +100,7 @@ fn transactions_of(
         .join("tests/fixtures/mysql8-binlogs")
         .join(name);
     let bytes = std::fs::read(&path).expect("fixture");
-    let mut file = mysql_common::binlog::BinlogFile::new(
+    let file = mysql_common::binlog::BinlogFile::new(
         mysql_common::binlog::consts::BinlogVersion::Version4,
         bytes.as_slice(),
     )
@@ -109,7 +109,7 @@ fn transactions_of(
     let mut groups = Vec::new();
     // The events of the file that belong to transactions, as the file holds them.
     let mut kept = Vec::new();
-    while let Some(event) = file.next() {
+    for event in file {
         let event = event.expect("event");
         let kind = event.header().event_type_raw();
         if ![4, 15, 35, 27, 41].contains(&kind) {
