@@ -205,6 +205,12 @@ fn the_archive_holds_every_transaction_once() {
     let list = ok(repo.coffer(&["log", "list"]));
     assert!(list.contains("segment(s) 1.."), "{list}");
     assert!(!list.contains("GAP"), "{list}");
+    // The recovery point is part of the SLA report.
+    let sla = ok(repo.coffer(&["sla", "--log-within", "1h"]));
+    assert!(
+        sla.contains("binary-log archive of") && sla.contains("0 gap(s)"),
+        "{sla}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::ArgMatches;
 
+use coffer::pitr::coverage::{RecoveryPoint, recovery_points};
 use coffer::sla::{LiveServer, SlaPolicy, SlaReport, report};
 use coffer::source::mysql::catalog;
 use coffer::{Error, Result};
@@ -35,6 +36,11 @@ pub struct SlaArgs {
     /// Leave out databases matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// The archived binary log (`coffer log`) must be at most this far behind (e.g. 15m) and
+    /// without a gap inside `--within`: point-in-time recovery's promise. Without it, the
+    /// archive's recovery point is reported when there is one, but not judged.
+    #[arg(long, value_name = "DURATION")]
+    log_within: Option<String>,
     /// Machine-readable output (the exit code is the same).
     #[arg(long)]
     json: bool,
@@ -83,12 +89,32 @@ pub async fn run(args: SlaArgs, matches: &ArgMatches) -> Result<ExitCode> {
         &selected,
     );
     record_metrics(&report);
+    let log_within = args
+        .log_within
+        .as_deref()
+        .map(|d| coffer::timespec::parse_setting_duration(d, "--log-within"))
+        .transpose()?;
+    let segments = repo.log_segments().await?;
+    let (streams, gaps) = coffer::pitr::coverage::coverage(&segments);
+    let points = recovery_points(&streams, &gaps, report.checked_at);
+    let log_problems = log_problems(&points, log_within, within, report.checked_at);
+    record_log_metrics(&points);
     if args.json {
-        print_json(&report)?;
+        let mut value = serde_json::to_value(&report)
+            .map_err(|e| Error::invalid("encoding the JSON output").with_source(e))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("log".into(), serde_json::json!(points));
+            object.insert("log_problems".into(), serde_json::json!(log_problems));
+            if !log_problems.is_empty() {
+                object.insert("met".into(), serde_json::Value::Bool(false));
+            }
+        }
+        print_json(&value)?;
     } else {
         print_report(&report, &args.within);
+        print_log(&points, &log_problems);
     }
-    Ok(if report.met {
+    Ok(if report.met && log_problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_SLA_MISSED)
@@ -174,6 +200,86 @@ fn print_report(report: &SlaReport, within: &str) {
             report.missing_databases(),
             report.missing_months()
         );
+    }
+}
+
+/// What breaks the archive's promise (`--log-within`): a lag past it, a gap inside the SLA
+/// window. Nothing is judged without `--log-within`.
+fn log_problems(
+    points: &[RecoveryPoint],
+    log_within: Option<std::time::Duration>,
+    within: std::time::Duration,
+    now: jiff::Timestamp,
+) -> Vec<String> {
+    let Some(log_within) = log_within else {
+        return Vec::new();
+    };
+    let window_start = jiff::SignedDuration::try_from(within)
+        .ok()
+        .and_then(|w| now.checked_sub(w).ok());
+    let mut problems = Vec::new();
+    for point in points {
+        if point.lag_seconds > log_within.as_secs() as i64 {
+            problems.push(format!(
+                "{}: the archived binary log was last current {}s ago (allowed: {}s)",
+                point.server,
+                point.lag_seconds,
+                log_within.as_secs()
+            ));
+        }
+        for gap in &point.gaps {
+            let recent = match (gap.to.or(gap.from), window_start) {
+                (Some(at), Some(start)) => at >= start,
+                _ => true,
+            };
+            if recent {
+                problems.push(format!(
+                    "{}: a gap in the archived binary log: {}",
+                    point.server, gap.reason
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn record_log_metrics(points: &[RecoveryPoint]) {
+    use super::metrics::record;
+    for point in points {
+        let labels = [("sla_server", point.server.as_str())];
+        record(
+            "coffer_log_archive_lag_seconds",
+            "Seconds since the archived binary log was last current (its newest segment was stored).",
+            &labels,
+            point.lag_seconds as f64,
+        );
+        record(
+            "coffer_log_archive_gaps",
+            "Gaps in the archived binary log (recorded, or breaks in its chain).",
+            &labels,
+            point.gaps.len() as f64,
+        );
+    }
+}
+
+fn print_log(points: &[RecoveryPoint], problems: &[String]) {
+    for point in points {
+        println!(
+            "binary-log archive of {}: current {}s ago{}; {} gap(s)",
+            point.server,
+            point.lag_seconds,
+            point
+                .newest_event
+                .map(|t| format!(", newest event {}", t.strftime("%Y-%m-%d %H:%M:%S UTC")))
+                .unwrap_or_default(),
+            point.gaps.len()
+        );
+        for gap in &point.gaps {
+            println!("  GAP: {}", gap.reason);
+        }
+    }
+    for problem in problems {
+        println!("LOG ARCHIVE NOT MET: {problem}");
     }
 }
 

@@ -100,6 +100,55 @@ pub fn coverage(segments: &[LogSegment]) -> (Vec<StreamCoverage>, Vec<Gap>) {
     (streams, gaps)
 }
 
+/// The archive's recovery point for one server: how far it lags and where it has gaps.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryPoint {
+    pub server: String,
+    /// The newest event time archived (the server's clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_event: Option<jiff::Timestamp>,
+    /// When the newest segment was stored (the follower's clock): the archive was current then.
+    pub newest_stored: jiff::Timestamp,
+    /// Seconds from `newest_stored` to the time of the report.
+    pub lag_seconds: i64,
+    pub gaps: Vec<Gap>,
+}
+
+/// Per server (the newest stream of each, and the gaps of all its streams), at `now`.
+pub fn recovery_points(
+    streams: &[StreamCoverage],
+    gaps: &[Gap],
+    now: jiff::Timestamp,
+) -> Vec<RecoveryPoint> {
+    let mut points: Vec<RecoveryPoint> = Vec::new();
+    for stream in streams {
+        let point = match points.iter_mut().find(|p| p.server == stream.server) {
+            Some(point) => point,
+            None => {
+                points.push(RecoveryPoint {
+                    server: stream.server.clone(),
+                    newest_event: None,
+                    newest_stored: stream.newest_archived_at,
+                    lag_seconds: 0,
+                    gaps: gaps
+                        .iter()
+                        .filter(|g| g.server == stream.server)
+                        .cloned()
+                        .collect(),
+                });
+                let last = points.len() - 1;
+                &mut points[last]
+            }
+        };
+        point.newest_stored = point.newest_stored.max(stream.newest_archived_at);
+        point.newest_event = max_time(point.newest_event, stream.last_time);
+    }
+    for point in &mut points {
+        point.lag_seconds = now.duration_since(point.newest_stored).as_secs().max(0);
+    }
+    points
+}
+
 fn recorded_gap(segment: &LogSegment, recorded: &LogGap) -> Gap {
     Gap {
         server: segment.server.clone(),
