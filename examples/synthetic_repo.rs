@@ -128,6 +128,7 @@ async fn write_snapshot(
             tables_carried: 0,
             content: None,
             position_proven: false,
+            log_position: None,
         });
     }
     sink.finish().await?;

@@ -400,6 +400,7 @@ async fn back_up(
                     tables_carried: d.tables_carried,
                     content: Some(d.content),
                     position_proven: d.position_proven,
+                    log_position: d.log_position,
                 });
             }
             DatabaseOutcome::Failed { error, attempts } => snapshot.failed.push(FailedDatabase {

@@ -848,6 +848,7 @@ mod tests {
             tables_carried: 0,
             content: None,
             position_proven: proven,
+            log_position: None,
         }
     }
 

@@ -224,6 +224,40 @@ pub struct DatabaseEntry {
     /// such a copy is carried over by a later backup.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub position_proven: bool,
+    /// Where the copy sits in the server's binary log (since coffer 0.4): what point-in-time
+    /// recovery replays the archived log from. Absent: not recorded (older copies, or the
+    /// account cannot read the position).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_position: Option<CopyPosition>,
+}
+
+/// Where a database's copy sits in the binary log: every transaction on the database logged at
+/// or before `from` is in the copy, none logged after `to` is; those between may be either
+/// (replay applies them so that either way the result is the same, and stops where it could
+/// not be). Equal when exact: MariaDB gives the position of the snapshot itself; a
+/// synchronised parallel read takes it while every table is locked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CopyPosition {
+    pub from_file: String,
+    pub from: u64,
+    pub to_file: String,
+    pub to: u64,
+}
+
+impl CopyPosition {
+    /// A position known exactly.
+    pub fn exact(file: &str, position: u64) -> Self {
+        CopyPosition {
+            from_file: file.to_string(),
+            from: position,
+            to_file: file.to_string(),
+            to: position,
+        }
+    }
+
+    pub fn is_exact(&self) -> bool {
+        self.from_file == self.to_file && self.from == self.to
+    }
 }
 
 fn is_zero(n: &u64) -> bool {

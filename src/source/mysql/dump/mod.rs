@@ -26,6 +26,7 @@ use super::rowtext::{ColumnKind, RowDecoder};
 use crate::chunker::{Chunk, RowChunker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::ChunkerParams;
+use crate::repo::snapshot::CopyPosition;
 use crate::repo::ids::BlobId;
 use crate::repo::pack::BlobKind;
 use crate::repo::tree::{ChunkRef, DatabaseTree, TableKind, TableRef, TableTree};
@@ -89,6 +90,8 @@ pub struct DumpedDatabase {
     /// holds before the run's position (see [`start_snapshot`]): only such a copy may be
     /// carried by a later backup.
     pub position_proven: bool,
+    /// Where the copy sits in the binary log (see [`start_snapshot`]).
+    pub log_position: Option<CopyPosition>,
     pub tables: u64,
     pub rows: u64,
     pub bytes: u64,
@@ -157,12 +160,13 @@ pub async fn dump_database(
     carry: Option<&dyn TableCarryOver>,
     lock_wait: std::time::Duration,
 ) -> Result<DumpedDatabase> {
-    let proven = start_snapshot(conn, &db.name, lock_wait).await?;
+    let (proven, log_position) = start_snapshot(conn, &db.name, lock_wait).await?;
     let result = dump_in_transaction(conn, db, sink, chunking, bytes_read, carry).await;
     // Ending the transaction releases metadata locks; after an error the connection may be gone.
     let _ = conn.query_drop("ROLLBACK").await;
     result.map(|dumped| DumpedDatabase {
         position_proven: proven,
+        log_position,
         ..dumped
     })
 }
@@ -183,7 +187,7 @@ pub(crate) async fn start_snapshot(
     conn: &mut Conn,
     db: &str,
     lock_wait: std::time::Duration,
-) -> Result<bool> {
+) -> Result<(bool, Option<CopyPosition>)> {
     let tables: Vec<String> = if lock_wait.is_zero() {
         Vec::new()
     } else {
@@ -203,10 +207,61 @@ pub(crate) async fn start_snapshot(
     } else {
         lock_tables_briefly(conn, db, &tables, lock_wait).await
     };
+    // Read while the tables are locked: every transaction on them logged before it is
+    // committed, so it is in the snapshot started next.
+    let locked_at = if proven {
+        log_file_position(conn).await
+    } else {
+        None
+    };
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
         .map_err(|e| mysql_error(e, &format!("starting the snapshot transaction for {db}")))?;
-    Ok(proven)
+    let log_position = if super::is_mariadb(conn) {
+        // MariaDB says where in the log the snapshot itself is (`Binlog_snapshot_file`).
+        mariadb_snapshot_position(conn)
+            .await
+            .map(|(file, position)| CopyPosition::exact(&file, position))
+    } else {
+        // MySQL does not: the snapshot lies between the lock's position and this one.
+        match (locked_at, log_file_position(conn).await) {
+            (Some((from_file, from)), Some((to_file, to))) => Some(CopyPosition {
+                from_file,
+                from,
+                to_file,
+                to,
+            }),
+            _ => None,
+        }
+    };
+    Ok((proven, log_position))
+}
+
+/// The binary log's current file and position, if this account may read them.
+pub(crate) async fn log_file_position(conn: &mut Conn) -> Option<(String, u64)> {
+    let statement = super::catalog::binlog_status_statement(conn.server_version());
+    let row: Option<mysql_async::Row> = conn.query_first(statement).await.ok()?;
+    let row = row?;
+    let file: String = row.get_opt(0)?.ok()?;
+    let position: u64 = row.get_opt(1)?.ok()?;
+    Some((file, position))
+}
+
+/// MariaDB's position of the current consistent snapshot (`SHOW STATUS LIKE
+/// 'binlog_snapshot_%'`, valid after `START TRANSACTION WITH CONSISTENT SNAPSHOT`).
+async fn mariadb_snapshot_position(conn: &mut Conn) -> Option<(String, u64)> {
+    let rows: Vec<(String, String)> = conn
+        .query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
+        .await
+        .ok()?;
+    let value = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let file = value("Binlog_snapshot_file").filter(|f| !f.is_empty())?;
+    let position = value("Binlog_snapshot_position")?.parse().ok()?;
+    Some((file, position))
 }
 
 /// `LOCK TABLES … READ` on `tables` of `db`, waiting at most `lock_wait`, with the session's
@@ -452,6 +507,7 @@ pub(crate) async fn store_trees(
     let id = sink.add(BlobKind::Tree, json).await?;
     Ok(DumpedDatabase {
         position_proven: false,
+        log_position: None,
         content,
         table_trees: tree
             .tables

@@ -25,6 +25,7 @@ use mysql_async::prelude::Queryable;
 use super::ranges::{self, KeyRange};
 use super::{Chunking, DumpedDatabase, StoredRows, TablePlan};
 use crate::error::{Error, ErrorKind, Result};
+use crate::repo::snapshot::CopyPosition;
 use crate::repo::tree::{ChunkRef, TableKind};
 use crate::repo::writer::PackSink;
 use crate::source::mysql::catalog::DatabaseInfo;
@@ -61,12 +62,14 @@ pub struct ParallelRead<'a> {
 }
 
 /// How the lock went, for the run's report.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LockTimes {
     /// From asking for the lock to having it (writers queue behind it meanwhile).
     pub waited: Duration,
     /// From having the lock to releasing it.
     pub held: Duration,
+    /// The binary-log position while it was held (where every snapshot is in the log).
+    pub position: Option<CopyPosition>,
 }
 
 /// A database read with several connections.
@@ -130,6 +133,7 @@ impl ParallelRead<'_> {
             // Every snapshot started while the lock was held: see `super::start_snapshot`.
             dumped: DumpedDatabase {
                 position_proven: true,
+                log_position: lock.position.clone(),
                 ..dumped
             },
             lock,
@@ -191,8 +195,12 @@ impl ParallelRead<'_> {
             }
         }))
         .await;
+        // Every snapshot started while the tables were locked: the position now is exactly
+        // where they all are in the log.
+        let position = super::log_file_position(&mut locker).await;
         let unlocked = locker.query_drop("UNLOCK TABLES").await;
         let lock = LockTimes {
+            position: position.map(|(file, at)| CopyPosition::exact(&file, at)),
             waited: granted.duration_since(asked),
             held: granted.elapsed(),
         };
