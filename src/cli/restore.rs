@@ -8,6 +8,8 @@ use clap::ArgMatches;
 use indicatif::HumanBytes;
 
 use coffer::Result;
+use coffer::pitr::replay::{ReplayPlan, ReplayTarget};
+use coffer::repo::select::SnapshotSelector;
 use coffer::restore::RestoreScope;
 use coffer::restore::matching::{OnConflict, RowsDestination, RowsRequest, restore_rows};
 use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
@@ -46,6 +48,11 @@ pub struct RestoreArgs {
     /// instead of into the live table. The table is named unqualified unless --into is given.
     #[arg(long, value_name = "FILE", requires = "where_")]
     to_sql: Option<std::path::PathBuf>,
+    /// With the archived binary log (`coffer log`): stop just before this transaction (a GTID
+    /// or `file:position`, as `coffer log list` and the refusal messages print them) instead of
+    /// at --at's moment (or now).
+    #[arg(long, value_name = "EVENT")]
+    stop_before: Option<String>,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -98,8 +105,23 @@ async fn restore(
     repo: &Arc<Repository>,
     traffic: &Traffic,
 ) -> Result<(ExitCode, Audited)> {
-    let loaded = args.source.load_plan(repo).await?;
+    let moment = point_in_time(args)?;
+    let source = match &moment {
+        Some(target) => copy_before(args, repo, target.until).await?,
+        None => args.source.clone(),
+    };
+    let loaded = source.load_plan(repo).await?;
+    let replay = match moment {
+        Some(target) => replay_plan(args, repo, &loaded, target).await?,
+        None => None,
+    };
     if let Some(expression) = &args.where_ {
+        if replay.is_some() {
+            return Err(coffer::Error::invalid(
+                "replaying the archived binary log is done for whole databases only (not yet for --where)",
+            )
+            .with_hint("restore the database to the moment under another name with --into, then take the rows from it"));
+        }
         return run_rows(args, expression, loaded, target, repo, traffic).await;
     }
     let (id, index, plan) = (loaded.id, Arc::new(loaded.index), Arc::new(loaded.plan));
@@ -114,6 +136,7 @@ async fn restore(
     let options = ServerRestoreOptions {
         drop_existing: args.drop_existing,
         jobs: args.jobs,
+        replay,
     };
     let result = restore_to_server(
         Arc::clone(repo),
@@ -167,6 +190,18 @@ async fn restore(
         traffic.requests.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
+    if let Some(replay) = &stats.replay {
+        println!(
+            "replayed the archived binary log onto it: {} transaction(s), {} row(s), {} statement(s){}",
+            replay.transactions_applied,
+            replay.rows_applied,
+            replay.statements_applied,
+            match (&replay.last_applied, replay.last_time) {
+                (Some(last), Some(time)) => format!("; the last, {last}, at {time}"),
+                _ => String::new(),
+            }
+        );
+    }
     if plan.scope == (RestoreScope::Tables { renamed: true }) {
         println!(
             "the renamed copy has no triggers or foreign keys: their names belong to the original table"
@@ -180,10 +215,119 @@ async fn restore(
             ("tables".to_string(), stats.tables),
             ("rows".to_string(), stats.rows),
             ("objects".to_string(), stats.objects),
+            (
+                "replayed_transactions".to_string(),
+                stats.replay.as_ref().map_or(0, |r| r.transactions_applied),
+            ),
         ]
         .into(),
     };
     Ok((ExitCode::SUCCESS, audited))
+}
+
+/// The moment asked for (`--at`, or now with only `--stop-before`), when one is.
+fn point_in_time(args: &RestoreArgs) -> Result<Option<ReplayTarget>> {
+    let now = jiff::Timestamp::now();
+    let until = match (&args.source.snapshot.at, &args.stop_before) {
+        (Some(at), _) => coffer::timespec::parse_point_in_time(at, now)?,
+        (None, Some(_)) => now,
+        (None, None) => return Ok(None),
+    };
+    if args.source.snapshot.snapshot.is_some() {
+        return Err(coffer::Error::invalid(
+            "--stop-before replays from the snapshot --at chooses; it cannot be combined with --snapshot",
+        ));
+    }
+    Ok(Some(ReplayTarget {
+        until,
+        stop_before: args.stop_before.clone(),
+    }))
+}
+
+/// The newest snapshot whose run had finished by `until`, holding the database: its copy is
+/// from before the moment (a run still going at `until` may have read the database after it).
+async fn copy_before(
+    args: &RestoreArgs,
+    repo: &Repository,
+    until: jiff::Timestamp,
+) -> Result<super::DatabaseArgs> {
+    let mut at = until;
+    for _ in 0..1000 {
+        let chosen = repo
+            .select_snapshot(&SnapshotSelector::At(at), Some(&args.source.db))
+            .await?;
+        if chosen.snapshot.finished <= until {
+            let mut source = args.source.clone();
+            source.snapshot.at = None;
+            source.snapshot.snapshot = Some(chosen.id.to_string());
+            return Ok(source);
+        }
+        at = chosen
+            .snapshot
+            .time
+            .checked_sub(jiff::SignedDuration::from_nanos(1))
+            .map_err(|e| coffer::Error::invalid(format!("--at: {e}")))?;
+    }
+    Err(coffer::Error::invalid(format!(
+        "no snapshot holding {} finished before {until}",
+        args.source.db
+    )))
+}
+
+/// What to replay onto the copy: `None` when the archive holds nothing of the snapshot's
+/// server (the snapshot is restored as it is, and the output says so).
+async fn replay_plan(
+    args: &RestoreArgs,
+    repo: &Repository,
+    loaded: &super::LoadedPlan,
+    target: ReplayTarget,
+) -> Result<Option<Arc<ReplayPlan>>> {
+    if !coffer::pitr::replay::archive_exists(repo, &loaded.snapshot).await? {
+        if args.stop_before.is_some() {
+            return Err(coffer::Error::invalid(format!(
+                "--stop-before needs the archived binary log of {}, and the repository has none",
+                loaded.snapshot.source.server
+            ))
+            .with_hint("archive it with `coffer log follow` or `coffer log sync`"));
+        }
+        eprintln!(
+            "note: no archived binary log of {}: restoring snapshot {} ({}) as it was, not {}",
+            loaded.snapshot.source.server,
+            loaded.id.short(),
+            loaded.snapshot.time,
+            target.until
+        );
+        return Ok(None);
+    }
+    let entry = loaded
+        .snapshot
+        .databases
+        .iter()
+        .find(|d| d.name == args.source.db)
+        .ok_or_else(|| {
+            coffer::Error::invalid(format!(
+                "database {} is not in snapshot {}",
+                args.source.db,
+                loaded.id.short()
+            ))
+        })?;
+    let plan = coffer::pitr::replay::plan(repo, &loaded.snapshot, entry, target).await?;
+    eprintln!(
+        "replaying the archived binary log of {} onto snapshot {}'s copy of {}: from {}:{} to {}{} ({} segment(s))",
+        plan.server,
+        loaded.id.short(),
+        plan.database,
+        plan.from.from_file,
+        plan.from.from,
+        plan.target.until,
+        plan.target
+            .stop_before
+            .as_deref()
+            .map(|e| format!(", stopping before {e}"))
+            .unwrap_or_default(),
+        plan.segments.len()
+    );
+    Ok(Some(Arc::new(plan)))
 }
 
 /// `--where`: the matching rows into the live table, or as SQL.

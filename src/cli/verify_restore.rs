@@ -291,6 +291,7 @@ async fn drill_one(
         &ServerRestoreOptions {
             drop_existing: false,
             jobs: args.jobs,
+            replay: None,
         },
         Arc::new(AtomicU64::new(0)),
     )

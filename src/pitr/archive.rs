@@ -93,8 +93,9 @@ struct Resume {
     file: String,
     position: u64,
     gap: Option<LogGap>,
-    /// When the segment it continues was stored.
+    /// When the segment it continues was stored, and whether it was caught up then.
     head_archived_at: Option<jiff::Timestamp>,
+    head_caught_up: bool,
 }
 
 /// Decide where to start reading (rules "resume" and "gap" of the module doc).
@@ -131,6 +132,7 @@ async fn resume_point(
             position: head.end,
             gap: None,
             head_archived_at: Some(head.archived_at),
+            head_caught_up: head.caught_up,
         }),
         Some(head) => {
             // The file the archive ends in is gone: go on from the oldest file still there
@@ -154,6 +156,7 @@ async fn resume_point(
                 file: oldest,
                 position,
                 head_archived_at: Some(head.archived_at),
+                head_caught_up: false,
             })
         }
         None => {
@@ -175,6 +178,7 @@ async fn resume_point(
                 position: now_at.1,
                 gap,
                 head_archived_at: None,
+                head_caught_up: false,
             })
         }
     }
@@ -268,8 +272,9 @@ pub struct Archiver {
     server: String,
     log: ServerLog,
     server_version: String,
-    /// When this archiver last stored a segment.
+    /// When this archiver last stored a segment, and whether it had read to the end of the log.
     last_stored: Option<Instant>,
+    last_caught_up: bool,
     pub report: ArchiveReport,
 }
 
@@ -297,6 +302,7 @@ impl Archiver {
             log,
             server_version,
             last_stored: None,
+            last_caught_up: false,
             report: ArchiveReport::default(),
         })
     }
@@ -335,6 +341,9 @@ impl Archiver {
             Changes::new(self.log.fold_case),
         )
         .await?;
+        if self.last_stored.is_none() {
+            self.last_caught_up = resume.head_caught_up;
+        }
         if self.last_stored.is_none()
             && let Some(at) = resume.head_archived_at
         {
@@ -359,7 +368,7 @@ impl Archiver {
                         format,
                     } => {
                         if let Some(segment) = open.take() {
-                            self.store(&resume.stream, &mut seq, segment, &mut reader)
+                            self.store(&resume.stream, &mut seq, segment, &mut reader, false)
                                 .await?;
                         }
                         open = Some(OpenSegment::new(&file, position, &format, gap.take()));
@@ -376,7 +385,7 @@ impl Archiver {
                         {
                             let format = format_of(&segment);
                             let (file, position) = (segment.file.clone(), segment.end);
-                            self.store(&resume.stream, &mut seq, segment, &mut reader)
+                            self.store(&resume.stream, &mut seq, segment, &mut reader, false)
                                 .await?;
                             open = Some(OpenSegment::new(&file, position, &format, None));
                         }
@@ -385,9 +394,10 @@ impl Archiver {
                         let due = open.as_ref().is_some_and(|s| s.is_due(&self.options));
                         // An idle server: a segment without transactions now and then says the
                         // archive is current (the recovery point `log list` and `sla` report).
-                        let checkpoint = self
-                            .last_stored
-                            .is_none_or(|at| at.elapsed() >= self.options.checkpoint_every);
+                        let checkpoint = !self.last_caught_up
+                            || self
+                                .last_stored
+                                .is_none_or(|at| at.elapsed() >= self.options.checkpoint_every);
                         if !blocking || due || checkpoint {
                             if let Some(segment) = open.take() {
                                 let format = format_of(&segment);
@@ -396,7 +406,7 @@ impl Archiver {
                                     && segment.gap.is_none()
                                     && !checkpoint;
                                 if !empty {
-                                    self.store(&resume.stream, &mut seq, segment, &mut reader)
+                                    self.store(&resume.stream, &mut seq, segment, &mut reader, true)
                                         .await?;
                                 }
                                 open = Some(OpenSegment::new(&file, position, &format, None));
@@ -414,7 +424,7 @@ impl Archiver {
         if let Some(segment) = open.take()
             && (segment.transactions > 0 || segment.gap.is_some())
         {
-            self.store(&resume.stream, &mut seq, segment, &mut reader)
+            self.store(&resume.stream, &mut seq, segment, &mut reader, false)
                 .await?;
         }
         reader.close().await;
@@ -428,6 +438,7 @@ impl Archiver {
         seq: &mut u64,
         segment: OpenSegment,
         reader: &mut LogReader,
+        caught_up: bool,
     ) -> Result<()> {
         let next = reader.changes_mut().continuation();
         let changes = std::mem::replace(reader.changes_mut(), next);
@@ -480,6 +491,7 @@ impl Archiver {
             run: run.id.clone(),
             gap_before: segment.gap.clone(),
             archived_at: jiff::Timestamp::now(),
+            caught_up,
             slot: String::new(),
             write_only: false,
         };
@@ -500,6 +512,7 @@ impl Archiver {
         self.report.transactions += segment.transactions;
         self.report.bytes += stored_bytes.len() as u64;
         self.last_stored = Some(Instant::now());
+        self.last_caught_up = caught_up;
         self.report.file = segment.file;
         self.report.position = segment.end;
         if descriptor.last_time.is_some() {

@@ -234,6 +234,7 @@ mod tests {
             run: String::new(),
             gap_before: None,
             archived_at: jiff::Timestamp::from_second(2_000 + seq as i64).unwrap(),
+            caught_up: false,
             slot: String::new(),
             write_only: true,
         }

@@ -73,6 +73,10 @@ pub struct LogSegment {
     pub gap_before: Option<LogGap>,
     /// When the follower stored it (its host's clock).
     pub archived_at: jiff::Timestamp,
+    /// Whether the follower had read to the end of the server's log when it stored it: then
+    /// everything logged before `archived_at` is archived (up to the segment's end).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub caught_up: bool,
     /// The key slot the follower wrote with, and whether it was write-only.
     pub slot: String,
     pub write_only: bool,

@@ -46,6 +46,8 @@ pub struct RestoreStats {
     pub objects: u64,
     /// Whether an existing database was replaced.
     pub replaced: bool,
+    /// What was replayed from the archived binary log onto the copy (`restore --at`).
+    pub replay: Option<crate::pitr::replay::ReplayReport>,
 }
 
 /// Options for loading into a server.
@@ -55,6 +57,9 @@ pub struct ServerRestoreOptions {
     pub drop_existing: bool,
     /// Connections loading rows at once.
     pub jobs: usize,
+    /// Replay the archived binary log onto the copy before it is swapped in (`restore --at`;
+    /// whole databases only).
+    pub replay: Option<Arc<crate::pitr::replay::ReplayPlan>>,
 }
 
 /// Restore `plan` into the server at `target`: the whole database, or the tables a
@@ -68,6 +73,12 @@ pub async fn restore_to_server(
     chunks_done: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
     if matches!(plan.scope, RestoreScope::Tables { .. }) {
+        if options.replay.is_some() {
+            return Err(Error::invalid(
+                "replaying the archived binary log is done for whole databases only (not yet for --table)",
+            )
+            .with_hint("restore the database to the moment under another name with --into, then copy the table"));
+        }
         return super::tables::restore_tables(repo, index, plan, target, options, chunks_done)
             .await;
     }
@@ -214,14 +225,22 @@ async fn stage(
         chunks_done,
     )
     .await?;
+    let replay = match &options.replay {
+        Some(replay) => {
+            let mut replaying = target.connect().await?;
+            Some(crate::pitr::replay::replay(repo, index, replay, &mut replaying, staging).await?)
+        }
+        None => None,
+    };
     try_objects(&mut conn, plan, staging).await?;
     Ok(RestoreStats {
-        tables: plan.tables.len() as u64,
+        tables: staged_tables(&mut conn, staging).await?.len() as u64,
         rows,
         chunks: chunks_done.load(Ordering::Relaxed),
         bytes_fetched: fetched,
         objects: 0,
         replaced: false,
+        replay,
     })
 }
 
@@ -435,11 +454,13 @@ async fn move_staged_tables(
             )
         })
         .collect();
-    renames.extend(plan.tables.iter().map(|t| {
+    // What the staging database holds: the plan's tables, and whatever a replay of the
+    // binary log created, renamed or dropped.
+    renames.extend(staged_tables(conn, staging).await?.iter().map(|name| {
         format!(
             "{} TO {}",
-            qualified(staging, &t.name),
-            qualified(target, &t.name)
+            qualified(staging, name),
+            qualified(target, name)
         )
     }));
     if renames.is_empty() {
@@ -451,6 +472,17 @@ async fn move_staged_tables(
         "moving the restored tables into place",
     )
     .await
+}
+
+/// The tables of the staging database.
+async fn staged_tables(conn: &mut Conn, staging: &str) -> Result<Vec<String>> {
+    conn.exec(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+         AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
+        (staging,),
+    )
+    .await
+    .map_err(|e| crate::source::mysql::mysql_error(e, "listing the staged tables"))
 }
 
 /// Drop the target's old triggers, routines and events, then create the snapshot's objects.

@@ -110,6 +110,7 @@ pub(super) async fn restore_tables(
             bytes_fetched: fetched,
             objects,
             replaced: !replaced.is_empty(),
+            replay: None,
         })
     }
     .await;

@@ -82,6 +82,7 @@ pub async fn restore_into(
     let opts = ServerRestoreOptions {
         drop_existing: false,
         jobs: 2,
+        replay: None,
     };
     let done = Arc::new(AtomicU64::new(0));
     restore_to_server(

@@ -229,13 +229,7 @@ pub(crate) fn attribute_event(
         }
         Ok(EventType::QUERY_EVENT) => {
             let query: QueryEvent<'_> = decoded(|| event.read_event()).map_err(unreadable)?;
-            let mode = query
-                .status_vars()
-                .get_status_var(StatusVarKey::SqlMode)
-                .and_then(|var| match var.get_value() {
-                    Ok(StatusVarVal::SqlMode(mode)) => Some(rules_of(mode.get())),
-                    _ => None,
-                });
+            let mode = query_rules(&query);
             attribute_statement(&query.schema(), &query.query(), mode, changes);
         }
         // The server opens the dump with an artificial rotate (time 0) naming where it
@@ -355,6 +349,11 @@ pub(crate) fn decoded<T>(decode: impl FnOnce() -> std::io::Result<T>) -> std::io
 /// event cut short (mysql_common 0.37 `Event::read`), and a file from storage or a damaged log
 /// may be either.
 fn check_framing(bytes: &[u8], start: usize) -> Result<()> {
+    check_framing_of(bytes, start)
+}
+
+/// [`check_framing`] for other readers of stored binary logs (`crate::pitr::replay`).
+pub(crate) fn check_framing_of(bytes: &[u8], start: usize) -> Result<()> {
     const HEADER: usize = 19;
     let mut at = start;
     while at < bytes.len() {
@@ -390,6 +389,76 @@ fn unreadable(e: std::io::Error) -> Error {
         "a binary-log event could not be decoded",
     )
     .with_source(e)
+}
+
+/// How the server read a query event's statement, from the `sql_mode` stored with it.
+pub(crate) fn query_rules(query: &QueryEvent<'_>) -> Option<QuoteRules> {
+    query
+        .status_vars()
+        .get_status_var(StatusVarKey::SqlMode)
+        .and_then(|var| match var.get_value() {
+            Ok(StatusVarVal::SqlMode(mode)) => Some(rules_of(mode.get())),
+            _ => None,
+        })
+}
+
+/// What a replay must know of one logged statement (`crate::pitr::replay`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum StatementClass {
+    /// `BEGIN`, `COMMIT`, `ROLLBACK`, savepoints, comments: no change of its own.
+    Control,
+    /// An XA statement.
+    Xa,
+    /// Writes rows (statement-format DML, `CREATE TABLE … SELECT`).
+    Dml,
+    /// Creates, alters or drops a trigger, view or routine, or drops a database.
+    Definition,
+    CreateDatabase,
+    /// DDL on tables and the like.
+    TableDdl,
+}
+
+/// Classify a logged statement and name the databases it may change (as the server compares
+/// names), or why they cannot be named.
+pub fn classify_statement(
+    schema: &str,
+    query: &str,
+    rules: Option<QuoteRules>,
+    fold_case: bool,
+) -> (
+    StatementClass,
+    std::result::Result<BTreeSet<String>, String>,
+) {
+    let upper = query.trim_start().to_ascii_uppercase();
+    let mut changes = Changes::new(fold_case);
+    attribute_statement(schema, query, rules, &mut changes);
+    let databases = match changes.all {
+        Some(why) => Err(why),
+        None => Ok(changes.databases),
+    };
+    let class = if upper.starts_with("XA ") {
+        StatementClass::Xa
+    } else if [
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE SAVEPOINT",
+    ]
+    .iter()
+    .any(|k| upper.starts_with(k))
+        || (upper.starts_with('#') && !upper.contains('\n'))
+    {
+        StatementClass::Control
+    } else {
+        match statement_kind(&upper) {
+            StatementKind::Dml => StatementClass::Dml,
+            StatementKind::Definition { .. } => StatementClass::Definition,
+            StatementKind::CreateDatabase => StatementClass::CreateDatabase,
+            StatementKind::OtherDdl => StatementClass::TableDdl,
+        }
+    };
+    (class, databases)
 }
 
 /// How the server read an event's statement: the two bits of its stored `sql_mode` that move
