@@ -176,6 +176,8 @@ fn restore_at_moments_equals_the_reference() {
     let mut next_id = 0;
     workload(&server, &mut rng, &mut next_id, 30);
     ok(repo.coffer(&["backup", "--mysql", &url]));
+    // Every change below is logged in a later second than the snapshot finished in.
+    moment();
     let bystander = state(&server, "bystander");
 
     // Between snapshots: rows, then DDL and more rows.
@@ -191,6 +193,7 @@ fn restore_at_moments_equals_the_reference() {
 
     // Across a snapshot: from the second one on.
     ok(repo.coffer(&["backup", "--mysql", &url]));
+    moment();
     workload(&server, &mut rng, &mut next_id, 40);
     let before_damage = state(&server, "study");
     let gtid = server.sql("SELECT @@gtid_binlog_pos").trim().to_string();
@@ -206,6 +209,25 @@ fn restore_at_moments_equals_the_reference() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+
+    // The support engineer finds the damage, and the event to stop before.
+    let shown: serde_json::Value = serde_json::from_str(&ok(
+        repo.coffer(&["log", "show", "--db", "study", "--since", &at_b, "--json"])
+    ))
+    .unwrap();
+    let listed = shown.as_array().unwrap();
+    let found = listed.iter().find(|t| t["event"] == damage.as_str());
+    let found = found.unwrap_or_else(|| panic!("{damage} not in {shown:#}"));
+    assert!(
+        found["tables"]["visits"]["deleted"].as_u64().unwrap() > 0,
+        "{found:#}"
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|t| !t["tables"].as_object().unwrap().is_empty()
+                || !t["statements"].as_array().unwrap().is_empty())
+    );
 
     for (into, at, reference) in [
         ("at_a", &at_a, &reference_a),

@@ -68,6 +68,11 @@ pub struct ForgetArgs {
     /// Allow the policy to remove every snapshot of a group (refused otherwise).
     #[arg(long)]
     allow_remove_all: bool,
+    /// Keep the archived binary log (`coffer log`) needed to restore any moment of this
+    /// duration back from now with `restore --at`, and remove older segments (their data goes
+    /// with the next prune); `off` keeps it all.
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    keep_log: String,
     /// Then prune: delete the data no remaining snapshot references (see `coffer prune`).
     #[arg(long)]
     prune: bool,
@@ -243,6 +248,7 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
         }
         code = trail.finish(result).await?;
     }
+    let log_removed = forget_log(&args, &repo, &snapshots_kept(&backups, &keep)).await?;
     let pruned = match &prune_options {
         Some(options) => Some(run_prune(&repo, options, args.reason.clone()).await?),
         None => None,
@@ -252,12 +258,14 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
         struct Plan<'a> {
             keep: &'a [&'a Decision],
             remove: &'a [Removed],
+            log_segments_removed: usize,
             #[serde(skip_serializing_if = "Option::is_none")]
             prune: Option<&'a coffer::prune::PruneReport>,
         }
         print_json(&Plan {
             keep: &keep,
             remove: &remove,
+            log_segments_removed: log_removed,
             prune: pruned.as_ref(),
         })?;
     } else if let Some(report) = &pruned {
@@ -267,6 +275,61 @@ pub async fn run(args: ForgetArgs) -> Result<ExitCode> {
         Some(report) if code == ExitCode::SUCCESS => Ok(exit_code(report)),
         _ => Ok(code),
     }
+}
+
+/// The summaries of the snapshots the policy keeps.
+fn snapshots_kept(
+    backups: &BTreeMap<String, Vec<(SnapshotId, SnapshotSummary)>>,
+    keep: &[&Decision],
+) -> Vec<SnapshotSummary> {
+    keep.iter()
+        .flat_map(|d| backups.get(&d.id).map(Vec::as_slice).unwrap_or_default())
+        .map(|(_, s)| s.clone())
+        .collect()
+}
+
+/// `--keep-log`: remove the archived segments no moment of the window needs
+/// (`coffer::pitr::retention`); returns how many went (or would go, in a dry run).
+async fn forget_log(
+    args: &ForgetArgs,
+    repo: &coffer::repo::Repository,
+    kept: &[SnapshotSummary],
+) -> Result<usize> {
+    if args.keep_log.trim().eq_ignore_ascii_case("off") {
+        return Ok(0);
+    }
+    let window = coffer::timespec::parse_setting_duration(&args.keep_log, "--keep-log")?;
+    let window = jiff::SignedDuration::try_from(window)
+        .map_err(|e| Error::invalid(format!("--keep-log {}: {e}", args.keep_log)))?;
+    let listed = repo.list_log_segments().await?;
+    if listed.is_empty() {
+        return Ok(0);
+    }
+    let segments = repo.read_log_segments(&listed).await?;
+    let expired =
+        coffer::pitr::retention::expired_segments(&segments, kept, window, jiff::Timestamp::now());
+    if args.dry_run {
+        eprintln!(
+            "{} archived binary-log segment(s) would be removed (older than --keep-log {} needs)",
+            expired.len(),
+            args.keep_log
+        );
+        return Ok(expired.len());
+    }
+    let mut removed = 0;
+    for i in expired {
+        match repo.remove_log_segment(&listed[i].name).await {
+            Ok(()) => removed += 1,
+            Err(e) => eprintln!("log segment {} was not removed: {e}", listed[i].name),
+        }
+    }
+    if removed > 0 {
+        eprintln!(
+            "{removed} archived binary-log segment(s) removed (older than --keep-log {} needs); their data stays until a prune removes it",
+            args.keep_log
+        );
+    }
+    Ok(removed)
 }
 
 async fn forget(

@@ -252,11 +252,19 @@ async fn copy_before(
     until: jiff::Timestamp,
 ) -> Result<super::DatabaseArgs> {
     let mut at = until;
-    for _ in 0..1000 {
+    for attempt in 0..1000 {
         let chosen = repo
             .select_snapshot(&SnapshotSelector::At(at), Some(&args.source.db))
             .await?;
         if chosen.snapshot.finished <= until {
+            if attempt == 0 {
+                // --at chooses it as it always has (and says why).
+                return Ok(args.source.clone());
+            }
+            eprintln!(
+                "note: the backups after snapshot {} were still running at {until}: their copies may be later than that",
+                chosen.id.short()
+            );
             let mut source = args.source.clone();
             source.snapshot.at = None;
             source.snapshot.snapshot = Some(chosen.id.to_string());

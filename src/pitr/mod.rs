@@ -7,4 +7,7 @@
 
 pub mod archive;
 pub mod coverage;
+pub mod events;
 pub mod replay;
+pub mod retention;
+pub mod show;

@@ -27,15 +27,11 @@
 //!   since the log holds every row such actions changed.
 
 use std::collections::HashMap;
-use std::io::Cursor;
 
 use mysql_async::Conn;
 use mysql_async::binlog::EventType;
-use mysql_async::binlog::events::{
-    Event, EventData, QueryEvent, RowsEventData, TableMapEvent, TransactionPayloadEvent,
-};
+use mysql_async::binlog::events::{Event, EventData, QueryEvent, RowsEventData, TableMapEvent};
 use mysql_async::prelude::Queryable;
-use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::row::BinlogRow;
 use mysql_common::binlog::value::BinlogValue;
 use serde::Serialize;
@@ -45,8 +41,8 @@ use crate::repo::Repository;
 use crate::repo::index::Index;
 use crate::repo::log_segments::LogSegment;
 use crate::repo::snapshot::{CopyPosition, DatabaseEntry, Snapshot};
-use crate::source::mysql::binlog::{LoggedTransaction, TransactionAssembler, file_order};
-use crate::source::mysql::changes::{Changes, StatementClass, classify_statement, query_rules};
+use crate::source::mysql::binlog::{LoggedTransaction, file_order};
+use crate::source::mysql::changes::{StatementClass, classify_statement, query_rules};
 use crate::sql::{qualified, quote_ident, rename_schema};
 
 /// Where to stop: the moment (events logged at or before it are applied), or just before one
@@ -301,7 +297,6 @@ struct Replayer<'a> {
     pending: Vec<Step>,
     /// Why the transaction being read cannot be replayed exactly.
     refused: Option<String>,
-    inner: mysql_common::binlog::EventStreamReader,
     report: ReplayReport,
 }
 
@@ -333,7 +328,6 @@ pub async fn replay(
         shapes: HashMap::new(),
         pending: Vec::new(),
         refused: None,
-        inner: mysql_common::binlog::EventStreamReader::new(BinlogVersion::Version4),
         report: ReplayReport::default(),
     };
     for segment in &plan.segments {
@@ -357,33 +351,15 @@ impl Replayer<'_> {
         bytes: &[u8],
         conn: &mut Conn,
     ) -> Result<bool> {
-        crate::source::mysql::changes::check_framing_of(bytes, 4)?;
-        let file = mysql_common::binlog::BinlogFile::new(BinlogVersion::Version4, bytes)
-            .map_err(|e| Error::corrupt(format!("log segment {}: {e}", segment.seq)))?;
-        let mut assembler =
-            TransactionAssembler::new(&segment.file, segment.start, Changes::new(false));
-        let mut file = file;
-        loop {
-            let next = crate::source::mysql::changes::decoded(|| file.next().transpose());
-            let Some(event) =
-                next.map_err(|e| Error::corrupt(format!("log segment {}: {e}", segment.seq)))?
-            else {
-                break;
-            };
-            if event.header().event_type() == Ok(EventType::FORMAT_DESCRIPTION_EVENT) {
-                let mut raw = Vec::new();
-                event
-                    .write(BinlogVersion::Version4, &mut raw)
-                    .map_err(|e| Error::corrupt(format!("log segment {}: {e}", segment.seq)))?;
-                let _ = crate::source::mysql::changes::decoded(|| {
-                    self.inner.read(raw.as_slice()).map(|_| ())
-                });
-            }
-            self.event(&event)?;
-            if let Some(done) = assembler.take(&event)?
-                && self.transaction_ends(done, conn).await?
-            {
-                return Ok(true);
+        let mut events = super::events::SegmentEvents::new(segment, bytes)?;
+        while let Some(item) = events.next_item()? {
+            match item {
+                super::events::Item::Event(event) => self.event(&event)?,
+                super::events::Item::End(done) => {
+                    if self.transaction_ends(done, conn).await? {
+                        return Ok(true);
+                    }
+                }
             }
         }
         Ok(false)
@@ -398,23 +374,6 @@ impl Replayer<'_> {
                     crate::source::mysql::changes::decoded(|| event.read_event())
                         .map_err(|e| Error::corrupt(format!("a table map: {e}")))?;
                 self.tables.insert(map.table_id(), map.into_owned());
-            }
-            Ok(EventType::TRANSACTION_PAYLOAD_EVENT) => {
-                let inner = crate::source::mysql::changes::decoded(|| {
-                    event
-                        .read_event::<TransactionPayloadEvent<'_>>()
-                        .map(TransactionPayloadEvent::danger_decompress)
-                })
-                .map_err(|e| Error::corrupt(format!("a compressed transaction: {e}")))?;
-                crate::source::mysql::changes::check_framing_of(&inner, 0)?;
-                let mut cursor = Cursor::new(inner);
-                while let Some(inner_event) = crate::source::mysql::changes::decoded(|| {
-                    self.inner.read_decompressed(&mut cursor)
-                })
-                .map_err(|e| Error::corrupt(format!("a compressed transaction: {e}")))?
-                {
-                    self.event(&inner_event)?;
-                }
             }
             Ok(EventType::QUERY_EVENT) => {
                 let query: QueryEvent<'_> =

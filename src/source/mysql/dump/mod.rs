@@ -207,9 +207,10 @@ pub(crate) async fn start_snapshot(
     } else {
         lock_tables_briefly(conn, db, &tables, lock_wait).await
     };
-    // Read while the tables are locked: every transaction on them logged before it is
+    let mariadb = super::is_mariadb(conn);
+    // MySQL: read while the tables are locked: every transaction on them logged before it is
     // committed, so it is in the snapshot started next.
-    let locked_at = if proven {
+    let locked_at = if proven && !mariadb {
         log_file_position(conn).await
     } else {
         None
@@ -217,7 +218,7 @@ pub(crate) async fn start_snapshot(
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
         .map_err(|e| mysql_error(e, &format!("starting the snapshot transaction for {db}")))?;
-    let log_position = if super::is_mariadb(conn) {
+    let log_position = if mariadb {
         // MariaDB says where in the log the snapshot itself is (`Binlog_snapshot_file`).
         mariadb_snapshot_position(conn)
             .await
