@@ -241,6 +241,21 @@ fn restore_at_moments_equals_the_reference() {
             "{into} (--at {at}) differs from the reference:\n{out}"
         );
     }
+    // One table at a moment, beside the live one: the same rows as the reference's table.
+    let out = restore_at(
+        &repo,
+        &server,
+        "table_at_b",
+        &["--at", &at_b, "--table", "visits"],
+    );
+    assert!(out.contains("replayed the archived binary log"), "{out}");
+    let table_b = state(&server, "table_at_b");
+    assert_eq!(table_b.len(), 1, "only the table comes back: {table_b:?}");
+    assert!(
+        reference_b.iter().any(|r| r == &table_b[0]),
+        "visits at {at_b} differs"
+    );
+
     // Just before the damaging statement, from its GTID.
     let out = restore_at(
         &repo,

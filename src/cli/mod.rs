@@ -604,6 +604,42 @@ pub fn spawn_ticker(bar: ProgressBar, counter: Arc<AtomicU64>) -> tokio::task::J
     })
 }
 
+/// Rows as a table whose columns are as wide as their widest value (a socket path as the
+/// server, say), two spaces apart; `right` aligns numbers. Every line ends with a newline.
+pub fn table(headers: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate() {
+            let width = widths.get(i).copied().unwrap_or(0);
+            let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                out.push_str(&pad);
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.push_str(&pad);
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
 /// A size such as `1MiB`, `256KiB` or `4096`.
 pub fn parse_size(s: &str) -> std::result::Result<u32, String> {
     parse_large_size(s).and_then(|n| {
@@ -638,4 +674,30 @@ pub fn parse_large_size(s: &str) -> std::result::Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(factor))
         .ok_or_else(|| format!("{s:?} is not a size such as 1MiB or 256KiB"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_columns_fit_their_widest_value() {
+        let rows = vec![
+            vec![
+                "a1".to_string(),
+                "/tmp/coffer-demo-very-long/mysql.sock".to_string(),
+                "3".to_string(),
+            ],
+            vec!["b2".to_string(), "db:3306".to_string(), "12345".to_string()],
+        ];
+        let text = super::table(&["ID", "SERVER", "SIZE"], &[false, false, true], &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        // Every column starts at the same place on every line.
+        let at = |line: &str, what: &str| line.find(what).unwrap();
+        assert_eq!(at(lines[1], "/tmp"), at(lines[2], "db:3306"));
+        assert_eq!(at(lines[0], "SERVER"), at(lines[2], "db:3306"));
+        assert_eq!(lines[1].len(), lines[2].len(), "{text}");
+        assert!(
+            lines[1].ends_with("    3") && lines[2].ends_with("12345"),
+            "{text}"
+        );
+    }
 }

@@ -319,7 +319,10 @@ async fn replay_plan(
                 loaded.id.short()
             ))
         })?;
-    let plan = coffer::pitr::replay::plan(repo, &loaded.snapshot, entry, target).await?;
+    let mut plan = coffer::pitr::replay::plan(repo, &loaded.snapshot, entry, target).await?;
+    if !args.source.tables.is_empty() {
+        plan.tables = Some(loaded.plan.tables.iter().map(|t| t.name.clone()).collect());
+    }
     eprintln!(
         "replaying the archived binary log of {} onto snapshot {}'s copy of {}: from {}:{} to {}{} ({} segment(s))",
         plan.server,

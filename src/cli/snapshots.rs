@@ -41,27 +41,41 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
         print_json(&list)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<10} {:<20} {:<16} {:<22} {:>9} {:>7} {:>10}",
-        "ID", "TIME (UTC)", "HOST", "SERVER", "DATABASES", "FAILED", "SIZE"
+    let rows: Vec<Vec<String>> = snapshots
+        .iter()
+        .map(|(id, s)| {
+            vec![
+                id.short(),
+                // A time given with `backup --time` is marked.
+                format!(
+                    "{}{}",
+                    s.time.strftime("%Y-%m-%d %H:%M:%S"),
+                    if s.time_given { "*" } else { "" }
+                ),
+                s.hostname.clone(),
+                s.source.server.clone(),
+                s.databases.len().to_string(),
+                s.failed.len().to_string(),
+                HumanBytes(s.total_bytes).to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        super::table(
+            &[
+                "ID",
+                "TIME (UTC)",
+                "HOST",
+                "SERVER",
+                "DATABASES",
+                "FAILED",
+                "SIZE"
+            ],
+            &[false, false, false, false, true, true, true],
+            &rows
+        )
     );
-    for (id, s) in &snapshots {
-        println!(
-            "{:<10} {:<20} {:<16} {:<22} {:>9} {:>7} {:>10}",
-            id.short(),
-            // A time given with `backup --time` is marked.
-            format!(
-                "{}{}",
-                s.time.strftime("%Y-%m-%d %H:%M:%S"),
-                if s.time_given { "*" } else { "" }
-            ),
-            s.hostname,
-            s.source.server,
-            s.databases.len(),
-            s.failed.len(),
-            HumanBytes(s.total_bytes).to_string()
-        );
-    }
     println!("{} snapshots", snapshots.len());
     print_sharded_runs(&snapshots);
     let carried: usize = snapshots

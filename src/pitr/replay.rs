@@ -63,6 +63,8 @@ pub struct ReplayPlan {
     pub segments: Vec<LogSegment>,
     pub target: ReplayTarget,
     pub fold_case: bool,
+    /// Only these tables (a `--table` restore): their rows, and DDL that names one of them.
+    pub tables: Option<Vec<String>>,
 }
 
 /// What a replay applied.
@@ -192,6 +194,7 @@ pub async fn plan(
         segments: chosen,
         target,
         fold_case: false,
+        tables: None,
     })
 }
 
@@ -466,6 +469,12 @@ impl Replayer<'_> {
                     "a statement that names other databases too ({shown}…)"
                 ));
             }
+            StatementClass::TableDdl
+                if self
+                    .plan
+                    .tables
+                    .as_ref()
+                    .is_some_and(|tables| !names_any(&text, tables)) => {}
             StatementClass::TableDdl => {
                 let rules = rules.unwrap_or_default();
                 let sql = rename_schema(&text, &self.plan.database, self.staging, rules);
@@ -488,6 +497,11 @@ impl Replayer<'_> {
             return Ok(());
         }
         let table = map.table_name().into_owned();
+        if let Some(tables) = &self.plan.tables
+            && !tables.iter().any(|t| t.eq_ignore_ascii_case(&table))
+        {
+            return Ok(());
+        }
         let kind = match rows {
             RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
                 RowKind::Insert
@@ -673,6 +687,19 @@ impl Replayer<'_> {
         self.shapes.insert(table.to_string(), shape.clone());
         Ok(shape)
     }
+}
+
+/// Whether statement `text` names one of `tables` (as a word, case-insensitively): DDL on
+/// another table of the database leaves a `--table` restore alone.
+fn names_any(text: &str, tables: &[String]) -> bool {
+    let words: Vec<String> = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    tables
+        .iter()
+        .any(|t| words.iter().any(|w| *w == t.to_lowercase()))
 }
 
 /// Whether `stop` (`file:position`) lies inside `done`.

@@ -73,12 +73,6 @@ pub async fn restore_to_server(
     chunks_done: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
     if matches!(plan.scope, RestoreScope::Tables { .. }) {
-        if options.replay.is_some() {
-            return Err(Error::invalid(
-                "replaying the archived binary log is done for whole databases only (not yet for --table)",
-            )
-            .with_hint("restore the database to the moment under another name with --into, then copy the table"));
-        }
         return super::tables::restore_tables(repo, index, plan, target, options, chunks_done)
             .await;
     }
@@ -225,13 +219,7 @@ async fn stage(
         chunks_done,
     )
     .await?;
-    let replay = match &options.replay {
-        Some(replay) => {
-            let mut replaying = target.connect().await?;
-            Some(crate::pitr::replay::replay(repo, index, replay, &mut replaying, staging).await?)
-        }
-        None => None,
-    };
+    let replay = replay_onto(repo, index, options, target, staging).await?;
     try_objects(&mut conn, plan, staging).await?;
     Ok(RestoreStats {
         tables: staged_tables(&mut conn, staging).await?.len() as u64,
@@ -242,6 +230,24 @@ async fn stage(
         replaced: false,
         replay,
     })
+}
+
+/// Replay the archived binary log onto the staging copy, when the restore asks (`--at`): after
+/// the rows are loaded and before any trigger exists there.
+pub(super) async fn replay_onto(
+    repo: &Arc<Repository>,
+    index: &Arc<Index>,
+    options: &ServerRestoreOptions,
+    target: &MysqlTarget,
+    staging: &str,
+) -> Result<Option<crate::pitr::replay::ReplayReport>> {
+    let Some(replay) = &options.replay else {
+        return Ok(None);
+    };
+    let mut conn = target.connect().await?;
+    let report = crate::pitr::replay::replay(repo, index, replay, &mut conn, staging).await?;
+    let _ = conn.disconnect().await;
+    Ok(Some(report))
 }
 
 /// A trial of the plan's views, routines and triggers in the staging database, dropped again: a

@@ -49,7 +49,6 @@ pub(super) async fn restore_tables(
     options: &super::server::ServerRestoreOptions,
     chunks_done: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
-    let jobs = options.jobs;
     if options.drop_existing && matches!(plan.scope, RestoreScope::Tables { renamed: true }) {
         return Err(Error::invalid(
             "--drop-existing with --into-table: a renamed copy never replaces a table",
@@ -91,7 +90,7 @@ pub(super) async fn restore_tables(
     }
     let staging = create_staging(&mut conn, &plan, &tag).await?;
     let result = async {
-        let (rows, fetched) = stage_tables(&repo, &index, &plan, target, &staging, jobs, &chunks_done)
+        let (rows, fetched, replay) = stage_tables(&repo, &index, &plan, target, &staging, options, &chunks_done)
             .await
             .map_err(|e| {
                 e.context(format!(
@@ -110,7 +109,7 @@ pub(super) async fn restore_tables(
             bytes_fetched: fetched,
             objects,
             replaced: !replaced.is_empty(),
-            replay: None,
+            replay,
         })
     }
     .await;
@@ -148,9 +147,9 @@ async fn stage_tables(
     plan: &Arc<RestorePlan>,
     target: &MysqlTarget,
     staging: &str,
-    jobs: usize,
+    options: &super::server::ServerRestoreOptions,
     chunks_done: &Arc<AtomicU64>,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, Option<crate::pitr::replay::ReplayReport>)> {
     let mut conn = target.connect().await?;
     prepare_session(&mut conn, staging).await?;
     for statement in plan.table_statements() {
@@ -164,9 +163,19 @@ async fn stage_tables(
         )
         .await?;
     }
-    let loaded = load_rows(repo, index, plan, target, staging, jobs, chunks_done).await?;
+    let (rows, fetched) = load_rows(
+        repo,
+        index,
+        plan,
+        target,
+        staging,
+        options.jobs,
+        chunks_done,
+    )
+    .await?;
+    let replay = super::server::replay_onto(repo, index, options, target, staging).await?;
     try_objects(&mut conn, plan, staging).await?;
-    Ok(loaded)
+    Ok((rows, fetched, replay))
 }
 
 /// A live table that a restored one replaces, as it was just before the swap.
