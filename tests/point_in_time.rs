@@ -362,3 +362,73 @@ fn replay_refuses_what_it_cannot_do_exactly() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("gap"), "{}", stderr(&out));
 }
+
+/// The second after `moment` (the first second a later statement can be logged in).
+fn second_after(moment: &str) -> String {
+    let at: jiff::civil::DateTime = moment.parse().unwrap();
+    (at + jiff::SignedDuration::from_secs(1))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+#[test]
+fn undo_reverses_a_range_and_names_rows_changed_since() {
+    let server = MariaDb::start_with(None, &["--binlog-format=ROW"]);
+    let repo = Repo::new();
+    let url = server.socket_url();
+    server.sql(
+        "CREATE DATABASE study; CREATE TABLE study.t (id INT PRIMARY KEY, v VARCHAR(20), n DECIMAL(6,2));
+         INSERT INTO study.t VALUES (1,'one',1.5),(2,'two',2.5),(3,'three',3.5),(4,'four',4.5);
+         CREATE DATABASE other; CREATE TABLE other.o (id INT PRIMARY KEY); INSERT INTO other.o VALUES (1);",
+    );
+    ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+    let since = second_after(&moment());
+    // The damage: two updates of one row, an update, a delete, an insert; and another database.
+    server.sql("UPDATE study.t SET v = 'broken' WHERE id <= 2");
+    server.sql("DELETE FROM study.t WHERE id = 3; INSERT INTO study.t VALUES (9, 'nine', 9.5)");
+    server.sql("UPDATE study.t SET v = 'broken again' WHERE id = 1; DELETE FROM other.o");
+    let until = moment();
+    // A user corrects row 2 by hand afterwards: the undo must not overwrite that.
+    server.sql("UPDATE study.t SET n = 20.25 WHERE id = 2");
+    ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("undo.sql");
+    let out = repo.coffer(&[
+        "log",
+        "undo",
+        "--mysql",
+        &url,
+        "--db",
+        "study",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--output",
+        script.to_str().unwrap(),
+    ]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("1 row(s) changed since"), "{said}");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("NOT UNDONE: t row (2)"), "{text}");
+    assert!(
+        !text.contains("other"),
+        "only the database asked for: {text}"
+    );
+    server.load_script(text.as_bytes(), None).unwrap();
+    let rows = server.sql("SELECT id, v, n FROM study.t ORDER BY id");
+    assert_eq!(
+        rows, "1\tone\t1.50\n2\tbroken\t20.25\n3\tthree\t3.50\n4\tfour\t4.50\n",
+        "{text}"
+    );
+    assert_eq!(
+        server.sql("SELECT COUNT(*) FROM other.o").trim(),
+        "0",
+        "other is not touched"
+    );
+    // The undo is audited.
+    let audit = ok(repo.coffer(&["audit", "--json"]));
+    assert!(audit.contains("log undo"), "{audit}");
+}

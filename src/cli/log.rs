@@ -34,6 +34,38 @@ enum LogCommand {
     /// The archived changes to one database (or some of its tables) in a time range, one
     /// transaction a line, with the event `restore --stop-before` takes.
     Show(ShowArgs),
+    /// The inverse of the archived row changes to one database in a time range, newest first,
+    /// checked against the live rows, as a script to review and apply.
+    Undo(UndoArgs),
+}
+
+#[derive(clap::Args)]
+struct UndoArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// The live server the script is for (its rows are checked; nothing is written to it).
+    #[command(flatten)]
+    mysql: MysqlArg,
+    #[arg(long)]
+    db: String,
+    /// Only changes to this table (repeat for several).
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<String>,
+    /// The first moment whose changes are undone ("2026-11-24 16:55", UTC unless a zone is given).
+    #[arg(long, value_name = "TIME")]
+    since: String,
+    /// The last moment whose changes are undone (default: now).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only the archive of this server (as `log list` names it).
+    #[arg(long)]
+    server: Option<String>,
+    /// Write the script here (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
+    /// Why (a ticket number), kept in the audit log.
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -103,6 +135,7 @@ pub async fn run(args: LogArgs, matches: &ArgMatches) -> Result<ExitCode> {
         LogCommand::Follow(args) => follow(args, matches).await,
         LogCommand::List(args) => list(args).await,
         LogCommand::Show(args) => show(args).await,
+        LogCommand::Undo(args) => undo(args, matches).await,
     }
 }
 
@@ -367,6 +400,63 @@ async fn show(args: ShowArgs) -> Result<ExitCode> {
                 snapshot: None,
                 target_database: None,
                 counts: [("transactions".to_string(), shown.len() as u64)].into(),
+                definers: None,
+            },
+        ))
+    }
+    .await;
+    trail.finish(result).await
+}
+
+async fn undo(args: UndoArgs, matches: &ArgMatches) -> Result<ExitCode> {
+    super::audit::check_reason(&args.reason)?;
+    let now = jiff::Timestamp::now();
+    let request = coffer::pitr::undo::UndoRequest {
+        database: args.db.clone(),
+        tables: args.tables.clone(),
+        since: coffer::timespec::parse_point_in_time(&args.since, now)?,
+        until: match &args.until {
+            Some(t) => coffer::timespec::parse_point_in_time(t, now)?,
+            None => now,
+        },
+        server: args.server.clone(),
+    };
+    let target = args.mysql.target(matches)?;
+    let repo = args.repo.open().await?;
+    let trail = super::audit::AuditTrail::start(&repo, "log undo", args.reason.clone(), |r| {
+        r.database = Some(args.db.clone());
+        r.tables = args.tables.clone();
+        r.server = Some(target.describe());
+    })
+    .await?;
+    let result = async {
+        let index = repo.load_index().await?;
+        let mut conn = target.connect().await?;
+        let script = coffer::pitr::undo::undo(&repo, &index, &request, &mut conn).await?;
+        match &args.output {
+            Some(path) => std::fs::write(path, &script.sql).map_err(|e| {
+                Error::invalid(format!("writing {}", path.display())).with_source(e)
+            })?,
+            None => print!("{}", script.sql),
+        }
+        eprintln!(
+            "{} statement(s) undo the changes to {} from {} to {}; {} row(s) changed since are named and left alone",
+            script.statements,
+            args.db,
+            request.since,
+            request.until,
+            script.conflicts.len()
+        );
+        Ok((
+            ExitCode::SUCCESS,
+            super::audit::Audited {
+                snapshot: None,
+                target_database: None,
+                counts: [
+                    ("statements".to_string(), script.statements),
+                    ("conflicts".to_string(), script.conflicts.len() as u64),
+                ]
+                .into(),
                 definers: None,
             },
         ))

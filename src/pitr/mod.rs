@@ -11,3 +11,4 @@ pub mod events;
 pub mod replay;
 pub mod retention;
 pub mod show;
+pub mod undo;

@@ -231,12 +231,12 @@ fn chain_break(prev: &LogSegment, next: &LogSegment) -> Option<String> {
 
 /// A column of a staging table, as replay needs it.
 #[derive(Debug, Clone)]
-struct Column {
-    name: String,
-    data_type: String,
-    unsigned: bool,
-    charset: Option<String>,
-    generated: bool,
+pub(crate) struct Column {
+    pub(crate) name: String,
+    pub(crate) data_type: String,
+    pub(crate) unsigned: bool,
+    pub(crate) charset: Option<String>,
+    pub(crate) generated: bool,
 }
 
 /// `information_schema.COLUMNS`: name, data type, column type, character set, extra,
@@ -253,9 +253,9 @@ type ColumnRow = (
 
 /// A staging table's columns (in order) and the columns that identify a row.
 #[derive(Debug, Clone)]
-struct TableShape {
-    columns: Vec<Column>,
-    key: Vec<usize>,
+pub(crate) struct TableShape {
+    pub(crate) columns: Vec<Column>,
+    pub(crate) key: Vec<usize>,
 }
 
 /// How a transaction is applied.
@@ -620,73 +620,88 @@ impl Replayer<'_> {
         if let Some(shape) = self.shapes.get(table) {
             return Ok(shape.clone());
         }
-        let rows: Vec<ColumnRow> = conn
-            .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, EXTRA, \
-                 GENERATION_EXPRESSION, IS_NULLABLE FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                (self.staging, table),
-            )
-            .await
-            .map_err(|e| {
-                crate::source::mysql::mysql_error(e, &format!("reading the columns of {table}"))
+        let shape = table_shape(conn, self.staging, table)
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "the log changes rows of table {table}, which the copy of {} does not have",
+                    self.plan.database
+                ))
             })?;
-        if rows.is_empty() {
-            return Err(Error::invalid(format!(
-                "the log changes rows of table {table}, which the copy of {} does not have",
-                self.plan.database
-            )));
-        }
-        let columns: Vec<Column> = rows
-            .iter()
-            .map(
-                |(name, data_type, column_type, charset, extra, generation, _)| Column {
-                    name: name.clone(),
-                    data_type: data_type.to_ascii_lowercase(),
-                    unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
-                    charset: charset.clone(),
-                    generated: generation.as_deref().is_some_and(|g| !g.is_empty())
-                        || extra.to_ascii_uppercase().contains("GENERATED")
-                            && !extra.to_ascii_uppercase().contains("DEFAULT_GENERATED"),
-                },
-            )
-            .collect();
-        let indexes: Vec<(String, i64, String)> = conn
-            .exec(
-                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, \
-                 INDEX_NAME, SEQ_IN_INDEX",
-                (self.staging, table),
-            )
-            .await
-            .map_err(|e| {
-                crate::source::mysql::mysql_error(e, &format!("reading the keys of {table}"))
-            })?;
-        let not_null = |column: &str| rows.iter().any(|r| r.0 == column && r.6 == "NO");
-        let mut key = Vec::new();
-        let mut candidates: Vec<(String, Vec<String>)> = Vec::new();
-        for (index, non_unique, column) in indexes {
-            if non_unique != 0 {
-                continue;
-            }
-            match candidates.last_mut() {
-                Some((name, columns)) if *name == index => columns.push(column),
-                _ => candidates.push((index, vec![column])),
-            }
-        }
-        if let Some((_, names)) = candidates
-            .iter()
-            .find(|(_, names)| names.iter().all(|n| not_null(n)))
-        {
-            key = names
-                .iter()
-                .filter_map(|n| columns.iter().position(|c| &c.name == n))
-                .collect();
-        }
-        let shape = TableShape { columns, key };
         self.shapes.insert(table.to_string(), shape.clone());
         Ok(shape)
     }
+}
+
+/// A table's columns (in order, as the log lists them) and the columns that identify a row:
+/// the primary key, else the first unique key of NOT NULL columns, else none. `None` when the
+/// table does not exist.
+pub(crate) async fn table_shape(
+    conn: &mut Conn,
+    database: &str,
+    table: &str,
+) -> Result<Option<TableShape>> {
+    let rows: Vec<ColumnRow> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, EXTRA, \
+             GENERATION_EXPRESSION, IS_NULLABLE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (database, table),
+        )
+        .await
+        .map_err(|e| {
+            crate::source::mysql::mysql_error(e, &format!("reading the columns of {table}"))
+        })?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let columns: Vec<Column> = rows
+        .iter()
+        .map(
+            |(name, data_type, column_type, charset, extra, generation, _)| Column {
+                name: name.clone(),
+                data_type: data_type.to_ascii_lowercase(),
+                unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
+                charset: charset.clone(),
+                generated: generation.as_deref().is_some_and(|g| !g.is_empty())
+                    || extra.to_ascii_uppercase().contains("GENERATED")
+                        && !extra.to_ascii_uppercase().contains("DEFAULT_GENERATED"),
+            },
+        )
+        .collect();
+    let indexes: Vec<(String, i64, String)> = conn
+        .exec(
+            "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, \
+             INDEX_NAME, SEQ_IN_INDEX",
+            (database, table),
+        )
+        .await
+        .map_err(|e| {
+            crate::source::mysql::mysql_error(e, &format!("reading the keys of {table}"))
+        })?;
+    let not_null = |column: &str| rows.iter().any(|r| r.0 == column && r.6 == "NO");
+    let mut key = Vec::new();
+    let mut candidates: Vec<(String, Vec<String>)> = Vec::new();
+    for (index, non_unique, column) in indexes {
+        if non_unique != 0 {
+            continue;
+        }
+        match candidates.last_mut() {
+            Some((name, columns)) if *name == index => columns.push(column),
+            _ => candidates.push((index, vec![column])),
+        }
+    }
+    if let Some((_, names)) = candidates
+        .iter()
+        .find(|(_, names)| names.iter().all(|n| not_null(n)))
+    {
+        key = names
+            .iter()
+            .filter_map(|n| columns.iter().position(|c| &c.name == n))
+            .collect();
+    }
+    Ok(Some(TableShape { columns, key }))
 }
 
 /// Whether statement `text` names one of `tables` (as a word, case-insensitively): DDL on
@@ -855,7 +870,10 @@ fn row_statement(
 }
 
 /// A logged value as an exact SQL literal for `column` (session: `time_zone` '+00:00').
-fn literal(value: &BinlogValue<'_>, column: &Column) -> std::result::Result<String, String> {
+pub(crate) fn literal(
+    value: &BinlogValue<'_>,
+    column: &Column,
+) -> std::result::Result<String, String> {
     use mysql_async::Value;
     let value = match value {
         BinlogValue::Value(value) => value,
