@@ -161,8 +161,8 @@ fn recorded_gap(segment: &LogSegment, recorded: &LogGap) -> Gap {
 }
 
 /// Why `next` does not continue `prev` (same stream), if it does not: a missing or repeated
-/// number, or positions that do not meet.
-fn chain_break(prev: &LogSegment, next: &LogSegment) -> Option<String> {
+/// number, or positions that do not meet (`log list` and replay judge the chain alike).
+pub(crate) fn chain_break(prev: &LogSegment, next: &LogSegment) -> Option<String> {
     if next.seq == prev.seq {
         return Some(format!(
             "segment {} is stored twice (two followers of one server?); replay refuses the range",

@@ -9,6 +9,7 @@ use mysql_async::binlog::events::{Event, TransactionPayloadEvent};
 use mysql_common::binlog::consts::BinlogVersion;
 
 use crate::error::{Error, Result};
+use crate::repo::Repository;
 use crate::repo::log_segments::LogSegment;
 use crate::source::mysql::binlog::{LoggedTransaction, TransactionAssembler};
 use crate::source::mysql::changes::{Changes, check_framing_of, decoded};
@@ -94,4 +95,44 @@ impl<'a> SegmentEvents<'a> {
             }
         }
     }
+}
+
+/// The segments with transactions that may touch `database` between `since` and `until`
+/// (either open), of `server` when one is named, in log order: each stream by number, the
+/// streams by their first event (a failover's new stream after the old one).
+pub async fn segments_touching(
+    repo: &Repository,
+    database: &str,
+    server: Option<&str>,
+    since: Option<jiff::Timestamp>,
+    until: Option<jiff::Timestamp>,
+) -> Result<Vec<LogSegment>> {
+    let mut segments: Vec<LogSegment> = repo
+        .log_segments()
+        .await?
+        .into_iter()
+        .filter(|s| server.is_none_or(|server| s.server == server))
+        .filter(|s| s.transactions > 0 && s.touches(database))
+        .filter(|s| {
+            let ends_before = since.is_some_and(|since| s.last_time.is_some_and(|t| t < since));
+            let starts_after = until.is_some_and(|until| s.first_time.is_some_and(|t| t > until));
+            !ends_before && !starts_after
+        })
+        .collect();
+    let mut stream_start: std::collections::HashMap<String, Option<jiff::Timestamp>> =
+        std::collections::HashMap::new();
+    for s in &segments {
+        let first = stream_start.entry(s.stream.clone()).or_insert(s.first_time);
+        if s.first_time.is_some() && (first.is_none() || s.first_time < *first) {
+            *first = s.first_time;
+        }
+    }
+    segments.sort_by(|a, b| {
+        (stream_start.get(&a.stream), &a.stream, a.seq).cmp(&(
+            stream_start.get(&b.stream),
+            &b.stream,
+            b.seq,
+        ))
+    });
+    Ok(segments)
 }

@@ -205,28 +205,13 @@ fn after(a: &(String, u64), b: &(String, u64)) -> bool {
     }
 }
 
-/// Why `next` does not continue `prev` (see `crate::pitr::coverage`).
+/// Why `next` does not continue `prev`: a recorded gap, or a break in the chain
+/// ([`super::coverage::chain_break`]).
 fn chain_break(prev: &LogSegment, next: &LogSegment) -> Option<String> {
-    if let Some(gap) = &next.gap_before {
-        return Some(gap.reason.clone());
+    match &next.gap_before {
+        Some(gap) => Some(gap.reason.clone()),
+        None => super::coverage::chain_break(prev, next),
     }
-    if next.seq != prev.seq + 1 {
-        return Some(format!(
-            "segment {} follows segment {} (missing or repeated)",
-            next.seq, prev.seq
-        ));
-    }
-    let continues = if next.file == prev.file {
-        next.start == prev.end
-    } else {
-        file_order(&next.file, &prev.file).is_gt() && next.start <= 4
-    };
-    (!continues).then(|| {
-        format!(
-            "segment {} starts at {}:{}, segment {} ended at {}:{}",
-            next.seq, next.file, next.start, prev.seq, prev.file, prev.end
-        )
-    })
 }
 
 /// A column of a staging table, as replay needs it.

@@ -13,7 +13,6 @@ use super::events::{Item, SegmentEvents};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::index::Index;
-use crate::repo::log_segments::LogSegment;
 use crate::source::mysql::changes::{classify_statement, decoded, query_rules};
 
 /// What to list.
@@ -60,29 +59,14 @@ pub async fn show(
     index: &Index,
     request: &ShowRequest,
 ) -> Result<Vec<ShownTransaction>> {
-    let mut segments: Vec<LogSegment> = repo
-        .log_segments()
-        .await?
-        .into_iter()
-        .filter(|s| {
-            request
-                .server
-                .as_ref()
-                .is_none_or(|server| &s.server == server)
-        })
-        .filter(|s| s.transactions > 0 && s.touches(&request.database))
-        .filter(|s| {
-            let ends_before = request
-                .since
-                .is_some_and(|since| s.last_time.is_some_and(|t| t < since));
-            let starts_after = request
-                .until
-                .is_some_and(|until| s.first_time.is_some_and(|t| t > until));
-            !ends_before && !starts_after
-        })
-        .collect();
-    segments
-        .sort_by(|a, b| (a.first_time, &a.stream, a.seq).cmp(&(b.first_time, &b.stream, b.seq)));
+    let segments = super::events::segments_touching(
+        repo,
+        &request.database,
+        request.server.as_deref(),
+        request.since,
+        request.until,
+    )
+    .await?;
     let mut shown = Vec::new();
     for segment in &segments {
         let bytes = super::archive::segment_bytes(repo, index, segment).await?;

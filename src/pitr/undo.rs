@@ -284,23 +284,14 @@ async fn count(conn: &mut Conn, sql: &str) -> Result<u64> {
 
 /// The row changes on the database in the range, in log order; refuses what cannot be undone.
 async fn collect(repo: &Repository, index: &Index, request: &UndoRequest) -> Result<Vec<Change>> {
-    let mut segments: Vec<_> = repo
-        .log_segments()
-        .await?
-        .into_iter()
-        .filter(|s| {
-            request
-                .server
-                .as_ref()
-                .is_none_or(|server| &s.server == server)
-        })
-        .filter(|s| s.transactions > 0 && s.touches(&request.database))
-        .filter(|s| {
-            s.last_time.is_none_or(|t| t >= request.since)
-                && s.first_time.is_none_or(|t| t <= request.until)
-        })
-        .collect();
-    segments.sort_by(|a, b| (&a.stream, a.seq).cmp(&(&b.stream, b.seq)));
+    let segments = super::events::segments_touching(
+        repo,
+        &request.database,
+        request.server.as_deref(),
+        Some(request.since),
+        Some(request.until),
+    )
+    .await?;
     let mut out = Vec::new();
     for segment in &segments {
         let bytes = super::archive::segment_bytes(repo, index, segment).await?;
