@@ -171,6 +171,9 @@ fn restore_at_moments_equals_the_reference() {
     let repo = Repo::new();
     let url = server.socket_url();
     server.sql(SCHEMA);
+    // An empty table for `--where` to restore rows into (made before the archive starts: a
+    // statement naming study and another database is one replay refuses).
+    server.sql("CREATE DATABASE rows_a; CREATE TABLE rows_a.visits LIKE study.visits");
     let mut child = follower(&repo, &server);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut next_id = 0;
@@ -184,6 +187,8 @@ fn restore_at_moments_equals_the_reference() {
     workload(&server, &mut rng, &mut next_id, 60);
     let at_a = moment();
     let reference_a = state(&server, "study");
+    let matching = "SELECT id, v, note FROM {}.visits WHERE v >= 500 ORDER BY id";
+    let rows_a = server.sql(&matching.replace("{}", "study"));
     server.sql("ALTER TABLE study.visits ADD COLUMN extra INT NOT NULL DEFAULT 7 AFTER v");
     server.sql("CREATE TABLE study.added (id INT PRIMARY KEY, w TEXT)");
     server.sql("INSERT INTO study.added VALUES (1, 'made after the first snapshot')");
@@ -254,6 +259,99 @@ fn restore_at_moments_equals_the_reference() {
     assert!(
         reference_b.iter().any(|r| r == &table_b[0]),
         "visits at {at_b} differs"
+    );
+
+    // Rows by a condition at a moment: rows moved into and out of it after the snapshot.
+    let out = restore_at(
+        &repo,
+        &server,
+        "rows_a",
+        &["--at", &at_a, "--table", "visits", "--where", "v >= 500"],
+    );
+    assert!(out.contains("inserted"), "{out}");
+    assert_eq!(server.sql(&matching.replace("{}", "rows_a")), rows_a);
+    let script = repo.dir.path().join("rows_a.sql");
+    let out = restore_at(
+        &repo,
+        &server,
+        "rows_a",
+        &[
+            "--at",
+            &at_a,
+            "--table",
+            "visits",
+            "--where",
+            "v >= 500",
+            "--to-sql",
+            script.to_str().unwrap(),
+        ],
+    );
+    let expected = rows_a.lines().filter(|l| !l.is_empty()).count();
+    assert!(
+        out.contains(&format!("wrote {expected} matching rows")),
+        "{out}"
+    );
+    // A table under another name at a moment, and the DDL such a copy cannot take.
+    restore_at(
+        &repo,
+        &server,
+        "renamed_a",
+        &[
+            "--at",
+            &at_a,
+            "--table",
+            "visits",
+            "--into-table",
+            "visits_then",
+        ],
+    );
+    let renamed = state(&server, "renamed_a");
+    let original = reference_a.iter().find(|r| r.0 == "visits").unwrap();
+    assert_eq!(renamed[0].1, original.1, "visits_then at {at_a} differs");
+    let said = repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--db",
+        "study",
+        "--into",
+        "renamed_b",
+        "--at",
+        &at_b,
+        "--table",
+        "visits",
+        "--into-table",
+        "visits_then",
+    ]);
+    assert!(
+        !said.status.success() && stderr(&said).contains("restored under another name"),
+        "{}",
+        stderr(&said)
+    );
+
+    // A script of the database at a moment, made on a scratch copy; and refused where the
+    // tables' definitions changed on the way (the script carries the snapshot's).
+    let dump = |at: &str, into: &str| {
+        repo.coffer(&[
+            "dump", "--mysql", &url, "--db", "study", "--into", into, "--at", at,
+        ])
+    };
+    let script = ok(dump(&at_a, "dumped_a"));
+    assert!(script.contains("by replaying the archived binary log"));
+    server.load_script(script.as_bytes(), None).unwrap();
+    assert!(
+        state(&server, "dumped_a") == reference_a,
+        "dump --at {at_a}"
+    );
+    let said = dump(&at_b, "dumped_b");
+    assert!(
+        !said.status.success() && stderr(&said).contains("changes the definition"),
+        "{}",
+        stderr(&said)
+    );
+    assert!(
+        !server.sql("SHOW DATABASES").contains("coffer_restore_"),
+        "the scratch copies are dropped"
     );
 
     // Just before the damaging statement, from its GTID.
@@ -417,6 +515,41 @@ fn undo_reverses_a_range_and_names_rows_changed_since() {
         !text.contains("other"),
         "only the database asked for: {text}"
     );
+
+    // --where narrows both to the rows it matches, before or after the change, as the server
+    // judges it: row 1 changed in two transactions (the first changed row 2 too).
+    let range = ["--db", "study", "--since", &since, "--until", &until];
+    let mut show = vec![
+        "log", "show", "--mysql", &url, "--where", "id = 1", "--json",
+    ];
+    show.extend_from_slice(&range);
+    let shown: serde_json::Value = serde_json::from_str(&ok(repo.coffer(&show))).unwrap();
+    let counts: Vec<_> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tables"]["t"]["updated"].as_u64())
+        .collect();
+    assert_eq!(counts, [Some(1), Some(1)], "{shown:#}");
+    let mut typo = vec!["log", "show", "--mysql", &url, "--where", "nosuch = 1"];
+    typo.extend_from_slice(&range);
+    let said = stderr(&repo.coffer(&typo));
+    assert!(said.contains("refused by the server"), "{said}");
+    let only_three = dir.path().join("undo-3.sql");
+    let mut undo = vec![
+        "log", "undo", "--mysql", &url, "--where", "id = 3", "--output",
+    ];
+    undo.push(only_three.to_str().unwrap());
+    undo.extend_from_slice(&range);
+    ok(repo.coffer(&undo));
+    let narrowed = std::fs::read_to_string(&only_three).unwrap();
+    assert!(
+        narrowed.matches("-- undo ").count() == 1
+            && narrowed.contains("-- undo t row (3)")
+            && narrowed.contains("INSERT INTO"),
+        "only the delete of row 3 is undone: {narrowed}"
+    );
+
     server.load_script(text.as_bytes(), None).unwrap();
     let rows = server.sql("SELECT id, v, n FROM study.t ORDER BY id");
     assert_eq!(

@@ -51,6 +51,10 @@ struct UndoArgs {
     /// Only changes to this table (repeat for several).
     #[arg(long = "table", value_name = "TABLE")]
     tables: Vec<String>,
+    /// Only changes to rows for which this SQL condition is true, before or after the change
+    /// (the live server judges it, on the live table's columns).
+    #[arg(long = "where", value_name = "EXPR")]
+    where_: Option<String>,
     /// The first moment whose changes are undone ("2026-11-24 16:55", UTC unless a zone is given).
     #[arg(long, value_name = "TIME")]
     since: String,
@@ -78,6 +82,14 @@ struct ShowArgs {
     /// Only changes to this table (repeat for several; DDL is then left out).
     #[arg(long = "table", value_name = "TABLE")]
     tables: Vec<String>,
+    /// Only changes to rows for which this SQL condition is true, before or after the change
+    /// (DDL is then left out). The server of --mysql judges it, on the live table's columns.
+    #[arg(long = "where", value_name = "EXPR", requires = "mysql")]
+    where_: Option<String>,
+    /// mysql://… of the live server, for --where (nothing is written to it). Password from
+    /// COFFER_MYSQL_PASSWORD or COFFER_MYSQL_PASSWORD_FILE.
+    #[arg(long, env = "COFFER_MYSQL_URL", hide_env_values = true)]
+    mysql: Option<String>,
     /// From this time on ("2026-11-24 16:00", UTC unless a zone is given, or 3h back).
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
@@ -134,7 +146,7 @@ pub async fn run(args: LogArgs, matches: &ArgMatches) -> Result<ExitCode> {
         LogCommand::Sync(args) => sync(args, matches).await,
         LogCommand::Follow(args) => follow(args, matches).await,
         LogCommand::List(args) => list(args).await,
-        LogCommand::Show(args) => show(args).await,
+        LogCommand::Show(args) => show(args, matches).await,
         LogCommand::Undo(args) => undo(args, matches).await,
     }
 }
@@ -343,7 +355,7 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(args: ShowArgs) -> Result<ExitCode> {
+async fn show(args: ShowArgs, matches: &ArgMatches) -> Result<ExitCode> {
     super::audit::check_reason(&args.reason)?;
     let now = jiff::Timestamp::now();
     let time = |text: &Option<String>| {
@@ -358,16 +370,30 @@ async fn show(args: ShowArgs) -> Result<ExitCode> {
         until: time(&args.until)?,
         server: args.server.clone(),
         limit: args.limit.max(1),
+        filter: args.where_.clone(),
+    };
+    // The live server only judges --where.
+    let target = match (&args.where_, &args.mysql) {
+        (Some(_), Some(url)) => Some(MysqlArg { mysql: url.clone() }.target(matches)?),
+        _ => None,
     };
     let repo = args.repo.open().await?;
     let trail = super::audit::AuditTrail::start(&repo, "log show", args.reason.clone(), |r| {
         r.database = Some(args.db.clone());
         r.tables = args.tables.clone();
+        r.where_ = args.where_.clone();
     })
     .await?;
     let result = async {
         let index = repo.load_index().await?;
-        let shown = coffer::pitr::show::show(&repo, &index, &request).await?;
+        let mut conn = match &target {
+            Some(target) => Some(target.connect().await?),
+            None => None,
+        };
+        let shown = coffer::pitr::show::show(&repo, &index, &request, conn.as_mut()).await?;
+        if let Some(conn) = conn {
+            let _ = conn.disconnect().await;
+        }
         if args.json {
             print_json(&shown)?;
         } else if shown.is_empty() {
@@ -420,12 +446,14 @@ async fn undo(args: UndoArgs, matches: &ArgMatches) -> Result<ExitCode> {
             None => now,
         },
         server: args.server.clone(),
+        filter: args.where_.clone(),
     };
     let target = args.mysql.target(matches)?;
     let repo = args.repo.open().await?;
     let trail = super::audit::AuditTrail::start(&repo, "log undo", args.reason.clone(), |r| {
         r.database = Some(args.db.clone());
         r.tables = args.tables.clone();
+        r.where_ = args.where_.clone();
         r.server = Some(target.describe());
     })
     .await?;

@@ -136,7 +136,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Snapshots(args) => snapshots::run(args).await,
         Command::Ls(args) => ls::run(args).await,
         Command::Restore(args) => restore::run(args, matches).await,
-        Command::Dump(args) => dump::run(args).await,
+        Command::Dump(args) => dump::run(args, matches).await,
         Command::Check(args) => check::run(args).await,
         Command::Repair(args) => repair::run(args).await,
         Command::Stats(args) => stats::run(args).await,

@@ -105,24 +105,18 @@ async fn restore(
     repo: &Arc<Repository>,
     traffic: &Traffic,
 ) -> Result<(ExitCode, Audited)> {
-    let moment = point_in_time(args)?;
+    let moment = point_in_time(&args.source, args.stop_before.as_deref())?;
     let source = match &moment {
-        Some(target) => copy_before(args, repo, target.until).await?,
+        Some(target) => copy_before(&args.source, repo, target.until).await?,
         None => args.source.clone(),
     };
     let loaded = source.load_plan(repo).await?;
     let replay = match moment {
-        Some(target) => replay_plan(args, repo, &loaded, target).await?,
+        Some(target) => replay_plan(&args.source, repo, &loaded, target).await?,
         None => None,
     };
     if let Some(expression) = &args.where_ {
-        if replay.is_some() {
-            return Err(coffer::Error::invalid(
-                "replaying the archived binary log is done for whole databases only (not yet for --where)",
-            )
-            .with_hint("restore the database to the moment under another name with --into, then take the rows from it"));
-        }
-        return run_rows(args, expression, loaded, target, repo, traffic).await;
+        return run_rows(args, expression, loaded, replay, target, repo, traffic).await;
     }
     let (id, index, plan) = (loaded.id, Arc::new(loaded.index), Arc::new(loaded.plan));
     let total = plan.data_items().len() as u64;
@@ -191,16 +185,7 @@ async fn restore(
         started.elapsed().as_secs_f64()
     );
     if let Some(replay) = &stats.replay {
-        println!(
-            "replayed the archived binary log onto it: {} transaction(s), {} row(s), {} statement(s){}",
-            replay.transactions_applied,
-            replay.rows_applied,
-            replay.statements_applied,
-            match (&replay.last_applied, replay.last_time) {
-                (Some(last), Some(time)) => format!("; the last, {last}, at {time}"),
-                _ => String::new(),
-            }
-        );
+        println!("{}", replayed_line(replay));
     }
     if plan.scope == (RestoreScope::Tables { renamed: true }) {
         println!(
@@ -225,47 +210,64 @@ async fn restore(
     Ok((ExitCode::SUCCESS, audited))
 }
 
+/// What a replay applied, in a line.
+fn replayed_line(replay: &coffer::pitr::replay::ReplayReport) -> String {
+    format!(
+        "replayed the archived binary log onto it: {} transaction(s), {} row(s), {} statement(s){}",
+        replay.transactions_applied,
+        replay.rows_applied,
+        replay.statements_applied,
+        match (&replay.last_applied, replay.last_time) {
+            (Some(last), Some(time)) => format!("; the last, {last}, at {time}"),
+            _ => String::new(),
+        }
+    )
+}
+
 /// The moment asked for (`--at`, or now with only `--stop-before`), when one is.
-fn point_in_time(args: &RestoreArgs) -> Result<Option<ReplayTarget>> {
+pub(super) fn point_in_time(
+    source: &DatabaseArgs,
+    stop_before: Option<&str>,
+) -> Result<Option<ReplayTarget>> {
     let now = jiff::Timestamp::now();
-    let until = match (&args.source.snapshot.at, &args.stop_before) {
+    let until = match (&source.snapshot.at, stop_before) {
         (Some(at), _) => coffer::timespec::parse_point_in_time(at, now)?,
         (None, Some(_)) => now,
         (None, None) => return Ok(None),
     };
-    if args.source.snapshot.snapshot.is_some() {
+    if source.snapshot.snapshot.is_some() {
         return Err(coffer::Error::invalid(
             "--stop-before replays from the snapshot --at chooses; it cannot be combined with --snapshot",
         ));
     }
     Ok(Some(ReplayTarget {
         until,
-        stop_before: args.stop_before.clone(),
+        stop_before: stop_before.map(str::to_string),
     }))
 }
 
 /// The newest snapshot whose run had finished by `until`, holding the database: its copy is
 /// from before the moment (a run still going at `until` may have read the database after it).
-async fn copy_before(
-    args: &RestoreArgs,
+pub(super) async fn copy_before(
+    source: &DatabaseArgs,
     repo: &Repository,
     until: jiff::Timestamp,
-) -> Result<super::DatabaseArgs> {
+) -> Result<DatabaseArgs> {
     let mut at = until;
     for attempt in 0..1000 {
         let chosen = repo
-            .select_snapshot(&SnapshotSelector::At(at), Some(&args.source.db))
+            .select_snapshot(&SnapshotSelector::At(at), Some(&source.db))
             .await?;
         if chosen.snapshot.finished <= until {
             if attempt == 0 {
                 // --at chooses it as it always has (and says why).
-                return Ok(args.source.clone());
+                return Ok(source.clone());
             }
             eprintln!(
                 "note: the backups after snapshot {} were still running at {until}: their copies may be later than that",
                 chosen.id.short()
             );
-            let mut source = args.source.clone();
+            let mut source = source.clone();
             source.snapshot.at = None;
             source.snapshot.snapshot = Some(chosen.id.to_string());
             return Ok(source);
@@ -278,20 +280,20 @@ async fn copy_before(
     }
     Err(coffer::Error::invalid(format!(
         "no snapshot holding {} finished before {until}",
-        args.source.db
+        source.db
     )))
 }
 
 /// What to replay onto the copy: `None` when the archive holds nothing of the snapshot's
 /// server (the snapshot is restored as it is, and the output says so).
-async fn replay_plan(
-    args: &RestoreArgs,
+pub(super) async fn replay_plan(
+    source: &DatabaseArgs,
     repo: &Repository,
     loaded: &super::LoadedPlan,
     target: ReplayTarget,
 ) -> Result<Option<Arc<ReplayPlan>>> {
     if !coffer::pitr::replay::archive_exists(repo, &loaded.snapshot).await? {
-        if args.stop_before.is_some() {
+        if target.stop_before.is_some() {
             return Err(coffer::Error::invalid(format!(
                 "--stop-before needs the archived binary log of {}, and the repository has none",
                 loaded.snapshot.source.server
@@ -299,7 +301,7 @@ async fn replay_plan(
             .with_hint("archive it with `coffer log follow` or `coffer log sync`"));
         }
         eprintln!(
-            "note: no archived binary log of {}: restoring snapshot {} ({}) as it was, not {}",
+            "note: no archived binary log of {}: taking snapshot {} ({}) as it was, not {}",
             loaded.snapshot.source.server,
             loaded.id.short(),
             loaded.snapshot.time,
@@ -311,17 +313,25 @@ async fn replay_plan(
         .snapshot
         .databases
         .iter()
-        .find(|d| d.name == args.source.db)
+        .find(|d| d.name == source.db)
         .ok_or_else(|| {
             coffer::Error::invalid(format!(
                 "database {} is not in snapshot {}",
-                args.source.db,
+                source.db,
                 loaded.id.short()
             ))
         })?;
     let mut plan = coffer::pitr::replay::plan(repo, &loaded.snapshot, entry, target).await?;
-    if !args.source.tables.is_empty() {
+    if !source.tables.is_empty() {
         plan.tables = Some(loaded.plan.tables.iter().map(|t| t.name.clone()).collect());
+        plan.renamed = loaded
+            .plan
+            .tables
+            .iter()
+            .zip(&loaded.plan.table_targets)
+            .filter(|(table, copy)| table.name != **copy)
+            .map(|(table, copy)| (table.name.clone(), copy.clone()))
+            .collect();
     }
     eprintln!(
         "replaying the archived binary log of {} onto snapshot {}'s copy of {}: from {}:{} to {}{} ({} segment(s))",
@@ -346,6 +356,7 @@ async fn run_rows(
     args: &RestoreArgs,
     expression: &str,
     loaded: LoadedPlan,
+    replay: Option<Arc<ReplayPlan>>,
     target: &MysqlTarget,
     repo: &Arc<Repository>,
     traffic: &Traffic,
@@ -386,6 +397,7 @@ async fn run_rows(
             expression,
             destination,
             jobs: args.jobs,
+            replay,
         },
         done,
     )
@@ -431,6 +443,9 @@ async fn run_rows(
         ));
     }
     eprintln!("{}", outcome.chunk_choice);
+    if let Some(replay) = &outcome.replay {
+        eprintln!("{}", replayed_line(replay));
+    }
     let summary = if to_sql {
         format!(
             "wrote {} matching rows of {}.{} from snapshot {} as SQL",
@@ -485,6 +500,13 @@ fn rows_audited(
             ("inserted".to_string(), outcome.inserted),
             ("replaced".to_string(), outcome.replaced),
             ("skipped".to_string(), outcome.skipped),
+            (
+                "replayed_transactions".to_string(),
+                outcome
+                    .replay
+                    .as_ref()
+                    .map_or(0, |r| r.transactions_applied),
+            ),
         ]
         .into(),
     }

@@ -10,5 +10,6 @@ pub mod coverage;
 pub mod events;
 pub mod replay;
 pub mod retention;
+pub(crate) mod row_filter;
 pub mod show;
 pub mod undo;

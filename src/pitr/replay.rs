@@ -65,6 +65,20 @@ pub struct ReplayPlan {
     pub fold_case: bool,
     /// Only these tables (a `--table` restore): their rows, and DDL that names one of them.
     pub tables: Option<Vec<String>>,
+    /// Tables whose copy has another name (`--into-table`): (name in the log, copy's name).
+    /// Their rows replay into the copy; DDL naming them is refused (its text names the
+    /// original).
+    pub renamed: Vec<(String, String)>,
+}
+
+impl ReplayPlan {
+    /// The copy's name of the log's table `table`.
+    fn copy_name(&self, table: &str) -> String {
+        self.renamed
+            .iter()
+            .find(|(original, _)| original.eq_ignore_ascii_case(table))
+            .map_or_else(|| table.to_string(), |(_, copy)| copy.clone())
+    }
 }
 
 /// What a replay applied.
@@ -195,6 +209,7 @@ pub async fn plan(
         target,
         fold_case: false,
         tables: None,
+        renamed: Vec::new(),
     })
 }
 
@@ -460,6 +475,17 @@ impl Replayer<'_> {
                     .tables
                     .as_ref()
                     .is_some_and(|tables| !names_any(&text, tables)) => {}
+            StatementClass::TableDdl
+                if self
+                    .plan
+                    .renamed
+                    .iter()
+                    .any(|(original, _)| names_any(&text, std::slice::from_ref(original))) =>
+            {
+                self.refuse(&format!(
+                    "DDL on a table restored under another name ({shown}…): restore it under its own name, or with --into"
+                ));
+            }
             StatementClass::TableDdl => {
                 let rules = rules.unwrap_or_default();
                 let sql = rename_schema(&text, &self.plan.database, self.staging, rules);
@@ -487,6 +513,7 @@ impl Replayer<'_> {
         {
             return Ok(());
         }
+        let table = self.plan.copy_name(&table);
         let kind = match rows {
             RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
                 RowKind::Insert

@@ -9,7 +9,10 @@ use mysql_async::binlog::events::{
 };
 use serde::Serialize;
 
+use mysql_common::binlog::row::BinlogRow;
+
 use super::events::{Item, SegmentEvents};
+use super::row_filter::RowFilter;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::index::Index;
@@ -27,6 +30,9 @@ pub struct ShowRequest {
     pub server: Option<String>,
     /// At most this many transactions (the earliest).
     pub limit: usize,
+    /// Only the changes to rows for which this SQL condition is true, before or after (judged
+    /// by the server on the live table's columns, [`super::row_filter`]); DDL is then left out.
+    pub filter: Option<String>,
 }
 
 /// One transaction that changed the database.
@@ -54,10 +60,36 @@ pub struct RowCounts {
 }
 
 /// The transactions on `request.database` the archive holds in the range, in log order.
+/// `conn` (to the live server) judges `request.filter`, which needs it.
 pub async fn show(
     repo: &Repository,
     index: &Index,
     request: &ShowRequest,
+    mut conn: Option<&mut mysql_async::Conn>,
+) -> Result<Vec<ShownTransaction>> {
+    let mut filter = match (&request.filter, conn.is_some()) {
+        (None, _) => None,
+        (Some(expression), true) => Some(RowFilter::new(&request.database, expression)?),
+        (Some(_), false) => {
+            return Err(
+                Error::invalid("--where is judged by the server: it needs --mysql")
+                    .with_hint("add --mysql URL of the live server (its tables give the columns)"),
+            );
+        }
+    };
+    let shown = list(repo, index, request, &mut filter, &mut conn).await;
+    if let (Some(filter), Some(conn)) = (filter, conn) {
+        filter.close(conn).await;
+    }
+    shown
+}
+
+async fn list(
+    repo: &Repository,
+    index: &Index,
+    request: &ShowRequest,
+    filter: &mut Option<RowFilter>,
+    conn: &mut Option<&mut mysql_async::Conn>,
 ) -> Result<Vec<ShownTransaction>> {
     let segments = super::events::segments_touching(
         repo,
@@ -77,7 +109,10 @@ pub async fn show(
             match item {
                 Item::Event(event) => read_event(&event, request, &mut tables, &mut current)?,
                 Item::End(done) => {
-                    let taken = std::mem::take(&mut current);
+                    let mut taken = std::mem::take(&mut current);
+                    if let (Some(filter), Some(conn)) = (filter.as_mut(), conn.as_deref_mut()) {
+                        keep_matching_rows(&mut taken, filter, conn).await?;
+                    }
                     if !taken.touched {
                         continue;
                     }
@@ -121,6 +156,68 @@ struct Current {
     statements: Vec<String>,
     /// The statement text of the rows that follow (ROWS_QUERY), until they show whose they are.
     rows_query: Option<String>,
+    /// With `--where`: the rows, counted once judged at the transaction's end.
+    rows: Vec<LoggedRow>,
+}
+
+/// One changed row, kept for `--where`.
+struct LoggedRow {
+    table: String,
+    kind: RowKind,
+    before: Option<BinlogRow>,
+    after: Option<BinlogRow>,
+    /// Its statement's text, if the server logged it.
+    statement: Option<usize>,
+}
+
+#[derive(Clone, Copy)]
+enum RowKind {
+    Inserted,
+    Updated,
+    Deleted,
+}
+
+impl RowCounts {
+    fn add(&mut self, kind: RowKind, count: u64) {
+        match kind {
+            RowKind::Inserted => self.inserted += count,
+            RowKind::Updated => self.updated += count,
+            RowKind::Deleted => self.deleted += count,
+        }
+    }
+}
+
+/// Count only the rows `filter` matches (before or after), with their statements.
+async fn keep_matching_rows(
+    current: &mut Current,
+    filter: &mut RowFilter,
+    conn: &mut mysql_async::Conn,
+) -> Result<()> {
+    let rows = std::mem::take(&mut current.rows);
+    let statements = std::mem::take(&mut current.statements);
+    current.touched = false;
+    let mut kept_statements = Vec::new();
+    for row in rows {
+        if !filter
+            .either_matches(conn, &row.table, row.before.as_ref(), row.after.as_ref())
+            .await?
+        {
+            continue;
+        }
+        current.touched = true;
+        current
+            .tables
+            .entry(row.table)
+            .or_default()
+            .add(row.kind, 1);
+        if let Some(text) = row.statement.and_then(|i| statements.get(i))
+            && kept_statements.last() != Some(text)
+        {
+            kept_statements.push(text.clone());
+        }
+    }
+    current.statements = kept_statements;
+    Ok(())
 }
 
 fn read_event(
@@ -153,6 +250,7 @@ fn read_event(
             if names_ours
                 && class != crate::source::mysql::changes::StatementClass::Control
                 && request.tables.is_empty()
+                && request.filter.is_none()
             {
                 current.touched = true;
                 current.statements.push(query.query().into_owned());
@@ -171,21 +269,36 @@ fn read_event(
             if !ours(&map.database_name()) || !wanted_table(&table) {
                 return Ok(());
             }
-            let count = rows.rows(map).count() as u64;
-            let counts = current.tables.entry(table).or_default();
-            match rows {
+            let kind = match rows {
                 RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
-                    counts.inserted += count
+                    RowKind::Inserted
                 }
                 RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => {
-                    counts.deleted += count
+                    RowKind::Deleted
                 }
-                _ => counts.updated += count,
-            }
-            current.touched = true;
+                _ => RowKind::Updated,
+            };
             if let Some(text) = current.rows_query.take() {
                 current.statements.push(text);
             }
+            if request.filter.is_some() {
+                let statement = current.statements.len().checked_sub(1);
+                for row in rows.rows(map) {
+                    let (before, after) = decoded(|| row)
+                        .map_err(|e| Error::corrupt(format!("a row of {table}: {e}")))?;
+                    current.rows.push(LoggedRow {
+                        table: table.clone(),
+                        kind,
+                        before,
+                        after,
+                        statement,
+                    });
+                }
+            } else {
+                let count = rows.rows(map).count() as u64;
+                current.tables.entry(table).or_default().add(kind, count);
+            }
+            current.touched = true;
         }
     }
     Ok(())

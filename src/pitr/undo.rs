@@ -22,7 +22,8 @@ use mysql_common::binlog::row::BinlogRow;
 use serde::Serialize;
 
 use super::events::{Item, SegmentEvents};
-use super::replay::{TableShape, literal, table_shape};
+use super::replay::{TableShape, table_shape};
+use super::row_filter::{RowFilter, row_literals};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::index::Index;
@@ -38,6 +39,9 @@ pub struct UndoRequest {
     pub since: jiff::Timestamp,
     pub until: jiff::Timestamp,
     pub server: Option<String>,
+    /// Only the changes whose row, before or after, this SQL condition is true for (judged by
+    /// the server on the live table's columns, [`super::row_filter`]).
+    pub filter: Option<String>,
 }
 
 /// The script and what it holds.
@@ -75,6 +79,11 @@ pub async fn undo(
     conn: &mut Conn,
 ) -> Result<UndoScript> {
     let changes = collect(repo, index, request).await?;
+    let mut filter = request
+        .filter
+        .as_deref()
+        .map(|expression| RowFilter::new(&request.database, expression))
+        .transpose()?;
     let mut script = UndoScript::default();
     let mut shapes: HashMap<String, TableShape> = HashMap::new();
     // What the script leaves each row it touches as: (table, key) -> the row's literals, or
@@ -105,19 +114,22 @@ pub async fn undo(
                 change.columns
             )));
         }
+        if let Some(filter) = filter.as_mut()
+            && !filter
+                .either_matches(
+                    conn,
+                    &change.table,
+                    change.before.as_ref(),
+                    change.after.as_ref(),
+                )
+                .await?
+        {
+            continue;
+        }
         let image = |row: &Option<BinlogRow>| -> Result<Option<Vec<String>>> {
-            let Some(row) = row else { return Ok(None) };
-            let mut values = Vec::with_capacity(shape.columns.len());
-            for (i, column) in shape.columns.iter().enumerate() {
-                let value = row.as_ref(i).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "the log's row of {} lacks column {} (binlog_row_image=FULL is needed to undo)",
-                        change.table, column.name
-                    ))
-                })?;
-                values.push(literal(value, column).map_err(Error::invalid)?);
-            }
-            Ok(Some(values))
+            row.as_ref()
+                .map(|row| row_literals(&change.table, row, shape))
+                .transpose()
         };
         let before = image(&change.before)?;
         let after = image(&change.after)?;
@@ -235,6 +247,9 @@ pub async fn undo(
         };
         statements.push(format!("-- undo {}\n{statement}", describe()));
     }
+    if let Some(filter) = filter {
+        filter.close(conn).await;
+    }
     script.statements = statements.len() as u64;
     script.transactions = changes.iter().map(|c| c.time).collect::<HashSet<_>>().len() as u64;
     let mut sql = format!(
@@ -246,6 +261,12 @@ pub async fn undo(
         request.since,
         request.until
     );
+    if let Some(expression) = &request.filter {
+        sql.push_str(&format!(
+            "-- Only the changes to rows for which this was true, before or after: {}\n",
+            expression.replace('\n', " ")
+        ));
+    }
     for conflict in &script.conflicts {
         sql.push_str(&format!("-- NOT UNDONE: {conflict}\n"));
     }

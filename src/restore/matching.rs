@@ -16,6 +16,12 @@
 //! else a unique key); a row that collides on another unique key fails the transaction and
 //! nothing is written. A table with neither has nothing to judge conflicts by: its matching rows
 //! are inserted. The live table's triggers fire as for any write.
+//!
+//! With `--at` the staged copy is first taken to the moment by replaying the archived binary
+//! log onto it ([`crate::pitr::replay`]), and only then filtered: every chunk is read, since a
+//! row may have moved into or out of the condition after the snapshot. A table whose definition
+//! changed on the way (replayed DDL) is refused: the rows would no longer fit the live table
+//! as the snapshot knew it.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -76,6 +82,9 @@ pub struct RowsOutcome {
     /// How the chunks were chosen, in words.
     pub chunk_choice: String,
     pub bytes_fetched: u64,
+    /// What was replayed from the archived binary log onto the staged copy (`--at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<crate::pitr::replay::ReplayReport>,
 }
 
 /// Which rows, where to, over how many connections.
@@ -85,6 +94,8 @@ pub struct RowsRequest<'a> {
     pub destination: RowsDestination<'a>,
     /// Connections loading candidate chunks at once.
     pub jobs: usize,
+    /// Take the staged copy to a moment first (`restore --at`).
+    pub replay: Option<Arc<crate::pitr::replay::ReplayPlan>>,
 }
 
 /// The matching rows of the single table of `plan` (see [`RestorePlan::select_tables`]).
@@ -100,6 +111,7 @@ pub async fn restore_rows(
         expression,
         destination,
         jobs,
+        replay,
     } = request;
     let [table] = plan.tables.as_slice() else {
         return Err(Error::invalid("--where selects rows of one table")
@@ -115,7 +127,13 @@ pub async fn restore_rows(
         return Err(Error::invalid("the --where expression is empty")
             .with_hint("give a condition such as \"id IN (4, 7)\", or leave --where out to restore the whole table"));
     }
-    let choice = candidate_chunks(table, expression);
+    let choice = match &replay {
+        None => candidate_chunks(table, expression),
+        Some(_) => super::pin::ChunkChoice::every_chunk(
+            table,
+            "the archived binary log is replayed onto the table, so rows may have moved into or out of the condition since the snapshot",
+        ),
+    };
     let mut narrowed = plan.clone();
     narrowed.tables[0].chunks = choice
         .chunks
@@ -145,7 +163,7 @@ pub async fn restore_rows(
     }
     let staging = create_staging(&mut conn, plan, &random_tag()?).await?;
     let result = async {
-        let (matched, bytes_fetched) = stage_matching(
+        let (matched, bytes_fetched, replayed) = stage_matching(
             &repo,
             &index,
             &narrowed,
@@ -153,6 +171,7 @@ pub async fn restore_rows(
             &staging,
             expression,
             jobs,
+            replay.as_deref(),
             &chunks_done,
         )
         .await?;
@@ -163,6 +182,7 @@ pub async fn restore_rows(
             pinned: choice.pinned,
             chunk_choice: choice.explanation.clone(),
             bytes_fetched,
+            replay: replayed,
             ..RowsOutcome::default()
         };
         match destination {
@@ -192,8 +212,9 @@ pub async fn restore_rows(
     result
 }
 
-/// Load the candidate chunks into a copy of the table in `staging` and keep only the rows for
-/// which the expression is true; returns (rows kept, bytes fetched).
+/// Load the candidate chunks into a copy of the table in `staging`, replay the archived log
+/// onto it if asked, and keep only the rows for which the expression is true; returns (rows
+/// kept, bytes fetched, what was replayed).
 #[allow(clippy::too_many_arguments)]
 async fn stage_matching(
     repo: &Arc<Repository>,
@@ -203,18 +224,62 @@ async fn stage_matching(
     staging: &str,
     expression: &str,
     jobs: usize,
+    replay: Option<&crate::pitr::replay::ReplayPlan>,
     chunks_done: &Arc<AtomicU64>,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, Option<crate::pitr::replay::ReplayReport>)> {
     let mut conn = target.connect().await?;
     prepare_session(&mut conn, staging).await?;
     let (staged, condition) = create_copy(&mut conn, plan, staging, expression).await?;
     let (_, fetched) = load_rows(repo, index, plan, target, staging, jobs, chunks_done).await?;
+    let replayed = match replay {
+        None => None,
+        Some(replay) => {
+            let mut replay_conn = target.connect().await?;
+            let report =
+                crate::pitr::replay::replay(repo, index, replay, &mut replay_conn, staging).await?;
+            let _ = replay_conn.disconnect().await;
+            same_definition_after_replay(&mut conn, plan, staging).await?;
+            Some(report)
+        }
+    };
     keep_matching(&mut conn, &staged, &condition).await?;
     let matched: Option<u64> = conn
         .query_first(format!("SELECT COUNT(*) FROM {staged}"))
         .await
         .map_err(|e| mysql_error(e, "counting the matching rows"))?;
-    Ok((matched.unwrap_or(0), fetched))
+    Ok((matched.unwrap_or(0), fetched, replayed))
+}
+
+/// Refuse a staged table whose columns replayed DDL changed: its rows are written with the
+/// snapshot's column list (the stored columns; generated ones are computed).
+async fn same_definition_after_replay(
+    conn: &mut Conn,
+    plan: &RestorePlan,
+    staging: &str,
+) -> Result<()> {
+    let (table, name) = (&plan.tables[0], &plan.table_targets[0]);
+    let shape = crate::pitr::replay::table_shape(conn, staging, name).await?;
+    let columns: Vec<&str> = shape
+        .as_ref()
+        .map(|s| {
+            s.columns
+                .iter()
+                .filter(|c| !c.generated)
+                .map(|c| c.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if columns != table.columns.iter().map(String::as_str).collect::<Vec<_>>() {
+        return Err(Error::invalid(format!(
+            "the definition of {} changed between the snapshot and the moment (the archived log holds DDL on it); nothing was written",
+            table.name
+        ))
+        .with_hint(format!(
+            "restore the table to the moment beside the live one (--table {} --into-table NEW_NAME, without --where), then take the rows from it",
+            table.name
+        )));
+    }
+    Ok(())
 }
 
 /// Create an empty copy of the plan's single table in `staging` (without foreign keys, whose

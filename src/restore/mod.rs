@@ -12,6 +12,7 @@ pub mod pin;
 pub mod rows;
 pub mod script;
 pub mod server;
+pub mod staged;
 pub mod statements;
 pub mod tables;
 pub mod verify;

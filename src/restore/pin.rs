@@ -24,17 +24,23 @@ pub struct ChunkChoice {
     pub explanation: String,
 }
 
+impl ChunkChoice {
+    /// Every chunk of `table`, for the reason given.
+    pub fn every_chunk(table: &TableTree, why: &str) -> ChunkChoice {
+        ChunkChoice {
+            chunks: (0..table.chunks.len()).collect(),
+            pinned: false,
+            explanation: format!(
+                "reading all {} chunks of the table: {why}",
+                table.chunks.len()
+            ),
+        }
+    }
+}
+
 /// The chunks of `table` that may hold rows matching `expression`.
 pub fn candidate_chunks(table: &TableTree, expression: &str) -> ChunkChoice {
-    let all = || (0..table.chunks.len()).collect::<Vec<_>>();
-    let everything = |why: String| ChunkChoice {
-        chunks: all(),
-        pinned: false,
-        explanation: format!(
-            "reading all {} chunks of the table: {why}",
-            table.chunks.len()
-        ),
-    };
+    let everything = |why: String| ChunkChoice::every_chunk(table, &why);
     let Some(key) = table.key_columns.first() else {
         return everything("it has no primary or unique key".into());
     };

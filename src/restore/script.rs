@@ -27,10 +27,24 @@ fn delimiter_for(sql: &str) -> String {
         .unwrap_or_else(|| ";;".to_string())
 }
 
+/// Where a script's rows come from.
+pub enum ScriptRows<'a> {
+    /// The snapshot's chunks.
+    Snapshot {
+        repo: &'a Repository,
+        index: &'a Index,
+    },
+    /// A copy of the plan's tables in a database on a server, read in key order
+    /// (`dump --at`: the snapshot taken to a moment in a staging database).
+    Staged {
+        conn: &'a mut mysql_async::Conn,
+        database: &'a str,
+    },
+}
+
 /// Write the whole database as SQL to `out`. `header` lines are written as comments.
 pub async fn write_script(
-    repo: &Repository,
-    index: &Index,
+    rows: ScriptRows<'_>,
     plan: &RestorePlan,
     header: &[String],
     out: &mut dyn Write,
@@ -50,17 +64,41 @@ pub async fn write_script(
         writeln!(out, "{};", statement.sql).map_err(io)?;
     }
     writeln!(out, "SET NAMES binary;").map_err(io)?;
-    let mut items = plan.data_items();
-    items.sort_by_key(|item| item.table);
-    let limits = LoadLimits {
-        statement: SCRIPT_STATEMENT_LIMIT,
-        value: SCRIPT_VALUE_LIMIT,
-    };
-    for item in items {
-        let data = repo.read_blob(index, &item.chunk.id).await?;
-        for insert in plan.insert_statements(item.table, &data, &limits)? {
-            out.write_all(&insert).map_err(io)?;
-            out.write_all(b";\n").map_err(io)?;
+    match rows {
+        ScriptRows::Snapshot { repo, index } => {
+            let mut items = plan.data_items();
+            items.sort_by_key(|item| item.table);
+            for item in items {
+                let data = repo.read_blob(index, &item.chunk.id).await?;
+                write_inserts(plan, item.table, &data, out)?;
+            }
+        }
+        ScriptRows::Staged { conn, database } => {
+            for (number, table) in plan.tables.iter().enumerate() {
+                if table.kind == crate::repo::tree::TableKind::Sequence {
+                    continue;
+                }
+                // Rows are streamed and written in batches of statements, whatever their number.
+                let mut batch: Vec<u8> = Vec::new();
+                crate::source::mysql::dump::for_each_row_as_text(
+                    conn,
+                    database,
+                    &plan.table_targets[number],
+                    &table.columns,
+                    &table.key_columns,
+                    |row| {
+                        batch.extend_from_slice(row);
+                        batch.push(b'\n');
+                        if batch.len() >= SCRIPT_STATEMENT_LIMIT {
+                            write_inserts(plan, number, &batch, out)?;
+                            batch.clear();
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+                write_inserts(plan, number, &batch, out)?;
+            }
         }
     }
     writeln!(out, "SET NAMES utf8mb4;").map_err(io)?;
@@ -84,6 +122,20 @@ pub async fn write_script(
         }
     }
     out.flush().map_err(io)
+}
+
+/// Rows of the plan's table `table` (chunk text) as INSERT statements.
+fn write_inserts(plan: &RestorePlan, table: usize, rows: &[u8], out: &mut dyn Write) -> Result<()> {
+    let limits = LoadLimits {
+        statement: SCRIPT_STATEMENT_LIMIT,
+        value: SCRIPT_VALUE_LIMIT,
+    };
+    for insert in plan.insert_statements(table, rows, &limits)? {
+        out.write_all(&insert)
+            .and_then(|()| out.write_all(b";\n"))
+            .map_err(|e| Error::new(ErrorKind::Storage, "writing the SQL script").with_source(e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -195,7 +195,7 @@ pub(super) async fn check_plan_is_readable(
 }
 
 /// Load tables and rows into `staging`, then try the stored objects there.
-async fn stage(
+pub(super) async fn stage(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
     plan: &Arc<RestorePlan>,

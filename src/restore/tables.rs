@@ -141,7 +141,7 @@ pub(super) async fn existing_tables(
 }
 
 /// Create the tables (without foreign keys) in `staging`, load their rows, try their triggers.
-async fn stage_tables(
+pub(super) async fn stage_tables(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
     plan: &Arc<RestorePlan>,
