@@ -12,6 +12,7 @@ pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod crypto;
+pub mod doctor;
 pub mod error;
 pub mod pitr;
 pub mod prune;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backup;
 pub mod check;
 pub mod config;
+pub mod doctor;
 pub mod dump;
 pub mod forget;
 pub mod history;
@@ -81,6 +82,9 @@ pub enum LogFormat {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Check what a server and a repository let coffer do, before relying on them: ✓ / ⚠ / ✗
+    /// per line, with the change to make.
+    Doctor(doctor::DoctorArgs),
     /// Create a new repository.
     Init(init::InitArgs),
     /// Back up databases of a server into one new snapshot.
@@ -131,6 +135,7 @@ pub const EXIT_CARRIED_CHANGED: u8 = 5;
 /// environment), which decides whether a password in a URL is acceptable.
 pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     match cli.command {
+        Command::Doctor(args) => doctor::run(args, matches).await,
         Command::Init(args) => init::run(args).await,
         Command::Backup(args) => backup::run(args, matches).await,
         Command::Snapshots(args) => snapshots::run(args).await,

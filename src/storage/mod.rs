@@ -99,6 +99,24 @@ pub fn open_location(
     location: &str,
     options: &StorageOptions,
 ) -> crate::error::Result<OpenedStorage> {
+    open_stack(location, options, retry::RetryPolicy::default())
+}
+
+/// The storage at `location` without the metadata cache and retrying only as `retry` says:
+/// for probes (`coffer doctor`), where a refusal must show at once, not after minutes of
+/// retries.
+pub fn open_uncached(
+    location: &str,
+    retry: retry::RetryPolicy,
+) -> crate::error::Result<std::sync::Arc<dyn Storage>> {
+    Ok(open_stack(location, &StorageOptions { cache_dir: None }, retry)?.storage)
+}
+
+fn open_stack(
+    location: &str,
+    options: &StorageOptions,
+    retry_policy: retry::RetryPolicy,
+) -> crate::error::Result<OpenedStorage> {
     use std::sync::Arc;
 
     use crate::error::Error;
@@ -128,10 +146,7 @@ pub fn open_location(
         });
     }
     let backend = meter(Arc::new(object::ObjectStorage::open(location)?));
-    let retrying: Arc<dyn Storage> = Arc::new(retry::RetryingStorage::new(
-        backend,
-        retry::RetryPolicy::default(),
-    ));
+    let retrying: Arc<dyn Storage> = Arc::new(retry::RetryingStorage::new(backend, retry_policy));
     let storage = match &options.cache_dir {
         Some(dir) => {
             let key = blake3::hash(location.as_bytes()).to_hex();
