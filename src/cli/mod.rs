@@ -17,6 +17,7 @@ pub mod ls;
 pub mod metrics;
 pub mod prune;
 pub mod repair;
+pub mod report;
 pub mod restore;
 pub mod sla;
 pub mod snapshots;
@@ -87,6 +88,9 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Create a new repository.
     Init(init::InitArgs),
+    /// Write the SLA evidence (backups, drills, restores, problems) as one self-contained HTML
+    /// page.
+    Report(report::ReportArgs),
     /// Back up databases of a server into one new snapshot.
     Backup(backup::BackupArgs),
     /// List snapshots.
@@ -137,6 +141,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     match cli.command {
         Command::Doctor(args) => doctor::run(args, matches).await,
         Command::Init(args) => init::run(args).await,
+        Command::Report(args) => report::run(args).await,
         Command::Backup(args) => backup::run(args, matches).await,
         Command::Snapshots(args) => snapshots::run(args).await,
         Command::Ls(args) => ls::run(args).await,
