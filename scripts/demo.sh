@@ -41,6 +41,8 @@ sql -e "SELECT TABLE_SCHEMA, SUM(TABLE_ROWS) FROM information_schema.TABLES WHER
 export COFFER_REPO="$work/repo" COFFER_PASSWORD="demo passphrase, use a real one"
 mysql_url="mysql://root@localhost/?socket=$work/mariadb/mysql.sock"
 
+step "coffer doctor: what this server and this (new) repository let coffer do"
+"$coffer" doctor --mysql "$mysql_url" --repo "$COFFER_REPO" || echo "(doctor names what to fix on its ✗ lines)"
 step "coffer init"
 "$coffer" init
 step "coffer backup (4 parallel connections)"
@@ -62,10 +64,13 @@ for table in subjects visits; do
 done
 views=$(sql -e "SELECT COUNT(*) FROM study_3_restored.subject_visits")
 echo "  view subject_visits: $views rows; trigger: $(sql -e "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='study_3_restored'")"
+step "coffer report --html: the SLA evidence as a page"
+"$coffer" report --html "$PWD/target/coffer-demo-report.html" --since 1d   # kept: open it in a browser
 step "done"
 cat <<'NEXT'
 
 What to try next:
+  coffer doctor --mysql 'mysql://USER@HOST/' --repo LOCATION     your own server and bucket, line by line
   coffer --help                          every command, with its options
   README.md, "Using it"                  your own server: coffer init, then coffer backup --mysql 'mysql://USER@HOST/'
   coffer check --read-data               verify a repository

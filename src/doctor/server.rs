@@ -194,7 +194,7 @@ pub async fn check_server(target: &MysqlTarget, options: &ServerOptions) -> Sect
     section
         .checks
         .extend(binary_log(&mut conn, &variables, mariadb, azure, options).await);
-    section.checks.extend(settings(&variables, azure));
+    section.checks.extend(settings(&variables, mariadb, azure));
     section.checks.extend(sizes(&mut conn, options).await);
     let _ = conn.disconnect().await;
     section
@@ -551,7 +551,7 @@ async fn binary_log(
     checks
 }
 
-fn settings(variables: &HashMap<String, String>, azure: bool) -> Vec<Check> {
+fn settings(variables: &HashMap<String, String>, mariadb: bool, azure: bool) -> Vec<Check> {
     let mut checks = Vec::new();
     if let Some(value) = variables.get("lower_case_table_names") {
         checks.push(Check::ok(
@@ -581,8 +581,10 @@ fn settings(variables: &HashMap<String, String>, azure: bool) -> Vec<Check> {
                 "a single value larger than it cannot be restored into this server",
                 if azure {
                     "set the server parameter max_allowed_packet to 67108864 or more"
+                } else if mariadb {
+                    "SET GLOBAL max_allowed_packet = 67108864, and the same under [mariadbd] in the server's configuration"
                 } else {
-                    "SET GLOBAL max_allowed_packet = 67108864 (and in the server's configuration)"
+                    "SET PERSIST max_allowed_packet = 67108864"
                 },
             )
         });
@@ -599,8 +601,10 @@ fn settings(variables: &HashMap<String, String>, azure: bool) -> Vec<Check> {
             "coffer always uses verified TLS over TCP, but other clients may connect unencrypted",
             if azure {
                 "set the server parameter require_secure_transport to ON"
+            } else if mariadb {
+                "SET GLOBAL require_secure_transport = ON, and the same under [mariadbd] in the server's configuration"
             } else {
-                "SET PERSIST require_secure_transport = ON (MariaDB: SET GLOBAL and the configuration)"
+                "SET PERSIST require_secure_transport = ON"
             },
         )),
         None => {}
