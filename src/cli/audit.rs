@@ -201,6 +201,18 @@ impl AuditTrail {
         })
     }
 
+    /// A record of one part of this operation (a database of an estate restore): its own id,
+    /// the operation's command, user and reason, and what `describe` sets (its outcome too).
+    pub async fn part(&self, describe: impl FnOnce(&mut AuditRecord)) -> Result<()> {
+        let mut id = [0u8; 16];
+        coffer::crypto::fill_random(&mut id)?;
+        let mut record = self.record.clone();
+        record.operation = hex::encode(id);
+        record.time = jiff::Timestamp::now();
+        describe(&mut record);
+        self.repo.append_audit(&record).await
+    }
+
     /// Record the outcome; an operation that succeeded but cannot be recorded is an error.
     pub async fn finish<T>(mut self, result: Result<(T, Audited)>) -> Result<T> {
         self.record.time = jiff::Timestamp::now();

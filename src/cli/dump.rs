@@ -41,10 +41,11 @@ pub struct DumpArgs {
 }
 
 pub async fn run(args: DumpArgs, matches: &ArgMatches) -> Result<ExitCode> {
+    args.source.require_db("dump")?;
     check_reason(&args.reason)?;
     let repo = Arc::new(args.repo.open().await?);
     let trail = AuditTrail::start(&repo, "dump", args.reason.clone(), |r| {
-        r.database = Some(args.source.db.clone());
+        r.database = Some(args.source.db().to_string());
         r.tables = args.source.tables.clone();
     })
     .await?;
@@ -78,7 +79,7 @@ async fn dump(
         format!(
             "coffer {} dump of database {}",
             env!("CARGO_PKG_VERSION"),
-            args.source.db
+            args.source.db()
         ),
         format!(
             "snapshot {} taken {} from {} ({})",
@@ -116,6 +117,7 @@ async fn dump(
                 drop_existing: false,
                 jobs: args.jobs,
                 replay: Some(Arc::clone(&replay)),
+                staging_tag: None,
             };
             let plan = Arc::new(plan);
             let mut staged = stage_copy(
@@ -131,7 +133,7 @@ async fn dump(
             let written = if report.statements_applied > 0 {
                 Err(coffer::Error::invalid(format!(
                     "the archived log changes the definition of {}'s tables between the snapshot and the moment: a script of the snapshot's definitions would not hold its rows",
-                    args.source.db
+                    args.source.db()
                 ))
                 .with_hint("restore the database to the moment with `restore --at … --into NAME` and dump that copy"))
             } else {

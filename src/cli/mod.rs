@@ -19,6 +19,7 @@ pub mod prune;
 pub mod repair;
 pub mod report;
 pub mod restore;
+pub mod restore_estate;
 pub mod sla;
 pub mod snapshots;
 pub mod stats;
@@ -431,9 +432,9 @@ impl SnapshotArgs {
 pub struct DatabaseArgs {
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
-    /// Database to restore.
+    /// Database to restore (one; `restore --all` or `--include` for many).
     #[arg(long)]
-    pub db: String,
+    pub db: Option<String>,
     /// Only these tables, with their rows and triggers (repeat for several); other tables of
     /// the database are not touched.
     #[arg(long = "table", value_name = "TABLE")]
@@ -458,6 +459,20 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// The database `--db` names ("" until [`DatabaseArgs::require_db`] has checked it).
+    pub fn db(&self) -> &str {
+        self.db.as_deref().unwrap_or_default()
+    }
+
+    /// Refuse a command on one database without `--db`.
+    pub fn require_db(&self, command: &str) -> Result<()> {
+        match self.db.as_deref() {
+            Some(db) if !db.is_empty() => Ok(()),
+            _ => Err(Error::invalid(format!("{command} needs the database: --db NAME"))
+                .with_hint("list the databases of a snapshot with `coffer ls`; `coffer restore --all` or `--include GLOB` restores many")),
+        }
+    }
+
     fn options(&self) -> RestoreOptions {
         RestoreOptions {
             into: self.into.clone(),
@@ -469,14 +484,14 @@ impl DatabaseArgs {
     /// Choose the snapshot and load the database's plan from it, narrowed to `--table`s.
     pub async fn load_plan(&self, repo: &Repository) -> Result<LoadedPlan> {
         let ChosenSnapshot { id, snapshot, .. } =
-            self.snapshot.choose(repo, Some(&self.db)).await?;
+            self.snapshot.choose(repo, Some(self.db())).await?;
         let index = repo.load_index().await?;
         let mut plan = RestorePlan::load(
             repo,
             &index,
             &snapshot,
             &id.short(),
-            &self.db,
+            self.db(),
             &self.options(),
         )
         .await?;

@@ -24,19 +24,19 @@ use super::{DatabaseArgs, LoadedPlan, MysqlArg, RepoArg, print_json, progress_ba
 #[derive(clap::Args)]
 pub struct RestoreArgs {
     #[command(flatten)]
-    repo: RepoArg,
+    pub(super) repo: RepoArg,
     #[command(flatten)]
-    mysql: MysqlArg,
+    pub(super) mysql: MysqlArg,
     #[command(flatten)]
-    source: DatabaseArgs,
+    pub(super) source: DatabaseArgs,
     /// Replace the target database, or with --table the target tables, if they exist
     /// (otherwise restore refuses). The snapshot is loaded beside them first; the live ones are
     /// swapped only once everything loaded.
     #[arg(long, conflicts_with = "where_")]
-    drop_existing: bool,
+    pub(super) drop_existing: bool,
     /// Connections loading rows at once.
     #[arg(long, short = 'j', default_value_t = 4)]
-    jobs: usize,
+    pub(super) jobs: usize,
     /// Only the rows of the one --table for which this SQL condition is true, as the server
     /// evaluates it on the table as it was (collations, dates, NULL and functions included).
     #[arg(long = "where", value_name = "EXPR", requires = "tables")]
@@ -55,10 +55,28 @@ pub struct RestoreArgs {
     stop_before: Option<String>,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Why this restore is done (a ticket number), kept in the audit log.
     #[arg(long)]
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
+    /// Restore every database of the chosen backup (every shard of a sharded run), from one
+    /// repository open, largest first, each swapped in when complete.
+    #[arg(long, conflicts_with_all = ["db", "tables", "where_", "into", "stop_before"])]
+    pub(super) all: bool,
+    /// Restore the databases of the chosen backup matching this glob (repeat for several), as
+    /// --all does.
+    #[arg(long, value_name = "GLOB", conflicts_with_all = ["db", "tables", "where_", "into", "stop_before"])]
+    pub(super) include: Vec<String>,
+    /// With --all or --include: leave out the databases matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub(super) exclude: Vec<String>,
+    /// With --all or --include: restore each database as PREFIX followed by its name.
+    #[arg(long, value_name = "PREFIX")]
+    pub(super) into_prefix: Option<String>,
+    /// With --all or --include: insist on going on from a stopped run of the same restore (a
+    /// repeated command goes on by itself; this refuses to start afresh).
+    #[arg(long)]
+    pub(super) resume: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -84,14 +102,29 @@ impl From<ConflictArg> for OnConflict {
 pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
     let target = args.mysql.target(matches)?;
     check_reason(&args.reason)?;
+    if args.all || !args.include.is_empty() {
+        return super::restore_estate::run(&args, &target).await;
+    }
+    args.source.require_db("restore")?;
+    if !args.exclude.is_empty() || args.into_prefix.is_some() || args.resume {
+        return Err(coffer::Error::invalid(
+            "--exclude, --into-prefix and --resume go with --all or --include",
+        )
+        .with_hint("restore many databases with --all or --include GLOB, or one with --db NAME"));
+    }
     let (repo, traffic) = args.repo.open_metered().await?;
     let trail = AuditTrail::start(&repo, "restore", args.reason.clone(), |r| {
-        r.database = Some(args.source.db.clone());
+        r.database = Some(args.source.db().to_string());
         r.tables = args.source.tables.clone();
         r.where_ = args.where_.clone();
         r.server = Some(target.describe());
         if args.to_sql.is_none() {
-            r.target_database = Some(args.source.into.clone().unwrap_or(args.source.db.clone()));
+            r.target_database = Some(
+                args.source
+                    .into
+                    .clone()
+                    .unwrap_or(args.source.db().to_string()),
+            );
         }
     })
     .await?;
@@ -131,6 +164,7 @@ async fn restore(
         drop_existing: args.drop_existing,
         jobs: args.jobs,
         replay,
+        staging_tag: None,
     };
     let result = restore_to_server(
         Arc::clone(repo),
@@ -145,7 +179,7 @@ async fn restore(
     bar.finish_and_clear();
     let stats = result?;
     let what = match plan.scope {
-        RestoreScope::Database => args.source.db.clone(),
+        RestoreScope::Database => args.source.db().to_string(),
         RestoreScope::Tables { .. } => format!(
             "{} {} of {}",
             if plan.tables.len() == 1 {
@@ -163,7 +197,7 @@ async fn restore(
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
-            args.source.db
+            args.source.db()
         ),
     };
     println!(
@@ -256,7 +290,7 @@ pub(super) async fn copy_before(
     let mut at = until;
     for attempt in 0..1000 {
         let chosen = repo
-            .select_snapshot(&SnapshotSelector::At(at), Some(&source.db))
+            .select_snapshot(&SnapshotSelector::At(at), Some(source.db()))
             .await?;
         if chosen.snapshot.finished <= until {
             if attempt == 0 {
@@ -280,7 +314,7 @@ pub(super) async fn copy_before(
     }
     Err(coffer::Error::invalid(format!(
         "no snapshot holding {} finished before {until}",
-        source.db
+        source.db()
     )))
 }
 
@@ -313,11 +347,11 @@ pub(super) async fn replay_plan(
         .snapshot
         .databases
         .iter()
-        .find(|d| d.name == source.db)
+        .find(|d| d.name == source.db())
         .ok_or_else(|| {
             coffer::Error::invalid(format!(
                 "database {} is not in snapshot {}",
-                source.db,
+                source.db(),
                 loaded.id.short()
             ))
         })?;
@@ -420,7 +454,7 @@ async fn run_rows(
         }
         let summary = Summary {
             snapshot: id.to_string(),
-            database: &args.source.db,
+            database: args.source.db(),
             table: &plan.tables[0].name,
             target_database: &plan.target_name,
             target_table: &plan.table_targets[0],
@@ -450,14 +484,14 @@ async fn run_rows(
         format!(
             "wrote {} matching rows of {}.{} from snapshot {} as SQL",
             outcome.matched,
-            args.source.db,
+            args.source.db(),
             plan.tables[0].name,
             id.short()
         )
     } else {
         format!(
             "restored rows of {}.{} from snapshot {} into {}.{} on {}: {} matched, {} inserted, {} replaced, {} skipped",
-            args.source.db,
+            args.source.db(),
             plan.tables[0].name,
             id.short(),
             plan.target_name,

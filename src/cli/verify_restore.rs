@@ -13,7 +13,6 @@ use clap::ArgMatches;
 
 use coffer::repo::Repository;
 use coffer::repo::ids::{SnapshotId, short_text};
-use coffer::repo::select::ChosenSnapshot;
 use coffer::repo::snapshot::Snapshot;
 use coffer::restore::server::{ServerRestoreOptions, restore_to_server};
 use coffer::restore::verify::{TableVerdict, verify_restored};
@@ -86,7 +85,7 @@ async fn drill(
     let chosen = args.choice.choose(repo, named).await?;
     let id = chosen.id;
     let mut pool = match args.sample {
-        Some(_) => backup_databases(repo, &chosen).await?,
+        Some(_) => repo.databases_of_backup(&chosen).await?,
         None => Vec::new(),
     };
     // Each database with the snapshot it is drilled from: the one a restore of it would use.
@@ -232,30 +231,6 @@ async fn drill(
     }
 }
 
-/// The databases of `chosen`'s backup, each with the snapshot holding it: the snapshot's own,
-/// and for a shard of a sharded run also those of the run's other shards, so a drill samples
-/// the whole backup.
-async fn backup_databases(
-    repo: &Repository,
-    chosen: &ChosenSnapshot,
-) -> Result<Vec<(String, SnapshotId)>> {
-    let mut pool: Vec<(String, SnapshotId)> = chosen
-        .snapshot
-        .databases
-        .iter()
-        .map(|d| (d.name.clone(), chosen.id))
-        .collect();
-    if chosen.snapshot.shard.is_some() {
-        let run = chosen.snapshot.backup_key(&chosen.id);
-        for (id, summary) in repo.summaries().await? {
-            if id != chosen.id && summary.backup_key(&id) == run {
-                pool.extend(summary.databases.iter().map(|name| (name.clone(), id)));
-            }
-        }
-    }
-    Ok(pool)
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn drill_one(
     args: &VerifyRestoreArgs,
@@ -292,6 +267,7 @@ async fn drill_one(
             drop_existing: false,
             jobs: args.jobs,
             replay: None,
+            staging_tag: None,
         },
         Arc::new(AtomicU64::new(0)),
     )

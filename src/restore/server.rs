@@ -60,6 +60,28 @@ pub struct ServerRestoreOptions {
     /// Replay the archived binary log onto the copy before it is swapped in (`restore --at`;
     /// whole databases only).
     pub replay: Option<Arc<crate::pitr::replay::ReplayPlan>>,
+    /// The staging database's tag ([`new_staging_tag`]), when the caller must know it before
+    /// the restore starts (an estate restore records it, so that a resumed run drops what a
+    /// killed one left); otherwise a random one.
+    pub staging_tag: Option<String>,
+}
+
+/// A new tag for a staging database `coffer_restore_<tag>` ([`staging_database`]).
+pub fn new_staging_tag() -> Result<String> {
+    random_tag()
+}
+
+/// The staging database a restore with `tag` loads into.
+pub fn staging_database(tag: &str) -> String {
+    format!("coffer_restore_{tag}")
+}
+
+/// Drop the staging database of `tag` if a restore that was stopped left it behind.
+pub async fn drop_leftover_staging(target: &MysqlTarget, tag: &str) -> Result<()> {
+    let mut conn = target.connect().await?;
+    drop_staging(&mut conn, &staging_database(tag)).await;
+    let _ = conn.disconnect().await;
+    Ok(())
 }
 
 /// Restore `plan` into the server at `target`: the whole database, or the tables a
@@ -89,7 +111,10 @@ pub async fn restore_to_server(
             "restore under another name with --into NAME, or replace it with --drop-existing",
         ));
     }
-    let tag = random_tag()?;
+    let tag = match &options.staging_tag {
+        Some(tag) => tag.clone(),
+        None => random_tag()?,
+    };
     let staging = create_staging(&mut conn, &plan, &tag).await?;
     let staged = stage(
         &repo,
@@ -123,7 +148,7 @@ pub(super) async fn create_staging(
     plan: &RestorePlan,
     tag: &str,
 ) -> Result<String> {
-    let staging = format!("coffer_restore_{tag}");
+    let staging = staging_database(tag);
     exec(
         conn,
         &plan.create_database_named(&staging, false).sql,

@@ -83,6 +83,7 @@ pub async fn restore_into(
         drop_existing: false,
         jobs: 2,
         replay: None,
+        staging_tag: None,
     };
     let done = Arc::new(AtomicU64::new(0));
     restore_to_server(

@@ -1,0 +1,385 @@
+//! `coffer restore --all` / `--include GLOB`: many databases of one backup onto one server, from
+//! one repository open (`coffer::restore::estate` holds the rules), resumable, audited once for
+//! the run and once per database.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use coffer::repo::Repository;
+use coffer::restore::estate::{
+    DatabaseOutcome, EstateDatabase, EstateJournal, EstateOptions, FileJournal, restore_estate,
+};
+use coffer::restore::server::drop_leftover_staging;
+use coffer::source::mysql::MysqlTarget;
+use coffer::{Error, Result};
+use mysql_async::prelude::Queryable;
+
+use super::audit::{AuditTrail, Audited};
+use super::restore::RestoreArgs;
+use super::{print_json, progress_bar, spawn_ticker};
+
+pub(super) async fn run(args: &RestoreArgs, target: &MysqlTarget) -> Result<ExitCode> {
+    let (repo, _traffic) = args.repo.open_metered().await?;
+    let trail = AuditTrail::start(&repo, "restore", args.reason.clone(), |r| {
+        r.server = Some(target.describe());
+        r.tables = Vec::new();
+    })
+    .await?;
+    let result = estate(args, target, &repo, &trail).await;
+    trail.finish(result).await
+}
+
+/// The databases chosen, and those of the backup that have no copy in it.
+struct Chosen {
+    databases: Vec<EstateDatabase>,
+    missing: Vec<String>,
+    snapshots: HashMap<coffer::repo::ids::SnapshotId, coffer::repo::snapshot::Snapshot>,
+}
+
+async fn choose(args: &RestoreArgs, repo: &Repository) -> Result<Chosen> {
+    let include = super::backup::compile_globs(&args.include)?;
+    let exclude = super::backup::compile_globs(&args.exclude)?;
+    let selected = |name: &str| {
+        (include.is_empty() || include.iter().any(|p| p.matches(name)))
+            && !exclude.iter().any(|p| p.matches(name))
+    };
+    let chosen = args.source.snapshot.choose(repo, None).await?;
+    let mut snapshots = HashMap::new();
+    let mut databases = Vec::new();
+    for (name, id) in repo.databases_of_backup(&chosen).await? {
+        if !selected(&name) {
+            continue;
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = snapshots.entry(id) {
+            slot.insert(if id == chosen.id {
+                chosen.snapshot.clone()
+            } else {
+                repo.find_snapshot(&id.to_hex()).await?.1
+            });
+        }
+        let bytes = snapshots
+            .get(&id)
+            .and_then(|s| s.databases.iter().find(|d| d.name == name))
+            .map_or(0, |d| d.bytes);
+        let target = format!("{}{name}", args.into_prefix.as_deref().unwrap_or(""));
+        databases.push(EstateDatabase {
+            source: name,
+            target,
+            snapshot: id,
+            bytes,
+            replace_own: false,
+        });
+    }
+    let mut missing: Vec<String> = repo
+        .failed_in_backup(&chosen)
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| selected(name) && !databases.iter().any(|d| &d.source == name))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if databases.is_empty() {
+        return Err(Error::not_found(format!(
+            "no database of backup {} matches{}",
+            chosen.id.short(),
+            if args.include.is_empty() {
+                String::new()
+            } else {
+                format!(" --include {}", args.include.join(" "))
+            }
+        ))
+        .with_hint("list the backup's databases with `coffer ls`"));
+    }
+    Ok(Chosen {
+        databases,
+        missing,
+        snapshots,
+    })
+}
+
+/// The run's key: the same restore (what, from which snapshots, to where) repeated finds its
+/// journal.
+fn run_key(args: &RestoreArgs, target: &MysqlTarget, databases: &[EstateDatabase]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for part in [
+        args.repo.repo.as_str(),
+        &target.describe(),
+        args.into_prefix.as_deref().unwrap_or(""),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update(&[0]);
+    }
+    let mut parts: Vec<String> = databases
+        .iter()
+        .map(|d| format!("{}\0{}\0{}", d.source, d.target, d.snapshot.to_hex()))
+        .collect();
+    parts.sort();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update(&[0]);
+    }
+    hasher.finalize().to_hex()[..32].to_string()
+}
+
+/// The databases that exist on the target, of those named.
+async fn existing(target: &MysqlTarget, names: &[&str]) -> Result<Vec<String>> {
+    let mut conn = target.connect().await?;
+    let all: Vec<String> = conn
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+        .await
+        .map_err(|e| coffer::source::mysql::mysql_error(e, "listing the target's databases"))?;
+    let _ = conn.disconnect().await;
+    Ok(all
+        .into_iter()
+        .filter(|d| names.contains(&d.as_str()))
+        .collect())
+}
+
+#[derive(serde::Serialize)]
+struct DatabaseSummary {
+    database: String,
+    target: String,
+    snapshot: String,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    tables: u64,
+    rows: u64,
+}
+
+async fn estate(
+    args: &RestoreArgs,
+    target: &MysqlTarget,
+    repo: &Arc<Repository>,
+    trail: &AuditTrail,
+) -> Result<(ExitCode, Audited)> {
+    let started = std::time::Instant::now();
+    let Chosen {
+        databases,
+        missing,
+        snapshots,
+    } = choose(args, repo).await?;
+    let journal = FileJournal::open(&run_key(args, target, &databases))?;
+    let before = journal.state();
+    let resuming = !before.done.is_empty() || !before.in_progress.is_empty();
+    if args.resume && !resuming {
+        return Err(Error::invalid(
+            "--resume: no stopped run of this restore is recorded on this host",
+        )
+        .with_hint("run it without --resume to start it"));
+    }
+    // What a stopped run left: staging databases dropped, complete databases skipped (if they
+    // are still there).
+    for (database, tag) in &before.in_progress {
+        drop_leftover_staging(target, tag).await?;
+        eprintln!("dropped the staging copy of {database} a stopped run left");
+    }
+    let recorded: Vec<&str> = databases
+        .iter()
+        .filter(|d| before.done.contains(&d.source) || before.in_progress.contains_key(&d.source))
+        .map(|d| d.target.as_str())
+        .collect();
+    let still_there = existing(target, &recorded).await?;
+    let (skipped, mut todo): (Vec<EstateDatabase>, Vec<EstateDatabase>) = databases
+        .into_iter()
+        .partition(|d| before.done.contains(&d.source) && still_there.contains(&d.target));
+    // A target the stopped run created while swapping it in may be incomplete: it is replaced.
+    for database in &mut todo {
+        if before.in_progress.contains_key(&database.source)
+            && still_there.contains(&database.target)
+        {
+            eprintln!(
+                "redoing {}: the stopped run was swapping it in as {}, which is replaced",
+                database.source, database.target
+            );
+            database.replace_own = true;
+        }
+    }
+    if resuming {
+        eprintln!(
+            "going on with the restore started {}: {} database(s) complete and skipped, {} to restore",
+            before
+                .started
+                .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default(),
+            skipped.len(),
+            todo.len()
+        );
+    }
+    for name in &missing {
+        eprintln!(
+            "not in this backup (it failed there, so there is no copy): {name}; restore it from an earlier snapshot with --db {name} --snapshot ID"
+        );
+    }
+    let total_chunks: u64 = todo.len() as u64;
+    let finished = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(
+        total_chunks,
+        "{spinner} restoring [{bar:30}] {pos}/{len} databases {elapsed_precise} eta {eta}",
+    );
+    let ticker = spawn_ticker(bar.clone(), Arc::clone(&finished));
+    let counting = CountingJournal {
+        inner: &journal,
+        finished: Arc::clone(&finished),
+    };
+    let options = EstateOptions {
+        jobs: args.jobs,
+        drop_existing: args.drop_existing,
+        skip_definer: args.source.skip_definer,
+        keep_definer: args.source.keep_definer,
+    };
+    let index = Arc::new(repo.load_index().await?);
+    let outcomes = restore_estate(
+        Arc::clone(repo),
+        index,
+        &snapshots,
+        todo,
+        target,
+        &options,
+        &counting,
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    ticker.abort();
+    bar.finish_and_clear();
+
+    let mut summaries = Vec::new();
+    let (mut restored, mut failed, mut rows) = (0u64, 0u64, 0u64);
+    for (database, outcome) in &outcomes {
+        let (label, error, tables, database_rows) = match outcome {
+            DatabaseOutcome::Restored(stats) => {
+                restored += 1;
+                rows += stats.rows;
+                ("restored", None, stats.tables, stats.rows)
+            }
+            DatabaseOutcome::Failed(why) => {
+                failed += 1;
+                ("failed", Some(why.clone()), 0, 0)
+            }
+        };
+        trail
+            .part(|r| {
+                r.database = Some(database.source.clone());
+                r.target_database = Some(database.target.clone());
+                r.snapshot = Some(database.snapshot.to_hex());
+                r.outcome = match &error {
+                    None => coffer::repo::audit::AuditOutcome::Succeeded,
+                    Some(why) => coffer::repo::audit::AuditOutcome::Failed(why.clone()),
+                };
+                r.counts = [
+                    ("tables".to_string(), tables),
+                    ("rows".to_string(), database_rows),
+                ]
+                .into();
+            })
+            .await?;
+        if !args.json {
+            match &error {
+                None => println!(
+                    "restored {} into {}: {tables} tables, {database_rows} rows",
+                    database.source, database.target
+                ),
+                Some(why) => println!("FAILED {} into {}: {why}", database.source, database.target),
+            }
+        }
+        summaries.push(DatabaseSummary {
+            database: database.source.clone(),
+            target: database.target.clone(),
+            snapshot: database.snapshot.to_hex(),
+            outcome: label,
+            error,
+            tables,
+            rows: database_rows,
+        });
+    }
+    for database in &skipped {
+        summaries.push(DatabaseSummary {
+            database: database.source.clone(),
+            target: database.target.clone(),
+            snapshot: database.snapshot.to_hex(),
+            outcome: "already_restored",
+            error: None,
+            tables: 0,
+            rows: 0,
+        });
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Summary<'a> {
+            restored: u64,
+            failed: u64,
+            skipped_complete: usize,
+            missing_from_backup: &'a [String],
+            rows: u64,
+            seconds: f64,
+            databases: &'a [DatabaseSummary],
+        }
+        print_json(&Summary {
+            restored,
+            failed,
+            skipped_complete: skipped.len(),
+            missing_from_backup: &missing,
+            rows,
+            seconds,
+            databases: &summaries,
+        })?;
+    } else {
+        println!(
+            "{restored} database(s) restored, {failed} failed, {} already complete, {} missing from the backup, on {} in {seconds:.1}s",
+            skipped.len(),
+            missing.len(),
+            target.describe()
+        );
+    }
+    if failed == 0 {
+        journal.remove();
+    } else {
+        eprintln!(
+            "repeat the same command to go on: the {restored} restored now and the {} complete before are skipped",
+            skipped.len()
+        );
+    }
+    let audited = Audited {
+        definers: None,
+        snapshot: None,
+        target_database: args.into_prefix.clone().map(|p| format!("{p}*")),
+        counts: [
+            ("databases_restored".to_string(), restored),
+            ("databases_failed".to_string(), failed),
+            (
+                "databases_skipped_complete".to_string(),
+                skipped.len() as u64,
+            ),
+            ("databases_missing".to_string(), missing.len() as u64),
+            ("rows".to_string(), rows),
+        ]
+        .into(),
+    };
+    let code = if failed > 0 || !missing.is_empty() {
+        ExitCode::from(super::EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    };
+    Ok((code, audited))
+}
+
+/// The journal, counting finished databases for the progress display.
+struct CountingJournal<'a> {
+    inner: &'a FileJournal,
+    finished: Arc<AtomicU64>,
+}
+
+impl EstateJournal for CountingJournal<'_> {
+    fn started(&self, database: &str, staging_tag: &str) -> Result<()> {
+        self.inner.started(database, staging_tag)
+    }
+
+    fn finished(&self, database: &str) -> Result<()> {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        self.inner.finished(database)
+    }
+}
