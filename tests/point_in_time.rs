@@ -565,3 +565,36 @@ fn undo_reverses_a_range_and_names_rows_changed_since() {
     let audit = ok(repo.coffer(&["audit", "--json"]));
     assert!(audit.contains("log undo"), "{audit}");
 }
+
+#[test]
+fn undo_keeps_timestamps_on_a_server_outside_utc() {
+    // The server's zone is not UTC: the script's TIMESTAMP literals (UTC, as the log holds
+    // them) must be read and applied in UTC, or every undone value moves by five hours.
+    let server = MariaDb::start_with(None, &["--binlog-format=ROW", "--default-time-zone=+05:00"]);
+    let repo = Repo::new();
+    let url = server.socket_url();
+    server.sql(
+        "CREATE DATABASE study; CREATE TABLE study.t (id INT PRIMARY KEY, at TIMESTAMP(3) NULL);
+         INSERT INTO study.t VALUES (1, '2026-11-24 10:00:00.250'), (2, '2026-11-24 11:00:00');",
+    );
+    let original = server.sql("SELECT id, at FROM study.t ORDER BY id");
+    ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+    let since = second_after(&moment());
+    server.sql("UPDATE study.t SET at = '2030-01-01 00:00:00' WHERE id = 1; DELETE FROM study.t WHERE id = 2");
+    let until = moment();
+    ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+    let out = repo.coffer(&[
+        "log", "undo", "--mysql", &url, "--db", "study", "--since", &since, "--until", &until,
+    ]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("0 row(s) changed since"),
+        "no false conflict: {said}"
+    );
+    server.load_script(&out.stdout, None).unwrap();
+    assert_eq!(
+        server.sql("SELECT id, at FROM study.t ORDER BY id"),
+        original
+    );
+}

@@ -9,6 +9,9 @@
 //! table. The temporary table is the session's own: no other session sees it, it is not in a
 //! ROW-format binary log, and it goes with the connection.
 //!
+//! The session is UTC and utf8mb4, as for `restore --where`: the literals coffer writes for
+//! `TIMESTAMP` values are UTC, and a condition on such a column reads in UTC too.
+//!
 //! The images are judged by the live table's columns: a table whose column count changed since
 //! the change was logged is refused by name (its images no longer line up with the columns).
 
@@ -52,6 +55,16 @@ impl RowFilter {
     /// The live shape of `table`, with its scratch table made (and the condition tried on it,
     /// so that a typo is reported before anything is read).
     pub(crate) async fn shape(&mut self, conn: &mut Conn, table: &str) -> Result<&TableShape> {
+        if self.tables.is_empty() {
+            for statement in ["SET NAMES utf8mb4", "SET SESSION time_zone = '+00:00'"] {
+                exec(
+                    conn,
+                    statement,
+                    "preparing the session --where is judged in",
+                )
+                .await?;
+            }
+        }
         if !self.tables.contains_key(table) {
             let shape = table_shape(conn, &self.database, table)
                 .await?

@@ -9,6 +9,8 @@
 //!   the script changes again, against what the script leaves): a row changed since is named
 //!   and left alone, with every earlier change to it. Each statement also carries the row it
 //!   expects in its `WHERE`, so a row changed between review and apply is not overwritten.
+//! - **In UTC.** Values are written as the log holds them (TIMESTAMP in UTC); the live rows are
+//!   read, and the script sets its session, to `time_zone = '+00:00'`.
 //! - **Rows only.** A range holding DDL, statement-format changes or partial JSON updates on the
 //!   database is refused: their inverse is not in the log.
 
@@ -78,6 +80,13 @@ pub async fn undo(
     request: &UndoRequest,
     conn: &mut Conn,
 ) -> Result<UndoScript> {
+    // The literals are UTC (TIMESTAMP values as the log holds them): the live rows are read,
+    // and the script applies, in a UTC session.
+    for statement in ["SET NAMES utf8mb4", "SET SESSION time_zone = '+00:00'"] {
+        conn.query_drop(statement).await.map_err(|e| {
+            crate::source::mysql::mysql_error(e, "preparing the session the live rows are read in")
+        })?;
+    }
     let changes = collect(repo, index, request).await?;
     let mut filter = request
         .filter
@@ -270,7 +279,8 @@ pub async fn undo(
     for conflict in &script.conflicts {
         sql.push_str(&format!("-- NOT UNDONE: {conflict}\n"));
     }
-    sql.push_str("START TRANSACTION;\n");
+    // Its TIMESTAMP literals are UTC, whatever the applying client's zone.
+    sql.push_str("SET NAMES utf8mb4;\nSET time_zone = '+00:00';\nSTART TRANSACTION;\n");
     for statement in &statements {
         sql.push_str(statement);
         sql.push('\n');

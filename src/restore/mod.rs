@@ -6,6 +6,7 @@
 //! views (in dependency order), triggers (after the rows, so they do not fire on them), events.
 //! Only that database's blobs are read, each by byte range.
 
+pub mod compat;
 pub mod estate;
 pub mod history;
 pub mod matching;
@@ -92,6 +93,9 @@ pub struct RestorePlan {
     /// longer hold `DEFINER=` clauses (removed at load).
     definers: Definers,
     snapshot_label: String,
+    /// `VERSION()` of the server the snapshot was taken from ("" when not known): a restore
+    /// into another kind is checked first ([`compat`]).
+    pub source_version: String,
 }
 
 /// What a plan restores.
@@ -324,6 +328,7 @@ impl RestorePlan {
             scope: RestoreScope::Database,
             definers,
             snapshot_label: snapshot_label.to_string(),
+            source_version: snapshot.source.server_version.clone(),
         };
         plan.prepare_statements().map_err(|why| {
             Error::corrupt(format!(
@@ -355,6 +360,7 @@ impl RestorePlan {
             scope: RestoreScope::Database,
             definers: Definers::Replaced("rows are only read back".into()),
             snapshot_label: snapshot_label.to_string(),
+            source_version: String::new(),
         };
         plan.prepare_statements().map_err(|why| {
             Error::corrupt(format!(
@@ -802,6 +808,7 @@ mod tests {
             scope: RestoreScope::Database,
             definers,
             snapshot_label: "s".into(),
+            source_version: String::new(),
         }
     }
 

@@ -101,6 +101,7 @@ pub async fn restore_to_server(
     check_plan_is_readable(&repo, &index, &plan).await?;
     let name = plan.target_name.clone();
     let mut conn = target.connect().await?;
+    super::compat::refuse_incompatible(&mut conn, &plan, &target.describe()).await?;
     let exists = database_exists(&mut conn, &name).await?;
     if exists && !options.drop_existing {
         return Err(Error::new(

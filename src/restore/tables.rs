@@ -60,6 +60,7 @@ pub(super) async fn restore_tables(
     check_plan_is_readable(&repo, &index, &plan).await?;
     let database = plan.target_name.clone();
     let mut conn = target.connect().await?;
+    super::compat::refuse_incompatible(&mut conn, &plan, &target.describe()).await?;
     let database_existed = database_exists(&mut conn, &database).await?;
     let mut replaced = Vec::new();
     if database_existed {
