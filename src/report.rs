@@ -245,7 +245,7 @@ fn server_section(
 
 /// Commands whose records are restore drills, and those that put data back.
 const DRILLS: &[&str] = &["verify-restore"];
-const RESTORES: &[&str] = &["restore", "dump", "history", "log undo", "log show"];
+const RESTORES: &[&str] = &["restore", "dump", "history", "log undo"];
 
 fn drills_and_restores(input: &ReportInput) -> String {
     let finished: Vec<&AuditRecord> = input

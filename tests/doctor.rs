@@ -42,7 +42,7 @@ fn each_missing_privilege_is_named_by_its_own_line() {
         "CREATE USER doc@localhost IDENTIFIED BY '{DOCTOR_PASSWORD}';
          GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, BINLOG MONITOR, REPLICATION SLAVE, LOCK TABLES,
            CREATE, DROP, ALTER, INSERT, DELETE, UPDATE, INDEX, REFERENCES, CREATE VIEW,
-           CREATE ROUTINE, ALTER ROUTINE, SET USER ON *.* TO doc@localhost;
+           CREATE ROUTINE, ALTER ROUTINE, CREATE TEMPORARY TABLES, SET USER ON *.* TO doc@localhost;
          CREATE DATABASE study; CREATE TABLE study.t (id INT PRIMARY KEY, v TEXT);
          INSERT INTO study.t VALUES (1, REPEAT('x', 1000)), (2, 'y');"
     ));

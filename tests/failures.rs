@@ -73,6 +73,25 @@ fn a_failing_database_is_recorded_and_the_others_complete() {
         "part_ok_r",
     ]));
     assert_eq!(server.sql("SELECT COUNT(*) FROM part_ok_r.t").trim(), "2");
+    // Restoring the whole backup names the database that has no copy in it (exit code 3).
+    let all = repo.coffer(&[
+        "restore",
+        "--mysql",
+        &server.socket_url(),
+        "--all",
+        "--into-prefix",
+        "all_",
+        "--json",
+    ]);
+    assert_eq!(all.status.code(), Some(3), "{}", stderr(&all));
+    let summary: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(summary["restored"], 1, "{summary:#}");
+    assert_eq!(summary["missing_from_backup"][0], "part_bad", "{summary:#}");
+    assert!(
+        stderr(&all).contains("not in this backup"),
+        "{}",
+        stderr(&all)
+    );
 }
 
 #[test]

@@ -159,6 +159,26 @@ fn three_processes_make_one_backup_that_restores_any_database() {
         &shards[2].1[0],
     ]));
     assert!(named.contains("2 of 2 databases restored equal"), "{named}");
+    // A whole-run restore takes every shard's databases.
+    let out = ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--all",
+        "--into-prefix",
+        "run_",
+        "--json",
+    ]));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["restored"], DATABASES as u64, "{summary:#}");
+    for i in 0..DATABASES {
+        let db = format!("sh_{i}");
+        assert_eq!(
+            checksums(server, &db),
+            checksums(server, &format!("run_{db}"))
+        );
+        server.sql(&format!("DROP DATABASE run_{db}"));
+    }
 
     // The next run: one study changes, and shard 1 never reports (its host is down).
     server.sql("UPDATE sh_3.t SET v = 'changed' WHERE id = 1");

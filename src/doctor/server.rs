@@ -48,7 +48,8 @@ struct Needed {
     essential: bool,
 }
 
-/// What a restore does on the server, and the privilege each step needs.
+/// What a restore (and `log show/undo --where`) does on the server, and the privilege each
+/// step needs.
 const RESTORE: &[(&[&str], &str)] = &[
     (&["CREATE"], "restore: staging databases and tables"),
     (&["DROP"], "restore: the swap and the staging clean-up"),
@@ -63,6 +64,10 @@ const RESTORE: &[(&[&str], &str)] = &[
     (
         &["ALTER ROUTINE"],
         "restore --drop-existing: replacing routines",
+    ),
+    (
+        &["CREATE TEMPORARY TABLES"],
+        "log show --where and log undo --where: the session table the server judges rows in",
     ),
 ];
 
