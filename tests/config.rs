@@ -196,6 +196,29 @@ fn a_job_supplies_what_flags_and_environment_do_not() {
         checked.contains("server and repository answer"),
         "{checked}"
     );
+
+    // The doctor checks the job's server (with its password file) and repository.
+    let out = bare(
+        &["--config", &config, "doctor", "--job", "nightly", "--json"],
+        &[],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr(&out)));
+    let kinds: Vec<&str> = report["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["server", "repository"], "{report:#}");
+    assert_eq!(
+        report["sections"][0]["checks"][0]["status"], "ok",
+        "{report:#}"
+    );
+    assert_eq!(
+        report["sections"][1]["checks"][0]["status"], "ok",
+        "{report:#}"
+    );
 }
 
 #[test]

@@ -367,7 +367,7 @@ async fn estate(
     Ok((code, audited))
 }
 
-/// The journal, counting finished databases for the progress display.
+/// The journal, counting the databases done (restored or failed) for the progress display.
 struct CountingJournal<'a> {
     inner: &'a FileJournal,
     finished: Arc<AtomicU64>,
@@ -381,5 +381,9 @@ impl EstateJournal for CountingJournal<'_> {
     fn finished(&self, database: &str) -> Result<()> {
         self.finished.fetch_add(1, Ordering::Relaxed);
         self.inner.finished(database)
+    }
+
+    fn failed(&self, _database: &str) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -71,6 +71,8 @@ pub trait EstateJournal: Send + Sync {
     fn started(&self, database: &str, staging_tag: &str) -> Result<()>;
     /// After `database` was swapped in under its target name.
     fn finished(&self, database: &str) -> Result<()>;
+    /// After `database` failed (it is redone by a repeated run).
+    fn failed(&self, _database: &str) {}
 }
 
 /// Restore `databases` onto `target`; returns each one's outcome, in the order they finished.
@@ -113,10 +115,13 @@ pub async fn restore_estate(
                 .await
                 {
                     Ok(stats) => DatabaseOutcome::Restored(stats),
-                    Err(e) => DatabaseOutcome::Failed(match e.hint() {
-                        Some(hint) => format!("{e} (hint: {hint})"),
-                        None => e.to_string(),
-                    }),
+                    Err(e) => {
+                        journal.failed(&database.source);
+                        DatabaseOutcome::Failed(match e.hint() {
+                            Some(hint) => format!("{e} (hint: {hint})"),
+                            None => e.to_string(),
+                        })
+                    }
                 };
                 (database, outcome)
             }
