@@ -91,7 +91,7 @@ async fn dump(
     ];
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut replayed = 0;
+    let (mut replayed_transactions, mut replayed_rows) = (0, 0);
     let rows: u64 = match replay {
         None => {
             let rows = ScriptRows::Snapshot {
@@ -157,8 +157,10 @@ async fn dump(
                 )
                 .await
             };
-            let rows = staged.stats.rows + report.rows_applied;
-            replayed = report.transactions_applied;
+            // The snapshot's rows loaded; the replayed row changes are counted apart.
+            let rows = staged.stats.rows;
+            replayed_transactions = report.transactions_applied;
+            replayed_rows = report.rows_applied;
             staged.discard().await;
             written?;
             eprintln!(
@@ -176,7 +178,8 @@ async fn dump(
         target_database: None,
         counts: [
             ("rows".to_string(), rows),
-            ("replayed_transactions".to_string(), replayed),
+            ("replayed_transactions".to_string(), replayed_transactions),
+            ("replayed_row_changes".to_string(), replayed_rows),
         ]
         .into(),
     };

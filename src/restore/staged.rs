@@ -47,6 +47,7 @@ pub async fn stage_copy(
 ) -> Result<StagedCopy> {
     check_plan_is_readable(&repo, &index, &plan).await?;
     let mut conn = target.connect().await?;
+    super::compat::refuse_incompatible(&mut conn, &plan, &target.describe()).await?;
     let database = create_staging(&mut conn, &plan, &random_tag()?).await?;
     let loaded = async {
         match plan.scope {
