@@ -248,6 +248,8 @@ async fn estate(
 
     let mut summaries = Vec::new();
     let (mut restored, mut failed, mut rows) = (0u64, 0u64, 0u64);
+    // Failures a repeated run may get past (not just a target that exists).
+    let mut can_go_on = 0u64;
     for (database, outcome) in &outcomes {
         let (label, error, tables, database_rows) = match outcome {
             DatabaseOutcome::Restored(stats) => {
@@ -255,9 +257,15 @@ async fn estate(
                 rows += stats.rows;
                 ("restored", None, stats.tables, stats.rows)
             }
-            DatabaseOutcome::Failed(why) => {
+            DatabaseOutcome::Failed {
+                error,
+                target_exists,
+            } => {
                 failed += 1;
-                ("failed", Some(why.clone()), 0, 0)
+                if !target_exists {
+                    can_go_on += 1;
+                }
+                ("failed", Some(error.clone()), 0, 0)
             }
         };
         trail
@@ -337,7 +345,7 @@ async fn estate(
     }
     if failed == 0 {
         journal.remove();
-    } else {
+    } else if can_go_on > 0 {
         eprintln!(
             "repeat the same command to go on: the {restored} restored now and the {} complete before are skipped",
             skipped.len()

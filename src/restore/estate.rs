@@ -62,7 +62,12 @@ pub struct EstateOptions {
 #[derive(Debug, Clone)]
 pub enum DatabaseOutcome {
     Restored(RestoreStats),
-    Failed(String),
+    /// The error, and whether it was only that the target exists (a repeated run would fail
+    /// the same way: nothing to go on with).
+    Failed {
+        error: String,
+        target_exists: bool,
+    },
 }
 
 /// Where a run records its progress, so that a repeated run can go on.
@@ -117,10 +122,13 @@ pub async fn restore_estate(
                     Ok(stats) => DatabaseOutcome::Restored(stats),
                     Err(e) => {
                         journal.failed(&database.source);
-                        DatabaseOutcome::Failed(match e.hint() {
-                            Some(hint) => format!("{e} (hint: {hint})"),
-                            None => e.to_string(),
-                        })
+                        DatabaseOutcome::Failed {
+                            target_exists: e.kind() == crate::error::ErrorKind::AlreadyExists,
+                            error: match e.hint() {
+                                Some(hint) => format!("{e} (hint: {hint})"),
+                                None => e.to_string(),
+                            },
+                        }
                     }
                 };
                 (database, outcome)
