@@ -25,7 +25,8 @@ use std::sync::atomic::AtomicU64;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::server::{RestoreStats, ServerRestoreOptions, new_staging_tag, restore_to_server};
+use super::server::restore_to_server;
+use super::staging::{RestoreStats, ServerRestoreOptions, new_staging_tag};
 use super::{RestoreOptions, RestorePlan};
 use crate::error::Result;
 use crate::repo::Repository;

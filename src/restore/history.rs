@@ -20,7 +20,9 @@ use super::RestorePlan;
 use super::matching::{create_copy, keep_matching};
 use super::pin::{ChunkChoice, candidate_chunks};
 use super::rows::value_spans;
-use super::server::{create_staging, drop_staging, exec, load_limits, prepare_session, random_tag};
+use super::staging::{
+    create_staging, drop_staging, exec, load_limits, prepare_session, random_tag,
+};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::ids::{BlobId, SnapshotId};

@@ -31,7 +31,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::pin::candidate_chunks;
-use super::server::{
+use super::staging::{
     check_plan_is_readable, create_staging, drop_staging, exec, load_rows, prepare_session,
     random_tag, run_statement,
 };

@@ -15,6 +15,7 @@ pub mod rows;
 pub mod script;
 pub mod server;
 pub mod staged;
+mod staging;
 pub mod statements;
 pub mod tables;
 pub mod verify;

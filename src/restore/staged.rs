@@ -7,9 +7,10 @@ use std::sync::atomic::AtomicU64;
 
 use mysql_async::Conn;
 
-use super::server::{
+use super::server::stage;
+use super::staging::{
     RestoreStats, ServerRestoreOptions, check_plan_is_readable, create_staging, drop_staging,
-    prepare_session, random_tag, stage,
+    prepare_session, random_tag,
 };
 use super::{RestorePlan, RestoreScope};
 use crate::error::Result;

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::server::{
+use super::staging::{
     RestoreStats, check_plan_is_readable, create_staging, database_exists, drop_object,
     drop_staging, exec, load_rows, prepare_session, random_tag, run_statement, try_objects,
 };
@@ -46,7 +46,7 @@ pub(super) async fn restore_tables(
     index: Arc<Index>,
     plan: Arc<RestorePlan>,
     target: &MysqlTarget,
-    options: &super::server::ServerRestoreOptions,
+    options: &super::staging::ServerRestoreOptions,
     chunks_done: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
     if options.drop_existing && matches!(plan.scope, RestoreScope::Tables { renamed: true }) {
@@ -148,7 +148,7 @@ pub(super) async fn stage_tables(
     plan: &Arc<RestorePlan>,
     target: &MysqlTarget,
     staging: &str,
-    options: &super::server::ServerRestoreOptions,
+    options: &super::staging::ServerRestoreOptions,
     chunks_done: &Arc<AtomicU64>,
 ) -> Result<(u64, u64, Option<crate::pitr::replay::ReplayReport>)> {
     let mut conn = target.connect().await?;
@@ -174,7 +174,7 @@ pub(super) async fn stage_tables(
         chunks_done,
     )
     .await?;
-    let replay = super::server::replay_onto(repo, index, options, target, staging).await?;
+    let replay = super::staging::replay_onto(repo, index, options, target, staging).await?;
     try_objects(&mut conn, plan, staging).await?;
     Ok((rows, fetched, replay))
 }

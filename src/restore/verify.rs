@@ -10,7 +10,7 @@ use std::sync::Arc;
 use mysql_async::prelude::Queryable;
 
 use super::RestorePlan;
-use super::server::prepare_session;
+use super::staging::prepare_session;
 use crate::chunker::{RowChunker, gear_table};
 use crate::error::Result;
 use crate::repo::Repository;
