@@ -223,7 +223,7 @@ fn server_section(
             s.databases.len(),
             bytes(s.stats.bytes_read),
             bytes(s.stats.bytes_stored_new),
-            duration(s.stats.duration_secs),
+            crate::timespec::display_duration(s.stats.duration_secs),
             if s.failed.is_empty() {
                 String::from("<span class=\"ok\">none</span>")
             } else {
@@ -521,16 +521,6 @@ fn axis_number(value: f64) -> String {
     }
 }
 
-/// `45s`, `3m 20s`, `1h 05m`.
-fn duration(seconds: f64) -> String {
-    let whole = seconds.round() as u64;
-    match (whole / 3600, whole % 3600 / 60, whole % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m {s:02}s"),
-        (h, m, _) => format!("{h}h {m:02}m"),
-    }
-}
-
 fn outcome(outcome: &AuditOutcome) -> String {
     match outcome {
         AuditOutcome::Succeeded => "<span class=\"ok\">✓ succeeded</span>".to_string(),
@@ -602,7 +592,5 @@ mod tests {
         assert_eq!(axis_number(0.0025), "0.0025");
         assert_eq!(axis_number(0.5), "0.50");
         assert_eq!(axis_number(12.0), "12.0");
-        assert_eq!(duration(200.0), "3m 20s");
-        assert_eq!(duration(3900.0), "1h 05m");
     }
 }

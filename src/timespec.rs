@@ -89,9 +89,27 @@ fn civil_time(text: &str) -> Option<DateTime> {
         .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
 }
 
+/// A length of time for people to read: `45s`, `3m 20s`, `1h 05m`.
+pub fn display_duration(seconds: f64) -> String {
+    let whole = seconds.round() as u64;
+    match (whole / 3600, whole % 3600 / 60, whole % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_hours_minutes_and_seconds() {
+        assert_eq!(display_duration(45.0), "45s");
+        assert_eq!(display_duration(200.0), "3m 20s");
+        assert_eq!(display_duration(3900.0), "1h 05m");
+        assert_eq!(display_duration(5400.0), "1h 30m");
+    }
 
     fn now() -> Timestamp {
         "2026-11-25T10:00:00Z".parse().expect("now")

@@ -48,7 +48,8 @@ async fn choose(args: &RestoreArgs, repo: &Repository) -> Result<Chosen> {
     let chosen = args.source.snapshot.choose(repo, None).await?;
     let mut snapshots = HashMap::new();
     let mut databases = Vec::new();
-    for (name, id) in repo.databases_of_backup(&chosen).await? {
+    let backup = repo.databases_of_backup(&chosen).await?;
+    for (name, id) in backup.held {
         if !selected(&name) {
             continue;
         }
@@ -72,9 +73,8 @@ async fn choose(args: &RestoreArgs, repo: &Repository) -> Result<Chosen> {
             replace_own: false,
         });
     }
-    let mut missing: Vec<String> = repo
-        .failed_in_backup(&chosen)
-        .await?
+    let mut missing: Vec<String> = backup
+        .failed
         .into_iter()
         .map(|(name, _)| name)
         .filter(|name| selected(name) && !databases.iter().any(|d| &d.source == name))

@@ -85,7 +85,7 @@ async fn drill(
     let chosen = args.choice.choose(repo, named).await?;
     let id = chosen.id;
     let mut pool = match args.sample {
-        Some(_) => repo.databases_of_backup(&chosen).await?,
+        Some(_) => repo.databases_of_backup(&chosen).await?.held,
         None => Vec::new(),
     };
     // Each database with the snapshot it is drilled from: the one a restore of it would use.

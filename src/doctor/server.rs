@@ -15,6 +15,7 @@ use mysql_async::prelude::Queryable;
 use super::grants::Privileges;
 use super::{Check, Section, bytes};
 use crate::source::mysql::{MysqlTarget, SYSTEM_SCHEMAS, catalog, is_mariadb};
+use crate::timespec::display_duration as duration;
 
 /// What the server checks assume and how long the probe may read.
 #[derive(Debug, Clone)]
@@ -521,12 +522,12 @@ async fn binary_log(
         ),
         Some(kept) if kept >= wanted => Check::ok(
             "binary log retention",
-            format!("{} against backups every {}", duration(kept), duration(every)),
+            format!("{} against backups every {}", duration(kept as f64), duration(every as f64)),
             "the log reaches back past the previous backup",
         ),
         Some(kept) => Check::warn(
             "binary log retention",
-            format!("{} against backups every {}", duration(kept), duration(every)),
+            format!("{} against backups every {}", duration(kept as f64), duration(every as f64)),
             "a backup whose predecessor's position was purged reads every database; `coffer log sync` must run more often than the retention",
             setting("binlog_expire_logs_seconds", &wanted.to_string()),
         ),
@@ -740,20 +741,10 @@ async fn estimate(
             bytes(rate as u64),
             bytes(total),
             options.jobs,
-            duration(full as u64)
+            duration(full)
         ),
         "an estimate from table statistics and a short read: the snapshots' own timings (`coffer stats`) are the measure",
     )
-}
-
-/// `1h 30m`, `45s`.
-fn duration(seconds: u64) -> String {
-    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m {s}s"),
-        _ => format!("{h}h {m}m"),
-    }
 }
 
 #[cfg(test)]
@@ -784,7 +775,5 @@ mod tests {
             Some(0)
         );
         assert_eq!(retention_seconds(&vars(&[])), None);
-        assert_eq!(duration(5400), "1h 30m");
-        assert_eq!(duration(45), "45s");
     }
 }

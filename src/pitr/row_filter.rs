@@ -56,14 +56,7 @@ impl RowFilter {
     /// so that a typo is reported before anything is read).
     pub(crate) async fn shape(&mut self, conn: &mut Conn, table: &str) -> Result<&TableShape> {
         if self.tables.is_empty() {
-            for statement in ["SET NAMES utf8mb4", "SET SESSION time_zone = '+00:00'"] {
-                exec(
-                    conn,
-                    statement,
-                    "preparing the session --where is judged in",
-                )
-                .await?;
-            }
+            utc_session(conn, "preparing the session --where is judged in").await?;
         }
         if !self.tables.contains_key(table) {
             let shape = table_shape(conn, &self.database, table)
@@ -240,6 +233,15 @@ pub(crate) fn row_literals(
             literal(value, column).map_err(Error::invalid)
         })
         .collect()
+}
+
+/// UTC and utf8mb4 for `conn`: coffer's literals of logged `TIMESTAMP` values are UTC (shared
+/// with [`super::undo`], which reads live rows in it).
+pub(crate) async fn utc_session(conn: &mut Conn, what: &str) -> Result<()> {
+    for statement in ["SET NAMES utf8mb4", "SET SESSION time_zone = '+00:00'"] {
+        exec(conn, statement, what).await?;
+    }
+    Ok(())
 }
 
 async fn exec(conn: &mut Conn, sql: &str, what: &str) -> Result<()> {

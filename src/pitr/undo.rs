@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::events::{Item, SegmentEvents};
 use super::replay::{TableShape, table_shape};
-use super::row_filter::{RowFilter, row_literals};
+use super::row_filter::{RowFilter, row_literals, utc_session};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::index::Index;
@@ -82,11 +82,7 @@ pub async fn undo(
 ) -> Result<UndoScript> {
     // The literals are UTC (TIMESTAMP values as the log holds them): the live rows are read,
     // and the script applies, in a UTC session.
-    for statement in ["SET NAMES utf8mb4", "SET SESSION time_zone = '+00:00'"] {
-        conn.query_drop(statement).await.map_err(|e| {
-            crate::source::mysql::mysql_error(e, "preparing the session the live rows are read in")
-        })?;
-    }
+    utc_session(conn, "preparing the session the live rows are read in").await?;
     let changes = collect(repo, index, request).await?;
     let mut filter = request
         .filter

@@ -145,46 +145,40 @@ impl Repository {
     }
 }
 
+/// The databases of one backup (every shard of a sharded run), each with its snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct BackupDatabases {
+    /// Databases with a copy in the backup.
+    pub held: Vec<(String, SnapshotId)>,
+    /// Databases that failed in it (no copy there), with the snapshot they failed in.
+    pub failed: Vec<(String, SnapshotId)>,
+}
+
 impl Repository {
     /// The databases of `chosen`'s backup, each with the snapshot holding it: the snapshot's
-    /// own, and for a shard of a sharded run also those of the run's other shards, so the
-    /// whole backup is drilled or restored as one.
-    pub async fn databases_of_backup(
-        &self,
-        chosen: &ChosenSnapshot,
-    ) -> Result<Vec<(String, SnapshotId)>> {
-        let mut pool: Vec<(String, SnapshotId)> = chosen
-            .snapshot
-            .databases
-            .iter()
-            .map(|d| (d.name.clone(), chosen.id))
-            .collect();
+    /// own, and for a shard of a sharded run also those of the run's other shards (their
+    /// summaries read once), so the whole backup is drilled or restored as one.
+    pub async fn databases_of_backup(&self, chosen: &ChosenSnapshot) -> Result<BackupDatabases> {
+        let mut databases = BackupDatabases {
+            held: (chosen.snapshot.databases.iter())
+                .map(|d| (d.name.clone(), chosen.id))
+                .collect(),
+            failed: (chosen.snapshot.failed.iter())
+                .map(|f| (f.name.clone(), chosen.id))
+                .collect(),
+        };
         if chosen.snapshot.shard.is_some() {
             let run = chosen.snapshot.backup_key(&chosen.id);
             for (id, summary) in self.summaries().await? {
                 if id != chosen.id && summary.backup_key(&id) == run {
-                    pool.extend(summary.databases.iter().map(|name| (name.clone(), id)));
+                    let named = |names: &[String]| {
+                        names.iter().map(|n| (n.clone(), id)).collect::<Vec<_>>()
+                    };
+                    databases.held.extend(named(&summary.databases));
+                    databases.failed.extend(named(&summary.failed));
                 }
             }
         }
-        Ok(pool)
-    }
-
-    /// The databases that failed in `chosen`'s backup (every shard of a sharded run), with the
-    /// snapshot they failed in: they have no copy there.
-    pub async fn failed_in_backup(
-        &self,
-        chosen: &ChosenSnapshot,
-    ) -> Result<Vec<(String, SnapshotId)>> {
-        let run = chosen.snapshot.backup_key(&chosen.id);
-        let mut failed = Vec::new();
-        for (id, summary) in self.summaries().await? {
-            if id == chosen.id
-                || (chosen.snapshot.shard.is_some() && summary.backup_key(&id) == run)
-            {
-                failed.extend(summary.failed.iter().map(|name| (name.clone(), id)));
-            }
-        }
-        Ok(failed)
+        Ok(databases)
     }
 }

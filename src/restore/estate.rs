@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicU64;
 use futures_util::stream::{self, StreamExt};
 
 use super::server::restore_to_server;
-use super::staging::{RestoreStats, ServerRestoreOptions, new_staging_tag};
+use super::staging::{RestoreStats, ServerRestoreOptions, database_exists, new_staging_tag};
 use super::{RestoreOptions, RestorePlan};
 use crate::error::Result;
 use crate::repo::Repository;
@@ -203,17 +203,10 @@ async fn restore_one(
 }
 
 async fn target_exists(target: &MysqlTarget, name: &str) -> Result<bool> {
-    use mysql_async::prelude::Queryable;
     let mut conn = target.connect().await?;
-    let found: Option<String> = conn
-        .exec_first(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-            (name,),
-        )
-        .await
-        .map_err(|e| crate::source::mysql::mysql_error(e, "looking for the target database"))?;
+    let exists = database_exists(&mut conn, name).await;
     let _ = conn.disconnect().await;
-    Ok(found.is_some())
+    exists
 }
 
 /// Largest journal file read (25,000 database names and tags are about 1.5 MB).

@@ -31,8 +31,7 @@ use crate::sql::{qualified, quote_ident, strip_definer};
 
 use super::staging::{
     check_plan_is_readable, create_staging, database_exists, definer_refused, drop_object,
-    drop_staging, exec, load_rows, prepare_session, random_tag, replay_onto, run_statement,
-    try_objects,
+    drop_staging, exec, load_rows, prepare_session, replay_onto, run_statement, try_objects,
 };
 // The options and statistics of a restore, and its staging database, as this module's API.
 pub use super::staging::{
@@ -67,10 +66,7 @@ pub async fn restore_to_server(
             "restore under another name with --into NAME, or replace it with --drop-existing",
         ));
     }
-    let tag = match &options.staging_tag {
-        Some(tag) => tag.clone(),
-        None => random_tag()?,
-    };
+    let tag = options.staging_tag_or_new()?;
     let staging = create_staging(&mut conn, &plan, &tag).await?;
     let staged = stage(
         &repo,

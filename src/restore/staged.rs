@@ -10,7 +10,7 @@ use mysql_async::Conn;
 use super::server::stage;
 use super::staging::{
     RestoreStats, ServerRestoreOptions, check_plan_is_readable, create_staging, drop_staging,
-    prepare_session, random_tag,
+    prepare_session,
 };
 use super::{RestorePlan, RestoreScope};
 use crate::error::Result;
@@ -49,7 +49,7 @@ pub async fn stage_copy(
     check_plan_is_readable(&repo, &index, &plan).await?;
     let mut conn = target.connect().await?;
     super::compat::refuse_incompatible(&mut conn, &plan, &target.describe()).await?;
-    let database = create_staging(&mut conn, &plan, &random_tag()?).await?;
+    let database = create_staging(&mut conn, &plan, &options.staging_tag_or_new()?).await?;
     let loaded = async {
         match plan.scope {
             RestoreScope::Database => {

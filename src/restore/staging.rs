@@ -54,6 +54,16 @@ pub struct ServerRestoreOptions {
     pub staging_tag: Option<String>,
 }
 
+impl ServerRestoreOptions {
+    /// The staging tag given, or a new random one.
+    pub(super) fn staging_tag_or_new(&self) -> Result<String> {
+        match &self.staging_tag {
+            Some(tag) => Ok(tag.clone()),
+            None => random_tag(),
+        }
+    }
+}
+
 /// A new tag for a staging database `coffer_restore_<tag>` ([`staging_database`]).
 pub fn new_staging_tag() -> Result<String> {
     random_tag()
