@@ -155,6 +155,7 @@ async fn write_snapshot(
         change_tracking: None,
         shard: None,
         writer: None,
+        accounts: None,
     };
     Ok(repo.save_snapshot(&snapshot).await?.to_string())
 }

@@ -25,13 +25,16 @@ use tokio::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repository;
+use crate::repo::accounts::AccountsEntry;
 use crate::repo::ids::SnapshotId;
+use crate::repo::pack::BlobKind;
 use crate::repo::runs::ActiveRun;
 use crate::repo::snapshot::{
     BackupStats, DatabaseEntry, FailedDatabase, ShardOf, Snapshot, SourceInfo,
 };
 use crate::repo::tree::{DatabaseTree, TableRef, TableTree};
 use crate::repo::writer::BlobStore;
+use crate::source::mysql::accounts;
 use crate::source::mysql::catalog::{self, DatabaseInfo};
 use crate::source::mysql::dump::TableCarryOver;
 use crate::source::mysql::dump::parallel::{ParallelError, ParallelRead, PreviousTable, Reader};
@@ -71,6 +74,9 @@ pub struct BackupOptions {
     /// How many databases the binary log shows unchanged to read again and compare with the
     /// copy that would be carried (`--verify-carried`).
     pub verify_carried: VerifyCarried,
+    /// Record the server's accounts, roles and grants (`--no-accounts` leaves them out). A
+    /// sharded run records them in shard 0 only.
+    pub accounts: bool,
 }
 
 /// Writers to a large database being synchronised wait at most this long (plus the
@@ -101,6 +107,7 @@ impl Default for BackupOptions {
             large_database_bytes: DEFAULT_LARGE_DATABASE_BYTES,
             shard: None,
             verify_carried: VerifyCarried::default(),
+            accounts: true,
         }
     }
 }
@@ -170,6 +177,11 @@ async fn back_up(
     let binlog = catalog::binlog_position(&mut control).await;
     let server_log = catalog::server_log(&mut control).await;
     let all = catalog::list_databases(&mut control).await?;
+    let accounts = match &options.shard {
+        Some(shard) if shard.index != 0 => None,
+        _ if !options.accounts => None,
+        _ => Some(accounts::read_accounts(&mut control, None).await),
+    };
     let databases: Vec<DatabaseInfo> = all
         .iter()
         .filter(|db| selected(&db.name, options))
@@ -290,6 +302,10 @@ async fn back_up(
     };
     let store = BlobStore::new(Arc::clone(repo), &index, jobs + 2);
     drop(index);
+    let accounts = match accounts {
+        Some(read) => Some(store_accounts(&store, read).await?),
+        None => None,
+    };
     let chunking = Chunking {
         gear: crate::chunker::gear_table(repo.keys().chunker_key()),
         params: repo.config().chunker,
@@ -383,6 +399,7 @@ async fn back_up(
         shard: options.shard.clone(),
         // Set by `Repository::save_snapshot`.
         writer: None,
+        accounts,
     };
     for (name, outcome) in outcomes {
         match outcome {
@@ -430,6 +447,41 @@ async fn back_up(
     Ok(BackupReport {
         snapshot_id,
         snapshot,
+    })
+}
+
+/// Store what was read of the server's accounts as a tree blob; what could not be read is
+/// recorded as the reason (the databases are backed up either way).
+async fn store_accounts(
+    store: &Arc<BlobStore>,
+    read: Result<accounts::ReadAccounts>,
+) -> Result<AccountsEntry> {
+    let read = match read {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!("the accounts are not recorded in this backup: {e}");
+            return Ok(AccountsEntry {
+                tree: None,
+                accounts: 0,
+                roles: 0,
+                unavailable: Some(e.to_string()),
+            });
+        }
+    };
+    for warning in &read.warnings {
+        tracing::warn!("accounts: {warning}");
+    }
+    let bytes = serde_json::to_vec(&read.set)
+        .map_err(|e| Error::invalid("encoding the accounts").with_source(e))?;
+    let mut sink = store.sink();
+    let tree = sink.add(BlobKind::Tree, bytes).await?;
+    sink.finish().await?;
+    let roles = read.set.accounts.iter().filter(|a| a.role).count() as u64;
+    Ok(AccountsEntry {
+        tree: Some(tree),
+        accounts: read.set.accounts.len() as u64 - roles,
+        roles,
+        unavailable: None,
     })
 }
 

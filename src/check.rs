@@ -163,6 +163,23 @@ pub async fn check(repo: &Repository, data: DataCheck) -> Result<CheckReport> {
             }
         }
     }
+    for (id, snapshot) in &snapshots {
+        let Some(tree) = snapshot.accounts.as_ref().and_then(|a| a.tree) else {
+            continue;
+        };
+        if !seen_trees.insert(tree) {
+            continue;
+        }
+        let checked = match repo.read_blob(&index, &tree).await {
+            Ok(bytes) => crate::repo::accounts::AccountSet::decode(&bytes).map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            report
+                .problems
+                .push(format!("snapshot {} accounts: {e}", id.short()));
+        }
+    }
     report
         .problems
         .extend(repo.summary_problems(&snapshots).await?);

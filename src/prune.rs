@@ -240,6 +240,14 @@ impl References {
                 blobs.entry(*blob).or_insert(log_number);
             }
         }
+        // Rule "a snapshot's accounts are kept with it": the accounts tree is referenced by the
+        // snapshot itself (`prune::the_accounts_of_a_kept_snapshot_survive_prune` in
+        // tests/accounts.rs).
+        for (_, snapshot) in snapshots {
+            if let Some(tree) = snapshot.accounts.as_ref().and_then(|a| a.tree) {
+                blobs.entry(tree).or_insert(log_number);
+            }
+        }
         Ok(References { blobs })
     }
 }

@@ -1,6 +1,6 @@
 //! Every decoder of untrusted bytes against generated and mutated input (issue 18): key slots,
 //! the config, pack headers, index files, snapshots, summaries, trees, prune marks, audit
-//! records, compressed bodies, row text, stored statements, binary logs, KMS endpoints and GTID
+//! records, recorded accounts, compressed bodies, row text, stored statements, binary logs, KMS endpoints and GTID
 //! sets. Storage is untrusted, and a write-only key writes metadata that authenticates, so each
 //! must end in a value or a clear error: never a panic, never an allocation a forged size asks
 //! for. Property-based (proptest): the mutations start from real, valid encodings.
@@ -11,6 +11,7 @@ use coffer::crypto::keys::PassphraseProvider;
 use coffer::crypto::slots::{KeyProvider, KeySlot};
 use coffer::crypto::{Keys, MasterSecret, Role, compress, decompress, pack_body, unpack_body};
 use coffer::repo::Config;
+use coffer::repo::accounts::AccountSet;
 use coffer::repo::audit::AuditRecord;
 use coffer::repo::ids::BlobId;
 use coffer::repo::index::IndexFile;
@@ -64,7 +65,16 @@ const SNAPSHOT: &str = r#"{"version":1,"time":"2026-11-30T02:00:00Z","finished":
 "databases":[{"name":"study_1","tree":"0303030303030303030303030303030303030303030303030303030303030303","tables":1,"rows":3,"bytes":99,"carried_from":"04","read_at":"2026-11-29T00:00:00Z","content":"0505050505050505050505050505050505050505050505050505050505050505","position_proven":true}],
 "failed":[{"name":"x","error":"e","attempts":3}],"stats":{"tables":1,"rows":3,"bytes_read":99,"blobs_new":1,"bytes_stored_new":10,"duration_secs":1.5},
 "change_tracking":{"from_snapshot":"06","carried":1,"verified":["a"],"changed_while_carried":[{"database":"b","carried_from":"07","tables":["t"],"binlog_range":"x"}]},
-"shard":{"run_id":"r","index":0,"count":2},"writer":{"slot":"0a","write_only":true}}"#;
+"shard":{"run_id":"r","index":0,"count":2},"writer":{"slot":"0a","write_only":true},
+"accounts":{"tree":"0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d","accounts":1,"roles":1}}"#;
+
+const ACCOUNTS: &str = r#"{"version":1,"accounts":[{"name":{"user":"monitor","host":""},"role":true,"plugin":"",
+"grants":[{"kind":"privileges","privileges":[{"name":"SELECT"}],"on":{"database":"study\\_%"}}]},
+{"name":{"user":"alice","host":"%"},"plugin":"caching_sha2_password","credential_hex":"2441303035","tls":{"kind":"SPECIFIED","issuer":"/C=FI"},
+"limits":{"queries_per_hour":10},"locked":true,"password_expired":true,"password_lifetime":30,"default_roles":[{"user":"monitor","host":""}],
+"grants":[{"kind":"role","role":{"user":"monitor","host":""},"admin_option":true},{"kind":"proxy","of":{"user":"","host":""}},
+{"kind":"privileges","privileges":[{"name":"SELECT","columns":["a","b"]},{"name":"UPDATE"}],"on":{"object_type":"procedure","database":"d","object":"t"},"grant_option":true},
+{"kind":"revoke","privileges":[{"name":"INSERT"}],"on":{"database":"mysql"}}]}]}"#;
 
 const INDEX: &str = r#"{"version":1,"packs":[{"id":"0808080808080808080808080808080808080808080808080808080808080808","size":1000,
 "blobs":[{"id":"0909090909090909090909090909090909090909090909090909090909090909","type":"data","offset":0,"length":100,"raw_length":4000}]}]}"#;
@@ -105,6 +115,15 @@ fn parses_or_refuses(bytes: &[u8]) {
         let _ = segment.touches("study");
         let _ = coffer::pitr::coverage::coverage(&[segment.clone(), segment]);
     }
+    if let Ok(set) = AccountSet::decode(bytes) {
+        // What a restore builds from a set it accepted.
+        for account in &set.accounts {
+            let _ = coffer::restore::accounts::create_sql(account);
+            for grant in &account.grants {
+                let _ = coffer::restore::accounts::grant_sql(grant, "'u'@'%'");
+            }
+        }
+    }
     if let Ok(snapshot) = serde_json::from_slice::<Snapshot>(bytes) {
         // What readers compute from a snapshot they parsed.
         let _ = snapshot.marked_bytes();
@@ -124,6 +143,7 @@ proptest! {
         mutated(MARK.as_bytes().to_vec()),
         mutated(AUDIT.as_bytes().to_vec()),
         mutated(SEGMENT.as_bytes().to_vec()),
+        mutated(ACCOUNTS.as_bytes().to_vec()),
     ]) {
         parses_or_refuses(&bytes);
     }
@@ -264,6 +284,14 @@ fn fixture(name: &str) -> Vec<u8> {
             .join(name),
     )
     .expect("fixture")
+}
+
+#[test]
+fn the_accounts_samples_are_valid() {
+    let accounts = AccountSet::decode(ACCOUNTS.as_bytes()).expect("the accounts sample decodes");
+    assert_eq!(accounts.accounts.len(), 2);
+    let snapshot: Snapshot = serde_json::from_slice(SNAPSHOT.as_bytes()).expect("snapshot");
+    assert_eq!(snapshot.accounts.expect("accounts entry").roles, 1);
 }
 
 #[test]

@@ -63,6 +63,10 @@ pub struct BackupArgs {
     /// read on one connection. 0 reads every database on one connection, without the lock.
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     lock_wait: String,
+    /// Leave the server's accounts, roles and grants out of the snapshot (they are recorded by
+    /// default, except the server's own: README, "Accounts and grants").
+    #[arg(long)]
+    no_accounts: bool,
     /// A database at least this large (and larger than half a connection's share of the run)
     /// is read by all connections at once, its big tables split into key ranges.
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = super::parse_large_size)]
@@ -191,6 +195,7 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
         large_database_bytes: args.large_database,
         shard: shard_of(args.shard.as_deref(), args.run_id.as_deref())?,
         verify_carried: args.verify_carried,
+        accounts: !args.no_accounts,
         ..Default::default()
     };
     if let Some(shard) = &options.shard {
@@ -296,6 +301,17 @@ pub async fn run(args: BackupArgs, matches: &ArgMatches) -> Result<ExitCode> {
     }
     if let Some(why) = &s.source.binlog_unavailable {
         println!("binlog position not recorded: {why}");
+    }
+    match &s.accounts {
+        Some(accounts) if accounts.tree.is_some() => println!(
+            "{} accounts and {} roles recorded with their grants",
+            accounts.accounts, accounts.roles
+        ),
+        Some(accounts) => println!(
+            "accounts NOT recorded: {}",
+            accounts.unavailable.as_deref().unwrap_or("unknown reason")
+        ),
+        None => {}
     }
     if let Some(tracking) = &s.change_tracking {
         match (&tracking.full_read_because, &tracking.from_snapshot) {

@@ -19,6 +19,7 @@ pub mod prune;
 pub mod repair;
 pub mod report;
 pub mod restore;
+pub mod restore_accounts;
 pub mod restore_estate;
 pub mod sla;
 pub mod snapshots;

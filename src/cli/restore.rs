@@ -77,6 +77,18 @@ pub struct RestoreArgs {
     /// repeated command goes on by itself; this refuses to start afresh).
     #[arg(long)]
     pub(super) resume: bool,
+    /// With --all or --include: also restore the accounts, roles and grants the backup recorded
+    /// (after the databases; grants follow --into-prefix). Accounts that exist are compared and
+    /// reported; --drop-existing replaces those that differ.
+    #[arg(long)]
+    pub(super) accounts: bool,
+    /// Restore only the accounts, roles and grants of the chosen backup, no database.
+    #[arg(long, conflicts_with_all = ["db", "tables", "where_", "into", "stop_before", "all", "include", "accounts"])]
+    pub(super) accounts_only: bool,
+    /// Restore accounts even from a snapshot no full key is proven to have written (a host with
+    /// a write-only key could have planted an account or a grant).
+    #[arg(long)]
+    pub(super) accounts_from_write_only: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -102,8 +114,12 @@ impl From<ConflictArg> for OnConflict {
 pub async fn run(args: RestoreArgs, matches: &ArgMatches) -> Result<ExitCode> {
     let target = args.mysql.target(matches)?;
     check_reason(&args.reason)?;
-    if args.all || !args.include.is_empty() {
+    if args.all || !args.include.is_empty() || args.accounts_only {
         return super::restore_estate::run(&args, &target).await;
+    }
+    if args.accounts {
+        return Err(coffer::Error::invalid("--accounts goes with --all or --include")
+            .with_hint("restore the accounts with the databases (--all --accounts), or alone with --accounts-only"));
     }
     args.source.require_db("restore")?;
     if !args.exclude.is_empty() || args.into_prefix.is_some() || args.resume {

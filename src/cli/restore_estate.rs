@@ -18,6 +18,7 @@ use mysql_async::prelude::Queryable;
 
 use super::audit::{AuditTrail, Audited};
 use super::restore::RestoreArgs;
+use super::restore_accounts;
 use super::{print_json, progress_bar, spawn_ticker};
 
 pub(super) async fn run(args: &RestoreArgs, target: &MysqlTarget) -> Result<ExitCode> {
@@ -27,12 +28,17 @@ pub(super) async fn run(args: &RestoreArgs, target: &MysqlTarget) -> Result<Exit
         r.tables = Vec::new();
     })
     .await?;
-    let result = estate(args, target, &repo, &trail).await;
+    let result = if args.accounts_only {
+        accounts_only(args, target, &repo).await
+    } else {
+        estate(args, target, &repo, &trail).await
+    };
     trail.finish(result).await
 }
 
 /// The databases chosen, and those of the backup that have no copy in it.
 struct Chosen {
+    chosen: coffer::repo::select::ChosenSnapshot,
     databases: Vec<EstateDatabase>,
     missing: Vec<String>,
     snapshots: HashMap<coffer::repo::ids::SnapshotId, coffer::repo::snapshot::Snapshot>,
@@ -94,6 +100,7 @@ async fn choose(args: &RestoreArgs, repo: &Repository) -> Result<Chosen> {
         .with_hint("list the backup's databases with `coffer ls`"));
     }
     Ok(Chosen {
+        chosen,
         databases,
         missing,
         snapshots,
@@ -158,10 +165,19 @@ async fn estate(
 ) -> Result<(ExitCode, Audited)> {
     let started = std::time::Instant::now();
     let Chosen {
+        chosen,
         databases,
         missing,
         snapshots,
     } = choose(args, repo).await?;
+    let index = Arc::new(repo.load_index().await?);
+    // Checked before any database is touched: a refusal changes nothing.
+    let accounts = if args.accounts {
+        let restored = databases.iter().map(|d| d.source.clone()).collect();
+        Some(restore_accounts::prepare(args, target, repo, &index, &chosen, restored).await?)
+    } else {
+        None
+    };
     let journal = FileJournal::open(&run_key(args, target, &databases))?;
     let before = journal.state();
     let resuming = !before.done.is_empty() || !before.in_progress.is_empty();
@@ -231,7 +247,6 @@ async fn estate(
         skip_definer: args.source.skip_definer,
         keep_definer: args.source.keep_definer,
     };
-    let index = Arc::new(repo.load_index().await?);
     let outcomes = restore_estate(
         Arc::clone(repo),
         index,
@@ -314,6 +329,10 @@ async fn estate(
             rows: 0,
         });
     }
+    let accounts = match &accounts {
+        Some(prepared) => Some(restore_accounts::finish(prepared, target, args.json).await?),
+        None => None,
+    };
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         #[derive(serde::Serialize)]
@@ -325,6 +344,8 @@ async fn estate(
             rows: u64,
             seconds: f64,
             databases: &'a [DatabaseSummary],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            accounts: Option<&'a [coffer::restore::accounts::AccountResult]>,
         }
         print_json(&Summary {
             restored,
@@ -334,6 +355,7 @@ async fn estate(
             rows,
             seconds,
             databases: &summaries,
+            accounts: accounts.as_ref().map(|a| a.results.as_slice()),
         })?;
     } else {
         println!(
@@ -351,7 +373,7 @@ async fn estate(
             skipped.len()
         );
     }
-    let audited = Audited {
+    let mut audited = Audited {
         definers: None,
         snapshot: None,
         target_database: args.into_prefix.clone().map(|p| format!("{p}*")),
@@ -367,12 +389,61 @@ async fn estate(
         ]
         .into(),
     };
-    let code = if failed > 0 || !missing.is_empty() {
+    let accounts_incomplete = accounts.as_ref().is_some_and(|a| a.incomplete);
+    if let Some(accounts) = accounts {
+        audited.counts.extend(accounts.counts);
+    }
+    let code = if failed > 0 || !missing.is_empty() || accounts_incomplete {
         ExitCode::from(super::EXIT_PARTIAL)
     } else {
         ExitCode::SUCCESS
     };
     Ok((code, audited))
+}
+
+/// `--accounts-only`: the accounts of the chosen backup, no database.
+async fn accounts_only(
+    args: &RestoreArgs,
+    target: &MysqlTarget,
+    repo: &Arc<Repository>,
+) -> Result<(ExitCode, Audited)> {
+    let chosen = args.source.snapshot.choose(repo, None).await?;
+    // Grants follow --into-prefix onto every database of the backup.
+    let restored = repo
+        .databases_of_backup(&chosen)
+        .await?
+        .held
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let index = repo.load_index().await?;
+    let prepared = restore_accounts::prepare(args, target, repo, &index, &chosen, restored).await?;
+    let done = restore_accounts::finish(&prepared, target, args.json).await?;
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Summary<'a> {
+            snapshot: &'a str,
+            accounts: &'a [coffer::restore::accounts::AccountResult],
+        }
+        print_json(&Summary {
+            snapshot: &prepared.snapshot,
+            accounts: &done.results,
+        })?;
+    }
+    let code = if done.incomplete {
+        ExitCode::from(super::EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    };
+    Ok((
+        code,
+        Audited {
+            definers: None,
+            snapshot: Some(prepared.snapshot.clone()),
+            target_database: None,
+            counts: done.counts,
+        },
+    ))
 }
 
 /// The journal, counting the databases done (restored or failed) for the progress display.

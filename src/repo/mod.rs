@@ -5,6 +5,7 @@
 //! keeps a repository consistent after a crash at any point is: packs, then the index files that
 //! name them, then the snapshot that refers to their blobs (see docs/FORMAT.md).
 
+pub mod accounts;
 pub mod audit;
 pub mod host_state;
 pub mod ids;

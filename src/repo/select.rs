@@ -181,4 +181,25 @@ impl Repository {
         }
         Ok(databases)
     }
+
+    /// The snapshot of the chosen backup that holds its accounts: the chosen one, or on a
+    /// sharded run the shard that recorded them (shard 0).
+    pub async fn accounts_of_backup(
+        &self,
+        chosen: &ChosenSnapshot,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        if chosen.snapshot.accounts.is_some() || chosen.snapshot.shard.is_none() {
+            return Ok((chosen.id, chosen.snapshot.clone()));
+        }
+        let run = chosen.snapshot.backup_key(&chosen.id);
+        for (id, summary) in self.summaries().await? {
+            if id != chosen.id && summary.backup_key(&id) == run {
+                let (id, snapshot) = self.find_snapshot(&id.to_hex()).await?;
+                if snapshot.accounts.is_some() {
+                    return Ok((id, snapshot));
+                }
+            }
+        }
+        Ok((chosen.id, chosen.snapshot.clone()))
+    }
 }

@@ -6,6 +6,7 @@
 //! views (in dependency order), triggers (after the rows, so they do not fire on them), events.
 //! Only that database's blobs are read, each by byte range.
 
+pub mod accounts;
 pub mod compat;
 pub mod estate;
 pub mod history;

@@ -4,10 +4,12 @@
 //!
 //! Owns everything that speaks the MySQL protocol; the repository layer never imports it.
 
+pub mod accounts;
 pub mod binlog;
 pub mod catalog;
 pub mod changes;
 pub mod dump;
+pub mod grants;
 pub mod gtid;
 pub mod rowtext;
 
