@@ -309,6 +309,7 @@ mod tests {
                 failed: Vec::new(),
                 writer: None,
                 full_key_mark: None,
+                accounts: None,
             },
         )
     }

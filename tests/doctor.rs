@@ -42,7 +42,8 @@ fn each_missing_privilege_is_named_by_its_own_line() {
         "CREATE USER doc@localhost IDENTIFIED BY '{DOCTOR_PASSWORD}';
          GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, BINLOG MONITOR, REPLICATION SLAVE, LOCK TABLES,
            CREATE, DROP, ALTER, INSERT, DELETE, UPDATE, INDEX, REFERENCES, CREATE VIEW,
-           CREATE ROUTINE, ALTER ROUTINE, CREATE TEMPORARY TABLES, SET USER ON *.* TO doc@localhost;
+           CREATE ROUTINE, ALTER ROUTINE, CREATE TEMPORARY TABLES, SET USER, CREATE USER
+           ON *.* TO doc@localhost;
          CREATE DATABASE study; CREATE TABLE study.t (id INT PRIMARY KEY, v TEXT);
          INSERT INTO study.t VALUES (1, REPEAT('x', 1000)), (2, 'y');"
     ));
@@ -56,6 +57,8 @@ fn each_missing_privilege_is_named_by_its_own_line() {
         "privilege REPLICATION SLAVE",
         "privilege LOCK TABLES",
         "privilege SET USER",
+        "privilege SELECT on mysql.*",
+        "privilege CREATE USER",
         "log_bin",
         "binlog_format",
         "binary log position",
@@ -117,6 +120,7 @@ fn each_missing_privilege_is_named_by_its_own_line() {
         ("LOCK TABLES", "privilege LOCK TABLES", "warn", None),
         ("SET USER", "privilege SET USER", "warn", None),
         ("CREATE ROUTINE", "privilege CREATE ROUTINE", "warn", None),
+        ("CREATE USER", "privilege CREATE USER", "warn", None),
     ] {
         server.sql(&format!("REVOKE {privilege} ON *.* FROM doc@localhost"));
         let (out, report) = doctor(&["--mysql", &url], &env);
@@ -153,6 +157,23 @@ fn each_missing_privilege_is_named_by_its_own_line() {
         );
         server.sql(&format!("GRANT {privilege} ON *.* TO doc@localhost"));
     }
+    // Reading accounts needs SELECT on the mysql schema, whether or not on every database.
+    server.sql("REVOKE SELECT ON *.* FROM doc@localhost");
+    let (_, report) = doctor(&["--mysql", &url], &env);
+    assert_eq!(
+        check(&report, "server", "privilege SELECT on mysql.*")["status"],
+        "warn"
+    );
+    server.sql("GRANT SELECT ON mysql.* TO doc@localhost");
+    let (_, report) = doctor(&["--mysql", &url], &env);
+    assert_eq!(
+        check(&report, "server", "privilege SELECT on mysql.*")["status"],
+        "ok"
+    );
+    assert_eq!(
+        check(&report, "server", "privilege SELECT")["status"],
+        "fail"
+    );
 }
 
 #[test]

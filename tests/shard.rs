@@ -101,12 +101,27 @@ fn three_processes_make_one_backup_that_restores_any_database() {
              INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_{rows}; ANALYZE TABLE t;"
         ));
     }
+    // An account, recorded by shard 0 only and restored with the run.
+    server.sql(
+        "CREATE USER IF NOT EXISTS 'shard_auditor'@'%' IDENTIFIED BY 'x'; \
+         GRANT PROCESS ON *.* TO 'shard_auditor'@'%';",
+    );
     let repo = Repo::new();
 
     for out in run_shards(&repo, server, &[0, 1, 2], "nightly-1") {
         let said = ok(out);
         assert!(said.contains("of run nightly-1"), "{said}");
     }
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
+    let recorded: Vec<u64> = listed
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .filter(|s| s["accounts"].is_object())
+        .filter_map(|s| s["shard"]["index"].as_u64())
+        .collect();
+    assert_eq!(recorded, vec![0], "{listed:#}");
     let shards = databases_by_shard(&repo, "nightly-1");
     assert_eq!(
         shards.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
@@ -167,10 +182,16 @@ fn three_processes_make_one_backup_that_restores_any_database() {
         "--all",
         "--into-prefix",
         "run_",
+        "--accounts",
         "--json",
     ]));
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(summary["restored"], DATABASES as u64, "{summary:#}");
+    let auditor = summary["accounts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["account"] == "'shard_auditor'@'%'"))
+        .expect("the run's accounts, from shard 0");
+    assert_eq!(auditor["outcome"], "unchanged", "{summary:#}");
     for i in 0..DATABASES {
         let db = format!("sh_{i}");
         assert_eq!(

@@ -34,7 +34,7 @@ pub async fn run(args: SnapshotsArgs) -> Result<ExitCode> {
                     "bytes": s.total_bytes, "tags": s.tags, "binlog": s.source.binlog,
                     "time_given": s.time_given, "stats": s.stats,
                     "change_tracking": s.change_tracking, "shard": s.shard,
-                    "writer": s.writer,
+                    "writer": s.writer, "accounts": s.accounts,
                 })
             })
             .collect();

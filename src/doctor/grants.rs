@@ -4,13 +4,15 @@
 //! Only privilege names and scopes are kept: MariaDB prints the password hash in the same line
 //! (`IDENTIFIED BY PASSWORD '*…'`), which never leaves this module.
 //!
-//! Forms read (MySQL 8.0/8.4 manual, "SHOW GRANTS Statement"; MariaDB "SHOW GRANTS"):
-//! `GRANT SELECT, SHOW VIEW ON *.* TO …`, dynamic privileges comma-separated without spaces
-//! (`GRANT BINLOG_ADMIN,SESSION_VARIABLES_ADMIN ON *.* TO …`), `GRANT ALL PRIVILEGES ON …`,
-//! column privileges (`GRANT SELECT (`c`) ON `db`.`t` …`, not counted), `GRANT PROXY ON …`,
-//! and role grants without `ON` (`GRANT `r`@`%` TO …` on MySQL, `GRANT `r` TO …` on MariaDB).
+//! Lines are read by [`crate::source::mysql::grants`], the reader backups record accounts with
+//! (its module doc lists the forms of both servers). Column, table and routine privileges are
+//! not counted: doctor asks what the account may do on whole databases.
 
 use std::collections::{BTreeSet, HashSet};
+
+use crate::repo::accounts::{AccountName, Grant, ObjectType};
+use crate::source::mysql::accounts::role_sql;
+use crate::source::mysql::grants::{self, GrantLine};
 
 /// Where a privilege holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,45 +33,51 @@ pub struct Privileges {
 }
 
 impl Privileges {
-    /// Read the lines of `SHOW GRANTS`, adding to what is known.
+    /// Read the lines of `SHOW GRANTS`, adding to what is known. Lines are read by
+    /// [`crate::source::mysql::grants`] (the reader backups use); one it cannot read is skipped
+    /// here: doctor reports what it can see.
     pub fn read(&mut self, lines: &[String]) {
+        let account = AccountName {
+            user: "the account coffer connects as".into(),
+            host: String::new(),
+        };
         for line in lines {
-            self.read_line(line);
+            let Ok(GrantLine::Grants(grants)) = grants::parse_line(line, &account) else {
+                continue;
+            };
+            for grant in grants {
+                self.read_grant(grant);
+            }
         }
     }
 
-    fn read_line(&mut self, line: &str) {
-        let Some(rest) = strip_prefix_ignore_case(line.trim(), "GRANT ") else {
-            return;
-        };
-        let Some(to) = find_top_level(rest, " TO ") else {
-            return;
-        };
-        let granted = &rest[..to];
-        match find_top_level(granted, " ON ") {
-            None => {
-                for role in split_top_level(granted) {
-                    self.roles.insert(role.trim().to_string());
-                }
+    fn read_grant(&mut self, grant: Grant) {
+        match grant {
+            Grant::Role { role, .. } => {
+                self.roles.insert(role_sql(&role));
             }
-            Some(on) => {
-                let scope = match parse_scope(granted[on + 4..].trim()) {
-                    Some(scope) => scope,
-                    None => return,
+            Grant::Privileges { privileges, on, .. } => {
+                let scope = match (&on.database, &on.object) {
+                    (None, None) => Scope::Global,
+                    (Some(database), None) if on.object_type == ObjectType::Table => {
+                        Scope::Database(database.clone())
+                    }
+                    // A table or routine grant is not a database-wide one.
+                    _ => return,
                 };
-                for privilege in split_top_level(&granted[..on]) {
-                    let privilege = privilege.trim();
+                for privilege in privileges {
                     // A column list means the privilege holds for those columns only.
-                    if privilege.contains('(') {
+                    if !privilege.columns.is_empty() {
                         continue;
                     }
-                    let mut name = privilege.to_ascii_uppercase();
-                    if name == "ALL PRIVILEGES" {
-                        name = "ALL".to_string();
-                    }
+                    let name = match privilege.name.as_str() {
+                        "ALL PRIVILEGES" => "ALL".to_string(),
+                        other => other.to_string(),
+                    };
                     self.granted.insert((name, scope.clone()));
                 }
             }
+            Grant::Proxy { .. } | Grant::Revoke { .. } => {}
         }
     }
 
@@ -107,68 +115,6 @@ fn is_static(name: &str) -> bool {
     !name.contains('_')
 }
 
-fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    (text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &text[prefix.len()..])
-}
-
-/// The byte offset of `needle` (ASCII, matched case-insensitively) outside quotes, backticks
-/// and parentheses.
-fn find_top_level(text: &str, needle: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let mut depth = 0i32;
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None => match b {
-                b'`' | b'\'' | b'"' => quote = Some(b),
-                b'(' => depth += 1,
-                b')' => depth -= 1,
-                _ if depth == 0
-                    && text.is_char_boundary(i)
-                    && text.len() >= i + needle.len()
-                    && text.is_char_boundary(i + needle.len())
-                    && text[i..i + needle.len()].eq_ignore_ascii_case(needle) =>
-                {
-                    return Some(i);
-                }
-                _ => {}
-            },
-        }
-        i += 1;
-    }
-    None
-}
-
-/// `a, b (c, d), e` split at top-level commas.
-fn split_top_level(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    while let Some(comma) = find_top_level(rest, ",") {
-        parts.push(&rest[..comma]);
-        rest = &rest[comma + 1..];
-    }
-    parts.push(rest);
-    parts
-}
-
-/// `*.*` or `` `db`.* `` (a table scope is not a database-wide grant: `None`).
-fn parse_scope(scope: &str) -> Option<Scope> {
-    if scope == "*.*" {
-        return Some(Scope::Global);
-    }
-    let database = scope.strip_suffix(".*")?;
-    let name = match database.strip_prefix('`').and_then(|d| d.strip_suffix('`')) {
-        Some(quoted) => quoted.replace("``", "`"),
-        None => database.to_string(),
-    };
-    Some(Scope::Database(name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +142,7 @@ mod tests {
         assert_eq!(p.databases_with(&["INSERT"]), ["study_1"]);
         assert_eq!(
             p.roles.iter().cloned().collect::<Vec<_>>(),
-            ["`r2`@`localhost`", "`restorer`@`%`"]
+            ["'r2'@'localhost'", "'restorer'@'%'"]
         );
     }
 
@@ -212,7 +158,7 @@ mod tests {
         // MySQL's dynamic privileges are not implied by ALL in SHOW GRANTS' reading.
         assert!(!p.global(&["SET_USER_ID"]));
         assert!(format!("{p:?}").find("94BDCE").is_none());
-        assert!(p.roles.contains("`backup_role`"));
+        assert!(p.roles.contains("'backup_role'"));
     }
 
     #[test]
@@ -225,7 +171,9 @@ mod tests {
             "",
         ]);
         assert!(!p.global(&["PROXY"]));
-        assert!(p.global(&["USAGE"]));
+        // USAGE grants nothing; a revoke takes away, never grants.
+        assert!(!p.global(&["USAGE"]));
+        assert!(!p.global(&["SELECT"]));
         assert_eq!(p.databases_with(&["SELECT"]), ["we`ird"]);
     }
 }

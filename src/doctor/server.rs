@@ -134,6 +134,12 @@ fn needed(mariadb: bool) -> Vec<Needed> {
         });
     }
     list.push(Needed {
+        feature: "restore --accounts: creating accounts and roles",
+        names: &["CREATE USER"],
+        grant: "CREATE USER",
+        essential: false,
+    });
+    list.push(Needed {
         feature: "restore of views, routines, triggers and events with their DEFINER (else --skip-definer)",
         names: if mariadb {
             &["SET USER", "SUPER"]
@@ -359,6 +365,31 @@ fn privilege_checks(
             Check::warn(name, found, meaning, grant(need.grant))
         });
     }
+    // Accounts are read from the `mysql` schema (`source::mysql::accounts`).
+    let reads_accounts = privileges.global(&["SELECT"])
+        || privileges
+            .databases_with(&["SELECT"])
+            .iter()
+            .any(|db| db == "mysql");
+    checks.push(if reads_accounts {
+        Check::ok(
+            "privilege SELECT on mysql.*",
+            format!("granted{through_roles}"),
+            "backups record the accounts, roles and grants",
+        )
+    } else {
+        Check::warn(
+            "privilege SELECT on mysql.*",
+            format!("not granted{through_roles}"),
+            "backups leave the accounts, roles and grants out (and say so)",
+            if azure {
+                "as the server admin: GRANT SELECT ON mysql.* TO 'coffer'@'%'".to_string()
+            } else {
+                "GRANT SELECT ON mysql.* TO 'coffer'@'%' (the account coffer connects as)"
+                    .to_string()
+            },
+        )
+    });
     let require_key = variables
         .get("sql_require_primary_key")
         .is_some_and(|v| v == "ON" || v == "1");

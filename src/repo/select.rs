@@ -193,11 +193,8 @@ impl Repository {
         }
         let run = chosen.snapshot.backup_key(&chosen.id);
         for (id, summary) in self.summaries().await? {
-            if id != chosen.id && summary.backup_key(&id) == run {
-                let (id, snapshot) = self.find_snapshot(&id.to_hex()).await?;
-                if snapshot.accounts.is_some() {
-                    return Ok((id, snapshot));
-                }
+            if id != chosen.id && summary.backup_key(&id) == run && summary.accounts.is_some() {
+                return self.find_snapshot(&id.to_hex()).await;
             }
         }
         Ok((chosen.id, chosen.snapshot.clone()))

@@ -39,7 +39,7 @@ pub struct Snapshot {
     /// write-only key wrote is told apart (docs/FORMAT.md, "Snapshots").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<SnapshotWriter>,
-    /// The server's accounts, roles and grants (since coffer 0.5; on a sharded run, in shard 0's
+    /// The server's accounts, roles and grants (since coffer 0.4; on a sharded run, in shard 0's
     /// snapshot only). Absent: not recorded (older snapshots, or a backup that left them out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<super::accounts::AccountsEntry>,

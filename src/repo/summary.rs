@@ -53,6 +53,9 @@ pub struct SnapshotSummary {
     /// can write).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_key_mark: Option<String>,
+    /// The snapshot's `accounts` entry (counts and where the tree is, or why it is missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<super::accounts::AccountsEntry>,
 }
 
 /// Which slot a snapshot says wrote it.
@@ -90,6 +93,7 @@ impl SnapshotSummary {
                 write_only: w.write_only,
             }),
             full_key_mark: None,
+            accounts: snapshot.accounts.clone(),
         }
     }
 

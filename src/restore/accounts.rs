@@ -180,7 +180,7 @@ pub async fn load(
 ) -> Result<AccountSet> {
     let entry = snapshot.accounts.as_ref().ok_or_else(|| {
         Error::not_found(format!(
-            "snapshot {} holds no accounts (taken with --no-accounts, or by coffer before 0.5)",
+            "snapshot {} holds no accounts (taken with --no-accounts, or by a coffer without accounts)",
             id.short()
         ))
         .with_hint("choose a later backup with --snapshot or --at, or restore without --accounts")
@@ -275,6 +275,16 @@ pub async fn plan(
         })
     });
 
+    // MySQL stores a partial revoke only with `partial_revokes` on; MariaDB has none.
+    let partial_revokes = if target_is_mariadb {
+        false
+    } else {
+        let on: Option<u64> = conn
+            .query_first("SELECT @@GLOBAL.partial_revokes")
+            .await
+            .map_err(|e| mysql_error(e, &context("partial_revokes setting")))?;
+        on == Some(1)
+    };
     let recorded: BTreeSet<&AccountName> = set.accounts.iter().map(|a| &a.name).collect();
     let mut refusals = Vec::new();
     for account in &set.accounts {
@@ -320,6 +330,12 @@ pub async fn plan(
                     }
                 }
                 Grant::Proxy { .. } => {}
+            }
+            if matches!(grant, Grant::Revoke { .. }) && !partial_revokes {
+                refusals.push(format!(
+                    "{name}: it has a partial revoke ({}), which needs partial_revokes=ON on a MySQL target",
+                    grant_sql(grant, "")
+                ));
             }
         }
     }

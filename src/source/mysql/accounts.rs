@@ -23,7 +23,7 @@ use crate::sql::quote_str;
 ///   MySQL Shell's dump leaves out the same three `mysql.*` accounts);
 /// - MariaDB: `root`, `mariadb.sys`, the `PUBLIC` pseudo-role, Debian's `debian-sys-maint`;
 /// - Azure Database for MySQL: `azure_superuser`;
-/// - Amazon RDS: `rdsadmin`, `rdsrepladmin`, `rds_superuser_role`;
+/// - Amazon RDS: `rdsadmin`, `rdsrepladmin`, `rdsgrprepladmin`, `rds_superuser_role`;
 /// - Google Cloud SQL: its `cloudsql…` accounts and roles.
 ///
 /// Anonymous accounts (an empty user name) are left out too: they are left over from a default
@@ -39,6 +39,7 @@ pub const SYSTEM_ACCOUNTS: &[&str] = &[
     "azure_superuser",
     "rdsadmin",
     "rdsrepladmin",
+    "rdsgrprepladmin",
     "rds_superuser_role",
 ];
 

@@ -296,7 +296,10 @@ impl Parser<'_> {
         let on = self.target()?;
         self.expect_word("TO")?;
         self.account()?;
-        if privileges.len() == 1
+        let grant_option = self.rest_has_option("GRANT");
+        // `USAGE` alone grants nothing, unless it carries the grant option.
+        if !grant_option
+            && privileges.len() == 1
             && privileges[0].name == "USAGE"
             && privileges[0].columns.is_empty()
         {
@@ -305,7 +308,7 @@ impl Parser<'_> {
         Ok(GrantLine::Grants(vec![Grant::Privileges {
             privileges,
             on,
-            grant_option: self.rest_has_option("GRANT"),
+            grant_option,
         }]))
     }
 }
@@ -490,6 +493,85 @@ mod tests {
         assert_eq!(
             parse_line("GRANT USAGE ON *.* TO `u1`@`%`", &alice()).unwrap(),
             GrantLine::Usage
+        );
+    }
+
+    /// Lines copied from MySQL 8 mysql-test results (mysql/mysql-server: `r/grant_dynamic.result`,
+    /// `r/roles.result`, `suite/auth_sec/r/atomic_global_db_proxy_grants.result` in both its
+    /// quoting forms, `suite/auth_sec/r/partial_revokes_add_remove.result`).
+    #[test]
+    fn mysql_8_test_suite_lines() {
+        assert_eq!(
+            grant("GRANT USAGE ON *.* TO `u2`@`localhost` WITH GRANT OPTION"),
+            Grant::Privileges {
+                privileges: privileges(&["USAGE"]),
+                on: on(None, None),
+                grant_option: true,
+            }
+        );
+        assert_eq!(
+            grant(
+                "GRANT BINLOG_ADMIN,ROLE_ADMIN,SYSTEM_VARIABLES_ADMIN ON *.* TO `u2`@`localhost`"
+            ),
+            Grant::Privileges {
+                privileges: privileges(&["BINLOG_ADMIN", "ROLE_ADMIN", "SYSTEM_VARIABLES_ADMIN"]),
+                on: on(None, None),
+                grant_option: false,
+            }
+        );
+        assert_eq!(
+            grant(
+                "GRANT INSERT (`c1`), UPDATE (`c1`, `c3`) ON `test`.`t_external` TO `joe`@`localhost`"
+            ),
+            Grant::Privileges {
+                privileges: vec![
+                    Privilege {
+                        name: "INSERT".into(),
+                        columns: vec!["c1".into()]
+                    },
+                    Privilege {
+                        name: "UPDATE".into(),
+                        columns: vec!["c1".into(), "c3".into()]
+                    },
+                ],
+                on: on(Some("test"), Some("t_external")),
+                grant_option: false,
+            }
+        );
+        let admin = |user: &str| Grant::Role {
+            role: AccountName {
+                user: user.into(),
+                host: "%".into(),
+            },
+            admin_option: true,
+        };
+        assert_eq!(
+            grants(
+                "GRANT `consultants`@`%`,`wp_administrators`@`%` TO `joe`@`localhost` WITH ADMIN OPTION"
+            ),
+            vec![admin("consultants"), admin("wp_administrators")]
+        );
+        let proxied = Grant::Proxy {
+            of: AccountName {
+                user: "proxied".into(),
+                host: "%".into(),
+            },
+            grant_option: false,
+        };
+        assert_eq!(
+            grant("GRANT PROXY ON 'proxied'@'%' TO 'userX'@'%'"),
+            proxied
+        );
+        assert_eq!(
+            grant("GRANT PROXY ON `proxied`@`%` TO `userX`@`%`"),
+            proxied
+        );
+        assert_eq!(
+            grant("REVOKE INSERT, UPDATE ON `mysql`.* FROM `foo`@`%`"),
+            Grant::Revoke {
+                privileges: privileges(&["INSERT", "UPDATE"]),
+                on: on(Some("mysql"), None),
+            }
         );
     }
 
