@@ -303,7 +303,11 @@ async fn back_up(
     let store = BlobStore::new(Arc::clone(repo), &index, jobs + 2);
     drop(index);
     let accounts = match accounts {
-        Some(read) => Some(store_accounts(&store, read).await?),
+        Some(read) => Some(
+            store_accounts(&store, read)
+                .await
+                .map_err(|e| e.context("backup aborted, no snapshot written"))?,
+        ),
         None => None,
     };
     let chunking = Chunking {
