@@ -218,3 +218,110 @@ fn a_killed_run_resumes_skipping_what_it_completed() {
         "the stopped run's staging copy is gone"
     );
 }
+
+/// Wait past the next second boundary and return the second before it (as `restore --at`
+/// reads it): everything logged so far is at or before it, everything later after it.
+fn moment() -> String {
+    let now = jiff::Timestamp::now();
+    let second = now.as_second();
+    let next = jiff::Timestamp::from_second(second + 1).expect("time");
+    let wait = next.duration_since(now).as_millis().max(0) as u64 + 60;
+    std::thread::sleep(Duration::from_millis(wait));
+    jiff::Timestamp::from_second(second)
+        .expect("time")
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// `restore --all --at`: every database is its backup's copy taken to the moment by the
+/// archived binary log (each reading only the log segments that touched it), and one the log
+/// cannot take there refuses the run before anything changes.
+#[test]
+fn an_estate_at_a_moment_replays_each_database_to_it() {
+    let server = MariaDb::start_with(None, &["--binlog-format=ROW"]);
+    let repo = Repo::new();
+    let url = server.socket_url();
+    let names = make_estate(&server, 3, 50);
+    ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+    ok(repo.coffer(&["backup", "--mysql", &url]));
+    moment();
+    // After the backup: changes to two of the three studies, then the moment, then damage.
+    // Each sync stores what it read as its own segment.
+    server.sql("INSERT INTO est_0.subjects VALUES (1000, 'late', 'after the backup')");
+    ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+    server.sql(
+        "UPDATE est_1.subjects SET code = 'changed' WHERE id <= 10;
+         DELETE FROM est_1.visits WHERE id > 40;",
+    );
+    ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+    let at = moment();
+    let reference: Vec<Vec<String>> = names.iter().map(|n| state(&server, n)).collect();
+    server.sql("DELETE FROM est_0.visits; UPDATE est_2.subjects SET note = NULL;");
+    ok(repo.coffer(&["log", "sync", "--mysql", &url]));
+
+    let out = ok(repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--all",
+        "--at",
+        &at,
+        "--into-prefix",
+        "then_",
+        "--json",
+    ]));
+    let summary: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(summary["restored"], 3, "{summary:#}");
+    for (name, expected) in names.iter().zip(&reference) {
+        assert_eq!(
+            &state(&server, &format!("then_{name}")),
+            expected,
+            "{name} at {at}"
+        );
+    }
+    let replayed = |db: &str| {
+        summary["databases"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["database"] == db))
+            .map(|d| d["replayed_transactions"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(replayed("est_0"), 1, "{summary:#}");
+    assert_eq!(replayed("est_1"), 2, "{summary:#}");
+    assert_eq!(replayed("est_2"), 0, "{summary:#}");
+    // Each database read only the segments that touched it: est_0 the first and the damage's,
+    // est_1 the second, est_2 only the damage's.
+    let segments = |db: &str| {
+        summary["databases"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["database"] == db))
+            .map(|d| d["log_segments_read"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(segments("est_1"), 1, "{summary:#}");
+    assert!(segments("est_2").as_u64() <= Some(1), "{summary:#}");
+
+    // A moment the archive does not reach: refused, nothing created.
+    let later = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .expect("time")
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let out = repo.coffer(&[
+        "restore",
+        "--mysql",
+        &url,
+        "--all",
+        "--at",
+        &later,
+        "--into-prefix",
+        "late_",
+    ]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("nothing was changed") && said.contains("est_1"),
+        "{said}"
+    );
+    assert!(!server.sql("SHOW DATABASES").contains("late_"), "{said}");
+}

@@ -51,10 +51,16 @@ async fn choose(args: &RestoreArgs, repo: &Repository) -> Result<Chosen> {
         (include.is_empty() || include.iter().any(|p| p.matches(name)))
             && !exclude.iter().any(|p| p.matches(name))
     };
-    let chosen = args.source.snapshot.choose(repo, None).await?;
+    let moment = match &args.source.snapshot.at {
+        Some(at) => Some(coffer::timespec::parse_point_in_time(
+            at,
+            jiff::Timestamp::now(),
+        )?),
+        None => None,
+    };
+    let (chosen, backup) = backup_finished_by(args, repo, moment).await?;
     let mut snapshots = HashMap::new();
     let mut databases = Vec::new();
-    let backup = repo.databases_of_backup(&chosen).await?;
     for (name, id) in backup.held {
         if !selected(&name) {
             continue;
@@ -77,7 +83,11 @@ async fn choose(args: &RestoreArgs, repo: &Repository) -> Result<Chosen> {
             snapshot: id,
             bytes,
             replace_own: false,
+            replay: None,
         });
+    }
+    if let Some(until) = moment {
+        plan_replays(repo, &snapshots, &mut databases, until).await?;
     }
     let mut missing: Vec<String> = backup
         .failed
@@ -107,6 +117,129 @@ async fn choose(args: &RestoreArgs, repo: &Repository) -> Result<Chosen> {
     })
 }
 
+/// The backup to restore: the one `--snapshot`/`--at` names; with `--at`, the newest whose
+/// every shard had finished by the moment (a run still going then may have read a database
+/// after it, and a replay cannot go back).
+async fn backup_finished_by(
+    args: &RestoreArgs,
+    repo: &Repository,
+    moment: Option<jiff::Timestamp>,
+) -> Result<(
+    coffer::repo::select::ChosenSnapshot,
+    coffer::repo::select::BackupDatabases,
+)> {
+    let mut chosen = args.source.snapshot.choose(repo, None).await?;
+    loop {
+        let backup = repo.databases_of_backup(&chosen).await?;
+        let Some(until) = moment else {
+            return Ok((chosen, backup));
+        };
+        let mut finished = chosen.snapshot.finished;
+        let mut earliest_start = chosen.snapshot.time;
+        if chosen.snapshot.shard.is_some() {
+            let run = chosen.snapshot.backup_key(&chosen.id);
+            for (id, summary) in repo.summaries().await? {
+                if summary.backup_key(&id) == run {
+                    finished = finished.max(summary.finished);
+                    earliest_start = earliest_start.min(summary.time);
+                }
+            }
+        }
+        if finished <= until {
+            return Ok((chosen, backup));
+        }
+        eprintln!(
+            "note: backup {} was still running at {until}: taking an earlier one and replaying from it",
+            chosen.id.short()
+        );
+        let before = earliest_start
+            .checked_sub(jiff::SignedDuration::from_nanos(1))
+            .map_err(|e| Error::invalid(format!("--at: {e}")))?;
+        chosen = repo
+            .select_snapshot(&coffer::repo::select::SnapshotSelector::At(before), None)
+            .await
+            .map_err(|e| e.context(format!("no backup had finished by {until}")))?;
+    }
+}
+
+/// With `--at`: each database's replay of the archived binary log, planned before anything
+/// changes (a database whose log cannot take it to the moment refuses the run, naming it).
+async fn plan_replays(
+    repo: &Repository,
+    snapshots: &HashMap<coffer::repo::ids::SnapshotId, coffer::repo::snapshot::Snapshot>,
+    databases: &mut [EstateDatabase],
+    until: jiff::Timestamp,
+) -> Result<()> {
+    use coffer::pitr::replay::{ReplayTarget, archive_exists, plan_from, stream_segments};
+    // The segments of each server, read once for every database.
+    let mut streams: HashMap<String, Option<Vec<coffer::repo::log_segments::LogSegment>>> =
+        HashMap::new();
+    let mut refused = Vec::new();
+    let mut replayed = 0usize;
+    for database in databases.iter_mut() {
+        let Some(snapshot) = snapshots.get(&database.snapshot) else {
+            continue;
+        };
+        let key = format!(
+            "{}\0{}",
+            snapshot.source.server,
+            snapshot
+                .source
+                .server_identity
+                .as_deref()
+                .unwrap_or_default()
+        );
+        if !streams.contains_key(&key) {
+            let segments = if archive_exists(repo, snapshot).await? {
+                Some(stream_segments(repo, snapshot).await?)
+            } else {
+                eprintln!(
+                    "note: no archived binary log of {}: its databases are taken as backup {} holds them ({}), not at {until}",
+                    snapshot.source.server,
+                    database.snapshot.short(),
+                    snapshot.time
+                );
+                None
+            };
+            streams.insert(key.clone(), segments);
+        }
+        let Some(Some(segments)) = streams.get(&key) else {
+            continue;
+        };
+        let Some(entry) = snapshot
+            .databases
+            .iter()
+            .find(|d| d.name == database.source)
+        else {
+            continue;
+        };
+        let target = ReplayTarget {
+            until,
+            stop_before: None,
+        };
+        match plan_from(segments, snapshot, entry, target) {
+            Ok(plan) => {
+                replayed += 1;
+                database.replay = Some(Arc::new(plan));
+            }
+            Err(e) => refused.push(format!("{}: {e}", database.source)),
+        }
+    }
+    if !refused.is_empty() {
+        refused.sort();
+        return Err(Error::invalid(format!(
+            "{} database(s) cannot be taken to {until} from the archived binary log; nothing was changed:\n  {}",
+            refused.len(),
+            refused.join("\n  ")
+        ))
+        .with_hint("choose a moment the archive covers (`coffer log list`), leave those out with --exclude, or restore the backups as they are with --snapshot"));
+    }
+    if replayed > 0 {
+        eprintln!("replaying the archived binary log onto {replayed} database(s), each to {until}");
+    }
+    Ok(())
+}
+
 /// The run's key: the same restore (what, from which snapshots, to where) repeated finds its
 /// journal.
 fn run_key(args: &RestoreArgs, target: &MysqlTarget, databases: &[EstateDatabase]) -> String {
@@ -121,7 +254,18 @@ fn run_key(args: &RestoreArgs, target: &MysqlTarget, databases: &[EstateDatabase
     }
     let mut parts: Vec<String> = databases
         .iter()
-        .map(|d| format!("{}\0{}\0{}", d.source, d.target, d.snapshot.to_hex()))
+        // Another moment is another restore, even from the same backup (a relative `--at`
+        // repeated later names another moment, so it starts afresh).
+        .map(|d| {
+            let until = d.replay.as_ref().map(|r| r.target.until.to_string());
+            format!(
+                "{}\0{}\0{}\0{}",
+                d.source,
+                d.target,
+                d.snapshot.to_hex(),
+                until.unwrap_or_default()
+            )
+        })
         .collect();
     parts.sort();
     for part in parts {
@@ -155,6 +299,12 @@ struct DatabaseSummary {
     error: Option<String>,
     tables: u64,
     rows: u64,
+    /// Transactions replayed from the archived binary log (`--at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replayed_transactions: Option<u64>,
+    /// Archived log segments read for it (only those that touched it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_segments_read: Option<usize>,
 }
 
 async fn estate(
@@ -266,6 +416,11 @@ async fn estate(
     // Failures a repeated run may get past (not just a target that exists).
     let mut can_go_on = 0u64;
     for (database, outcome) in &outcomes {
+        let replay = match outcome {
+            DatabaseOutcome::Restored(stats) => stats.replay.as_ref(),
+            DatabaseOutcome::Failed { .. } => None,
+        };
+        let replayed = replay.map(|r| r.transactions_applied);
         let (label, error, tables, database_rows) = match outcome {
             DatabaseOutcome::Restored(stats) => {
                 restored += 1;
@@ -302,8 +457,12 @@ async fn estate(
         if !args.json {
             match &error {
                 None => println!(
-                    "restored {} into {}: {tables} tables, {database_rows} rows",
-                    database.source, database.target
+                    "restored {} into {}: {tables} tables, {database_rows} rows{}",
+                    database.source,
+                    database.target,
+                    replayed
+                        .map(|n| format!(", {n} transaction(s) replayed from the log"))
+                        .unwrap_or_default()
                 ),
                 Some(why) => println!("FAILED {} into {}: {why}", database.source, database.target),
             }
@@ -316,6 +475,8 @@ async fn estate(
             error,
             tables,
             rows: database_rows,
+            replayed_transactions: replayed,
+            log_segments_read: replay.map(|r| r.segments_read),
         });
     }
     for database in &skipped {
@@ -327,6 +488,8 @@ async fn estate(
             error: None,
             tables: 0,
             rows: 0,
+            replayed_transactions: None,
+            log_segments_read: None,
         });
     }
     let accounts = match &accounts {

@@ -22,6 +22,10 @@
 //!   skipped; inside its window (MySQL: between the lock's position and the snapshot's) they
 //!   may or may not be, so they are applied as "make the row look like this" (by key, `REPLACE`)
 //!   and refused on a table without a key or for DDL.
+//! - **Only its share of the log is read**: a segment whose descriptor says it touched neither
+//!   the database nor anything it could not attribute is skipped, so restoring many databases
+//!   at a moment reads each segment once per database it touched, not once per database
+//!   (`restore_estate::an_estate_at_a_moment_replays_each_database_to_it`).
 //! - **Triggers do not fire, foreign keys do not cascade**: the staging copy has no triggers
 //!   yet (they are created at the swap) and the replay session sets `foreign_key_checks=0`,
 //!   since the log holds every row such actions changed.
@@ -116,6 +120,31 @@ pub async fn plan(
     entry: &DatabaseEntry,
     target: ReplayTarget,
 ) -> Result<ReplayPlan> {
+    let segments = stream_segments(repo, snapshot).await?;
+    plan_from(&segments, snapshot, entry, target)
+}
+
+/// Every archived segment of the server `snapshot` was taken from, in log order (read once for
+/// many databases of one backup: [`plan_from`]).
+pub async fn stream_segments(repo: &Repository, snapshot: &Snapshot) -> Result<Vec<LogSegment>> {
+    let identity = snapshot.source.server_identity.clone().unwrap_or_default();
+    let stream = repo.log_stream_id(&snapshot.source.server, &identity);
+    let listed: Vec<_> = repo
+        .list_log_segments()
+        .await?
+        .into_iter()
+        .filter(|l| l.stream == stream)
+        .collect();
+    repo.read_log_segments(&listed).await
+}
+
+/// [`plan`] from the stream's segments already read.
+pub fn plan_from(
+    segments: &[LogSegment],
+    snapshot: &Snapshot,
+    entry: &DatabaseEntry,
+    target: ReplayTarget,
+) -> Result<ReplayPlan> {
     let from = entry.log_position.clone().ok_or_else(|| {
         Error::invalid(format!(
             "the copy of {} in this snapshot does not record where it sits in the binary log (taken before coffer 0.4, or the backup account lacks REPLICATION CLIENT)",
@@ -123,16 +152,7 @@ pub async fn plan(
         ))
         .with_hint("restore the snapshot alone with --snapshot, or take a backup now and replay from it later")
     })?;
-    let identity = snapshot.source.server_identity.clone().unwrap_or_default();
     let server = snapshot.source.server.clone();
-    let stream = repo.log_stream_id(&server, &identity);
-    let listed: Vec<_> = repo
-        .list_log_segments()
-        .await?
-        .into_iter()
-        .filter(|l| l.stream == stream)
-        .collect();
-    let segments = repo.read_log_segments(&listed).await?;
     let at = |file: &str, position: u64| (file.to_string(), position);
     let from_at = at(&from.from_file, from.from);
     // The first segment that ends after the copy's position.
@@ -334,7 +354,10 @@ pub async fn replay(
         report: ReplayReport::default(),
     };
     for segment in &plan.segments {
-        if segment.transactions == 0 {
+        // A segment that touched neither the database nor anything unknown holds nothing to
+        // apply (`LogSegment::touches` counts a statement it could not attribute as touching
+        // every database): not read, so a restore reads only its database's share of the log.
+        if segment.transactions == 0 || !segment.touches(&plan.database) {
             continue;
         }
         let bytes = super::archive::segment_bytes(repo, index, segment).await?;

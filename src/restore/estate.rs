@@ -46,6 +46,8 @@ pub struct EstateDatabase {
     /// Replace the target even without `drop_existing`: a stopped run of this restore created
     /// it and may not have finished it.
     pub replace_own: bool,
+    /// `restore --all --at`: the archived binary log replayed onto the copy, to the moment.
+    pub replay: Option<Arc<crate::pitr::replay::ReplayPlan>>,
 }
 
 /// How the estate is restored.
@@ -192,7 +194,7 @@ async fn restore_one(
         &ServerRestoreOptions {
             drop_existing: replace,
             jobs: loaders,
-            replay: None,
+            replay: database.replay.clone(),
             staging_tag: Some(tag),
         },
         chunks_done,
