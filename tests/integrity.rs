@@ -285,3 +285,75 @@ fn a_damaged_snapshot_or_index_is_named_and_check_goes_on() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// The local index cache stands in for the index files only for the generation it was made
+/// from: a damaged copy is ignored, and a valid copy of an older generation renamed to the
+/// current one (an index lacking the newest blobs) is not taken for it.
+#[test]
+fn the_index_cache_is_used_only_for_its_own_generation() {
+    let server = MariaDb::shared();
+    server.sql(
+        "DROP DATABASE IF EXISTS cache_a; DROP DATABASE IF EXISTS cache_b; \
+         CREATE DATABASE cache_a; CREATE TABLE cache_a.t (id INT PRIMARY KEY, v TEXT); \
+         USE cache_a; INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_500;",
+    );
+    let repo = Repo::new();
+    let cache = tempfile::tempdir().expect("temp");
+    let env = [("COFFER_CACHE_DIR", cache.path().to_str().expect("utf-8"))];
+    let url = server.socket_url();
+    let run = |args: &[&str]| {
+        let out = coffer_cmd(args, Some(repo.path()), &env)
+            .output()
+            .expect("run coffer");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    let cached = || -> Vec<std::path::PathBuf> {
+        files_under(&cache.path().join("index"))
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("index-"))
+            })
+            .collect()
+    };
+    run(&["backup", "--mysql", &url, "--include", "cache_a"]);
+    run(&[
+        "restore", "--mysql", &url, "--db", "cache_a", "--into", "cache_a1",
+    ]);
+    let first = cached();
+    assert_eq!(first.len(), 1, "one cached generation: {first:?}");
+    let old_generation = std::fs::read(&first[0]).expect("cached index");
+
+    // Damaged: ignored, and replaced by a good copy.
+    std::fs::write(&first[0], b"not an index").expect("damage");
+    run(&[
+        "restore", "--mysql", &url, "--db", "cache_a", "--into", "cache_a2",
+    ]);
+    assert_ne!(std::fs::read(&first[0]).expect("cached"), b"not an index");
+
+    // A new backup is a new generation; the older copy, renamed to it, is refused (using it
+    // would miss the new database's blobs and fail the restore).
+    server.sql(
+        "CREATE DATABASE cache_b; CREATE TABLE cache_b.t (id INT PRIMARY KEY, v TEXT); \
+         USE cache_b; INSERT INTO t SELECT seq, SHA2(seq + 7, 256) FROM seq_1_to_500;",
+    );
+    run(&["backup", "--mysql", &url, "--include", "cache_b"]);
+    run(&[
+        "restore", "--mysql", &url, "--db", "cache_b", "--into", "cache_b1",
+    ]);
+    let second = cached();
+    assert_eq!(
+        second.len(),
+        1,
+        "the older generation is removed: {second:?}"
+    );
+    assert_ne!(second[0], first[0]);
+    std::fs::write(&second[0], &old_generation).expect("replay an old copy");
+    run(&[
+        "restore", "--mysql", &url, "--db", "cache_b", "--into", "cache_b2",
+    ]);
+    assert_eq!(checksums(server, "cache_b"), checksums(server, "cache_b2"));
+    server.sql(
+        "DROP DATABASE cache_a1; DROP DATABASE cache_a2; DROP DATABASE cache_b1; DROP DATABASE cache_b2",
+    );
+}

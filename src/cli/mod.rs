@@ -208,21 +208,25 @@ pub struct RepoArg {
 }
 
 impl RepoArg {
+    /// This host's cache folder (`COFFER_CACHE_DIR`, else `$XDG_CACHE_HOME/coffer`, else
+    /// `~/.cache/coffer`), unless `--no-cache`.
+    fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        std::env::var_os("COFFER_CACHE_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(|d| std::path::PathBuf::from(d).join("coffer"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/coffer"))
+            })
+    }
+
     pub fn storage(&self) -> Result<OpenedStorage> {
-        let cache_dir = if self.no_cache {
-            None
-        } else {
-            std::env::var_os("COFFER_CACHE_DIR")
-                .map(std::path::PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("XDG_CACHE_HOME")
-                        .map(|d| std::path::PathBuf::from(d).join("coffer"))
-                })
-                .or_else(|| {
-                    std::env::var_os("HOME")
-                        .map(|h| std::path::PathBuf::from(h).join(".cache/coffer"))
-                })
-        };
+        let cache_dir = self.cache_dir();
         coffer::storage::open_location(&self.repo, &StorageOptions { cache_dir })
     }
 
@@ -260,7 +264,16 @@ impl RepoArg {
             preferred_slot: state.last_slot.clone(),
             only_slot: self.key_slot.clone(),
         };
-        let repo = open_with_available_keys(opened.storage, &options, &self.kms_trust()?).await?;
+        let mut repo =
+            open_with_available_keys(opened.storage, &options, &self.kms_trust()?).await?;
+        // The parsed index, local repositories included (their files are read fast, parsing
+        // them is what costs).
+        if let Some(dir) = self.cache_dir() {
+            let key = blake3::hash(location.as_bytes()).to_hex();
+            repo.set_index_cache(coffer::repo::index_cache::IndexCache::new(
+                dir.join("index").join(&key.as_str()[..16]),
+            ));
+        }
         let before = state.clone();
         if state.repository_id.as_deref() != Some(repo.config().id.as_str()) {
             // Another repository at this location (a new one, or the first open): what this

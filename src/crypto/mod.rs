@@ -60,6 +60,8 @@ pub enum Role {
     ShardPlan,
     Summary,
     LogSegment,
+    /// A host's local copy of the in-memory index (never stored in the repository).
+    IndexCache,
 }
 
 impl Role {
@@ -77,6 +79,7 @@ impl Role {
             Role::ShardPlan => b"coffer.v1.shard-plan",
             Role::Summary => b"coffer.v1.snapshot-summary",
             Role::LogSegment => b"coffer.v1.log-segment",
+            Role::IndexCache => b"coffer.v1.local-index-cache",
         }
     }
 }
@@ -94,6 +97,7 @@ impl Role {
                 | Role::ShardPlan
                 | Role::Summary
                 | Role::LogSegment
+                | Role::IndexCache
         )
     }
 }

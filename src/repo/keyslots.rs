@@ -290,6 +290,7 @@ impl Repository {
             config: grant.config.clone(),
             master: None,
             opened_slot: file.slot,
+            index_cache: None,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod host_state;
 pub mod ids;
 pub mod index;
+pub mod index_cache;
 pub mod keyslots;
 pub mod log_segments;
 pub mod marks;
@@ -180,6 +181,8 @@ pub struct Repository {
     master: Option<MasterSecret>,
     /// The id of the key slot that opened the repository.
     opened_slot: String,
+    /// This host's local copy of the index, if it keeps one ([`Repository::set_index_cache`]).
+    index_cache: Option<index_cache::IndexCache>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -236,6 +239,7 @@ impl Repository {
             config,
             master: Some(master),
             opened_slot: slot_id,
+            index_cache: None,
         })
     }
 
@@ -362,6 +366,7 @@ impl Repository {
                 config,
                 master: Some(master),
                 opened_slot: id,
+                index_cache: None,
             });
         }
         if !opened_elsewhere.is_empty() {
@@ -748,11 +753,17 @@ impl Repository {
     /// Read every index file into one in-memory index. A damaged index file is an error that
     /// names it; [`Repository::load_index_reporting`] reads past damage instead.
     pub async fn load_index(&self) -> Result<Index> {
-        let (index, mut damaged) = self.load_index_reporting().await?;
+        let (index, mut damaged) = self.load_index_from(true).await?;
         match damaged.pop() {
             Some(e) => Err(e),
             None => Ok(index),
         }
+    }
+
+    /// Keep a local copy of the index in `cache` ([`index_cache`]): [`Repository::load_index`]
+    /// then parses the index files only when they changed.
+    pub fn set_index_cache(&mut self, cache: index_cache::IndexCache) {
+        self.index_cache = Some(cache);
     }
 
     /// Read every index file that is intact; the damaged ones, and damaged prune marks, come
@@ -762,19 +773,50 @@ impl Repository {
     /// Prune marks are listed *before* the index files: a sweep deletes its mark only after
     /// the index files naming its packs, so an index read after a mark was found missing
     /// names none of the packs that sweep deleted.
+    ///
+    /// Never from the local cache: `check` reads every index file through here.
     pub async fn load_index_reporting(&self) -> Result<(Index, Vec<Error>)> {
+        self.load_index_from(false).await
+    }
+
+    async fn load_index_from(&self, use_cache: bool) -> Result<(Index, Vec<Error>)> {
         let (marks, mut damaged) = self.list_prune_marks_reporting().await?;
+        let listed = self.storage.list(paths::INDEX).await?;
+        // Only an index read without damage is cached, and a cached one only stands in for one
+        // that would be (the same names listed: the same generation).
+        let cached = match &self.index_cache {
+            Some(cache) if use_cache && damaged.is_empty() => {
+                let names: Vec<String> = listed.iter().map(|m| m.name.clone()).collect();
+                let marks: Vec<String> = marks.iter().map(|m| m.name.clone()).collect();
+                Some((
+                    cache,
+                    index_cache::IndexCache::generation(&self.config.id, &names, &marks),
+                ))
+            }
+            _ => None,
+        };
+        if let Some((cache, generation)) = &cached
+            && let Some(index) = cache.load(&self.keys, generation)
+        {
+            return Ok((index, damaged));
+        }
         let condemned: HashSet<PackId> = marks
             .into_iter()
             .flat_map(|listed| listed.mark.packs.into_iter().map(|p| p.id))
             .collect();
-        let (files, damaged_files) = self.load_index_files_reporting().await?;
+        let (files, damaged_files) = self.load_listed::<IndexFile>(listed, Role::Index).await?;
+        let clean = damaged_files.is_empty();
         damaged.extend(damaged_files.into_iter().map(|e| e.context("index file")));
         let index = Index::ranked(
             files.into_iter().map(|(_, f)| f).collect(),
             |pack| u8::from(condemned.contains(pack)),
             condemned.clone(),
         );
+        if let Some((cache, generation)) = &cached
+            && clean
+        {
+            cache.store(&self.keys, generation, &index);
+        }
         Ok((index, damaged))
     }
 
@@ -833,6 +875,15 @@ impl Repository {
         role: Role,
     ) -> Result<(Vec<([u8; 32], T)>, Vec<Error>)> {
         let names = self.storage.list(folder).await?;
+        self.load_listed(names, role).await
+    }
+
+    /// [`Repository::load_folder`] for objects already listed.
+    async fn load_listed<T: DeserializeOwned + Send>(
+        &self,
+        names: Vec<crate::storage::ObjectMeta>,
+        role: Role,
+    ) -> Result<(Vec<([u8; 32], T)>, Vec<Error>)> {
         let results: Vec<Result<([u8; 32], T)>> = stream::iter(names)
             .map(|meta| async move {
                 let hash = *name_hash(&meta.name)?;

@@ -28,14 +28,14 @@ impl BlobKind {
         }
     }
 
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             BlobKind::Data => 0,
             BlobKind::Tree => 1,
         }
     }
 
-    fn from_code(code: u8) -> Result<Self> {
+    pub(crate) fn from_code(code: u8) -> Result<Self> {
         match code {
             0 => Ok(BlobKind::Data),
             1 => Ok(BlobKind::Tree),

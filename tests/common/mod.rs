@@ -375,6 +375,11 @@ pub fn coffer_cmd(args: &[&str], repo: Option<&Path>, env: &[(&str, &str)]) -> C
         .env(
             "COFFER_STATE_DIR",
             std::env::temp_dir().join("coffer-test-host-state"),
+        )
+        // And what it caches (index copies of every test repository).
+        .env(
+            "COFFER_CACHE_DIR",
+            std::env::temp_dir().join("coffer-test-cache"),
         );
     for (k, v) in env {
         cmd.env(k, v);
