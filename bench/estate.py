@@ -8,6 +8,8 @@ mydumper dump of it, drops the studies, then restores them all:
      own names;
   2. `coffer restore --all` into the same names (checked equal to the originals by CHECKSUM TABLE);
   3. the same restore killed half way and repeated: the time the repeat takes to finish;
+  4. one small study and the median study restored alone under another name (median of 5):
+     `coffer restore --db` against `myloader -s DB -B NEW` (the fixed cost per command);
 and for a second estate of many small schemas the same two restores, as schemas per second.
 Wall time, schemas/s and peak RSS for each; compare the ratios, not the seconds.
 
@@ -90,6 +92,47 @@ def estate_round(bench, args, prefix, repo, env, label):
     return result
 
 
+def sizes(bench, prefix):
+    """Each database's data bytes, smallest first."""
+    rows = bench.sql("SELECT TABLE_SCHEMA, SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES "
+                     f"WHERE TABLE_SCHEMA LIKE '{prefix}%' GROUP BY 1 ORDER BY 2, 1")
+    return [(line.split("\t")[0], int(line.split("\t")[1])) for line in rows.splitlines() if line.strip()]
+
+
+def one_study(bench, args, prefix, repo, env):
+    """The smallest and the median study, each restored alone by both tools (median of 5)."""
+    coffer = str(bench.coffer)
+    url = bench.mysql_url()
+    dump = bench.work / f"mydumper-{prefix}"
+    ordered = sizes(bench, prefix)
+    picks = {"smallest": ordered[0][0], "median": ordered[len(ordered) // 2][0]}
+    result = {}
+    for label, db in picks.items():
+        reference = checksums(bench, db)
+        ours = {k.replace(db, "r1_", 1): v for k, v in reference.items()}
+
+        def coffer_once():
+            bench.sql("DROP DATABASE IF EXISTS r1_")
+            return common.timed([coffer, "restore", "--mysql", url, "--db", db, "--into", "r1_",
+                                 "--jobs", str(args.jobs)], env=env)
+
+        def myloader_once():
+            bench.sql("DROP DATABASE IF EXISTS r1_")
+            return common.timed(["myloader", f"--socket={bench.socket}", "--user=root", "-d", str(dump),
+                                 "-s", db, "-B", "r1_", "-o", "-e", "-t", str(args.jobs)])
+
+        common.log(f"one study ({label}, {db}): coffer restore --db, myloader -s")
+        figures = {"database": db, "coffer_restore_db": common.median(coffer_once)}
+        assert checksums(bench, "r1_") == ours, "coffer's one-study restore differs"
+        figures["myloader"] = common.median(myloader_once)
+        assert checksums(bench, "r1_") == ours, "myloader's one-study restore differs"
+        bench.sql("DROP DATABASE IF EXISTS r1_")
+        figures["ratio_coffer_to_myloader"] = round(
+            figures["coffer_restore_db"]["wall_s"] / figures["myloader"]["wall_s"], 2)
+        result[label] = figures
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--databases", type=int, default=200, help="studies of the first estate (Pareto sizes)")
@@ -110,6 +153,7 @@ def main():
         common.log(f"generating {args.databases} studies")
         bench.generate("study_", args.databases, args.scale)
         results["studies"] = estate_round(bench, args, "study_", repo, env, "studies")
+        results["one_study"] = one_study(bench, args, "study_", repo, env)
         if args.schemas:
             common.log(f"generating {args.schemas} small schemas")
             bench.generate("tiny_", args.schemas, 0.02)
@@ -127,6 +171,9 @@ def main():
               f"({r['coffer_restore_all']['schemas_per_s']}/s, peak {r['coffer_restore_all']['peak_mib']} MiB), "
               f"x{r['ratio_coffer_to_myloader']}; killed with {r['killed_with_schemas_present']} present, "
               f"the repeat finished in {r['coffer_resume']['wall_s']} s")
+    for label, r in results.get("one_study", {}).items():
+        print(f"one study ({label}, {r['database']}): coffer restore --db {r['coffer_restore_db']['wall_s']} s, "
+              f"myloader {r['myloader']['wall_s']} s, x{r['ratio_coffer_to_myloader']}")
     print(f"\nresults written to {args.out}")
 
 
