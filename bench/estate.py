@@ -135,9 +135,9 @@ def one_study(bench, args, prefix, repo, env):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--databases", type=int, default=200, help="studies of the first estate (Pareto sizes)")
+    ap.add_argument("--databases", type=int, default=200, help="studies of the first estate (Pareto sizes; 0: none)")
     ap.add_argument("--scale", type=float, default=0.5)
-    ap.add_argument("--schemas", type=int, default=2000, help="small schemas of the second estate")
+    ap.add_argument("--schemas", type=int, default=2000, help="small schemas of the second estate (0: none)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "estate-latest.json"))
@@ -150,10 +150,11 @@ def main():
         repo = bench.work / "repo"
         env = bench.coffer_env(repo)
         bench.coffer_init(repo)
-        common.log(f"generating {args.databases} studies")
-        bench.generate("study_", args.databases, args.scale)
-        results["studies"] = estate_round(bench, args, "study_", repo, env, "studies")
-        results["one_study"] = one_study(bench, args, "study_", repo, env)
+        if args.databases:
+            common.log(f"generating {args.databases} studies")
+            bench.generate("study_", args.databases, args.scale)
+            results["studies"] = estate_round(bench, args, "study_", repo, env, "studies")
+            results["one_study"] = one_study(bench, args, "study_", repo, env)
         if args.schemas:
             common.log(f"generating {args.schemas} small schemas")
             bench.generate("tiny_", args.schemas, 0.02)

@@ -268,10 +268,11 @@ impl RepoArg {
             open_with_available_keys(opened.storage, &options, &self.kms_trust()?).await?;
         // The parsed index, local repositories included (their files are read fast, parsing
         // them is what costs).
+        // Beside the repository's metadata cache (`storage::cache` names it the same way).
         if let Some(dir) = self.cache_dir() {
-            let key = blake3::hash(location.as_bytes()).to_hex();
+            let key = blake3::hash(self.repo.as_bytes()).to_hex();
             repo.set_index_cache(coffer::repo::index_cache::IndexCache::new(
-                dir.join("index").join(&key.as_str()[..16]),
+                dir.join(&key.as_str()[..16]).join("parsed-index"),
             ));
         }
         let before = state.clone();
