@@ -216,6 +216,46 @@ fn accounts_roles_and_grants_round_trip_and_existing_ones_are_compared() {
     );
     assert_eq!(accounts_state(&server), before);
 
+    // A replacement that fails half way puts the account back as it was. The restoring account
+    // here is the harness's (ALL PRIVILEGES, but not the role's admin): bob's replacement fails
+    // at granting him the role.
+    server.sql(
+        "REVOKE monitor FROM 'bob'@'10.0.0.%'; REVOKE PROXY ON 'alice'@'%' FROM 'bob'@'10.0.0.%'; \
+         REVOKE BINLOG MONITOR, SLAVE MONITOR ON *.* FROM 'bob'@'10.0.0.%';",
+    );
+    let bob_state =
+        || server.sql("SHOW GRANTS FOR 'bob'@'10.0.0.%'; SHOW CREATE USER 'bob'@'10.0.0.%'");
+    let bob_before = bob_state();
+    let as_harness = format!(
+        "mysql://{TEST_USER}@localhost/?socket={}",
+        server.socket.display()
+    );
+    let out = repo.coffer_env(
+        &[
+            "restore",
+            "--mysql",
+            &as_harness,
+            "--accounts-only",
+            "--drop-existing",
+            "--json",
+        ],
+        &[("COFFER_MYSQL_PASSWORD", TEST_USER_PASSWORD)],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let bob = report["accounts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["account"] == "'bob'@'10.0.0.%'"))
+        .expect("bob reported");
+    assert_eq!(bob["outcome"], "failed", "{report:#}");
+    assert!(
+        bob["detail"]
+            .to_string()
+            .contains("back as it was before the restore"),
+        "{report:#}"
+    );
+    assert_eq!(bob_state(), bob_before, "bob is as he was");
+
     // Rule "a snapshot's accounts are kept with it": after forget and prune, the kept
     // snapshot's accounts are checked and restore.
     server.sql("REVOKE SELECT ON study_2.* FROM monitor");

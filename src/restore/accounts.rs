@@ -13,8 +13,9 @@
 //!   and replaced only with `--drop-existing` (never the restoring account itself).
 //!
 //! Then [`apply`] creates roles, then users, then grants (roles' first), then default roles. An
-//! account whose statements fail is dropped again if this restore created it, and named; the
-//! others go on. A table or column grant on a table the target does not have is skipped and
+//! account whose statements fail is dropped again if this restore created it, and one it
+//! replaced is put back as it was read before ([`put_back`]); each is named, and the others go
+//! on (`accounts::accounts_roles_and_grants_round_trip_and_existing_ones_are_compared`). A table or column grant on a table the target does not have is skipped and
 //! named. Grants on restored databases follow `--into-prefix` ([`Renaming`]).
 //!
 //! Statements are built here from the checked structured set
@@ -146,6 +147,8 @@ pub struct Planned {
     pub account: Account,
     /// It exists and differs: dropped first (`--drop-existing`).
     pub replace: bool,
+    /// What it replaces, as read from the target: put back if the replacement fails.
+    pub previous: Option<Account>,
 }
 
 /// How one account ended.
@@ -365,12 +368,19 @@ pub async fn plan(
         let live = on_target.iter().find(|a| a.name == account.name);
         let differences = match live {
             None if existing.contains(&account.name) => {
+                if options.drop_existing {
+                    refusals.push(format!(
+                        "{}: it exists but could not be read, so it could not be put back if its replacement failed",
+                        account.name
+                    ));
+                }
                 vec!["it exists but could not be read".to_string()]
             }
             None => {
                 plan.create.push(Planned {
                     account: wanted,
                     replace: false,
+                    previous: None,
                 });
                 continue;
             }
@@ -388,6 +398,7 @@ pub async fn plan(
             plan.create.push(Planned {
                 account: wanted,
                 replace: true,
+                previous: live.cloned(),
             });
         } else {
             plan.differing.push((wanted, differences));
@@ -483,14 +494,20 @@ pub async fn apply(conn: &mut Conn, plan: &AccountsPlan) -> Vec<AccountResult> {
     let mut created = Vec::new();
     for planned in &plan.create {
         let account = &planned.account;
-        let mut statements = Vec::new();
-        if planned.replace {
-            statements.push(drop_sql(account, mariadb));
+        if planned.replace
+            && let Err(why) = run_all(conn, &[drop_sql(account, mariadb)]).await
+        {
+            // Not dropped: the account is as it was.
+            results.insert(
+                account.name.clone(),
+                result(account, AccountOutcome::Failed(why)),
+            );
+            continue;
         }
-        statements.extend(create_sql(account));
-        match run_all(conn, &statements).await {
+        match run_all(conn, &create_sql(account)).await {
             Ok(()) => created.push(planned),
             Err(why) => {
+                let why = put_back(conn, planned, why, mariadb).await;
                 results.insert(
                     account.name.clone(),
                     result(account, AccountOutcome::Failed(why)),
@@ -523,9 +540,10 @@ pub async fn apply(conn: &mut Conn, plan: &AccountsPlan) -> Vec<AccountResult> {
         }
         let outcome = match failure {
             Some(why) => {
-                // Not left half made: the account this restore created goes again.
+                // Not left half made: the account this restore created goes again (and the one
+                // it replaced comes back).
                 let _ = run_all(conn, &[drop_sql(account, mariadb)]).await;
-                AccountOutcome::Failed(why)
+                AccountOutcome::Failed(put_back(conn, planned, why, mariadb).await)
             }
             None if planned.replace => AccountOutcome::Replaced,
             None => AccountOutcome::Created,
@@ -539,6 +557,28 @@ pub async fn apply(conn: &mut Conn, plan: &AccountsPlan) -> Vec<AccountResult> {
         );
     }
     results.into_values().collect()
+}
+
+/// After a replacement failed (`why`) and the new account is gone: create the account it
+/// replaced again, as it was read before the restore, and say how that went.
+async fn put_back(conn: &mut Conn, planned: &Planned, why: String, mariadb: bool) -> String {
+    let Some(previous) = planned.previous.as_ref().filter(|_| planned.replace) else {
+        return why;
+    };
+    let mut statements = create_sql(previous);
+    statements.extend(
+        previous
+            .grants
+            .iter()
+            .map(|grant| grant_sql(grant, &grantee_sql(previous))),
+    );
+    statements.extend(default_roles_sql(previous, mariadb));
+    match run_all(conn, &statements).await {
+        Ok(()) => format!("{why}; the account is back as it was before the restore"),
+        Err(again) => format!(
+            "{why}; putting the account back as it was failed too ({again}): it is missing now, and a backup taken before this restore holds it (`coffer restore --accounts-only --snapshot ID`)"
+        ),
+    }
 }
 
 async fn object_exists(conn: &mut Conn, kind: ObjectType, database: &str, object: &str) -> bool {
