@@ -92,6 +92,14 @@ fn outcomes(summary: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One account's entry in a restore's JSON summary.
+fn reported<'a>(summary: &'a serde_json::Value, account: &str) -> &'a serde_json::Value {
+    summary["accounts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["account"] == account))
+        .unwrap_or_else(|| panic!("{account} not reported: {summary:#}"))
+}
+
 fn outcome_of<'a>(outcomes: &'a [(String, String)], account: &str) -> &'a str {
     outcomes
         .iter()
@@ -184,10 +192,7 @@ fn accounts_roles_and_grants_round_trip_and_existing_ones_are_compared() {
     let out = repo.coffer(&["restore", "--mysql", &url, "--accounts-only", "--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
-    let alice = report["accounts"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["account"] == "'alice'@'%'"))
-        .expect("alice reported");
+    let alice = reported(&report, "'alice'@'%'");
     assert_eq!(alice["outcome"], "differs", "{report:#}");
     assert!(
         alice["detail"]
@@ -243,10 +248,7 @@ fn accounts_roles_and_grants_round_trip_and_existing_ones_are_compared() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
-    let bob = report["accounts"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["account"] == "'bob'@'10.0.0.%'"))
-        .expect("bob reported");
+    let bob = reported(&report, "'bob'@'10.0.0.%'");
     assert_eq!(bob["outcome"], "failed", "{report:#}");
     assert!(
         bob["detail"]
@@ -363,19 +365,8 @@ fn accounts_a_write_only_key_wrote_are_refused_without_consent() {
          GRANT ALL ON *.* TO 'mallory'@'%' WITH GRANT OPTION;",
     );
     let repo = Repo::new();
-    let dir = tempfile::tempdir().expect("temp");
-    let key = dir.path().join("backup-host.key").display().to_string();
-    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
     let url = server.socket_url();
-    let written = coffer_cmd(
-        &["backup", "--mysql", &url],
-        Some(repo.path()),
-        &[("COFFER_KEY_FILE", &key)],
-    )
-    .env_remove("COFFER_PASSWORD")
-    .output()
-    .expect("run coffer");
-    assert!(written.status.success(), "{}", stderr(&written));
+    let _key = backup_with_write_only_key(&repo, &url, &[]);
     server.sql("DROP USER 'mallory'@'%'");
 
     let out = repo.coffer(&["restore", "--mysql", &url, "--all", "--accounts"]);

@@ -38,20 +38,6 @@ fn state(server: &MariaDb, db: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Wait past the next second boundary and return the second before it: every statement run so
-/// far is logged at or before that second, every later one after it.
-fn moment() -> String {
-    let now = jiff::Timestamp::now();
-    let second = now.as_second();
-    let next = jiff::Timestamp::from_second(second + 1).unwrap();
-    let wait = next.duration_since(now).as_millis().max(0) as u64 + 60;
-    std::thread::sleep(Duration::from_millis(wait));
-    jiff::Timestamp::from_second(second)
-        .unwrap()
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
 const SCHEMA: &str = "
 CREATE DATABASE study;
 CREATE TABLE study.visits (

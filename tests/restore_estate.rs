@@ -219,20 +219,6 @@ fn a_killed_run_resumes_skipping_what_it_completed() {
     );
 }
 
-/// Wait past the next second boundary and return the second before it (as `restore --at`
-/// reads it): everything logged so far is at or before it, everything later after it.
-fn moment() -> String {
-    let now = jiff::Timestamp::now();
-    let second = now.as_second();
-    let next = jiff::Timestamp::from_second(second + 1).expect("time");
-    let wait = next.duration_since(now).as_millis().max(0) as u64 + 60;
-    std::thread::sleep(Duration::from_millis(wait));
-    jiff::Timestamp::from_second(second)
-        .expect("time")
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
 /// `restore --all --at`: every database is its backup's copy taken to the moment by the
 /// archived binary log (each reading only the log segments that touched it), and one the log
 /// cannot take there refuses the run before anything changes.

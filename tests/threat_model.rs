@@ -316,20 +316,8 @@ fn a_definer_from_a_write_only_snapshot_runs_as_the_restoring_account() {
          INSERT INTO t VALUES (1, 1);",
     );
     let repo = Repo::new();
-    let key_file = tempfile::NamedTempFile::new().expect("temp");
-    let key = key_file.path().display().to_string();
-    std::fs::remove_file(&key).expect("make room for the key file");
-    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
     let url = server.socket_url();
-    let written = coffer_cmd(
-        &["backup", "--mysql", &url, "--include", "td_db"],
-        Some(repo.path()),
-        &[("COFFER_KEY_FILE", &key)],
-    )
-    .env_remove("COFFER_PASSWORD")
-    .output()
-    .expect("run coffer");
-    assert!(written.status.success(), "{}", stderr(&written));
+    let _key = backup_with_write_only_key(&repo, &url, &["--include", "td_db"]);
     let listed: serde_json::Value =
         serde_json::from_str(&ok(repo.coffer(&["snapshots", "--json"]))).expect("json");
     assert_eq!(listed[0]["writer"]["write_only"], true, "{listed:#}");

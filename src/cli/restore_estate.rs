@@ -170,7 +170,7 @@ async fn plan_replays(
     databases: &mut [EstateDatabase],
     until: jiff::Timestamp,
 ) -> Result<()> {
-    use coffer::pitr::replay::{ReplayTarget, archive_exists, plan_from, stream_segments};
+    use coffer::pitr::replay::{ReplayTarget, plan_from, stream_segments};
     // The segments of each server, read once for every database.
     let mut streams: HashMap<String, Option<Vec<coffer::repo::log_segments::LogSegment>>> =
         HashMap::new();
@@ -190,8 +190,10 @@ async fn plan_replays(
                 .unwrap_or_default()
         );
         if !streams.contains_key(&key) {
-            let segments = if archive_exists(repo, snapshot).await? {
-                Some(stream_segments(repo, snapshot).await?)
+            // One listing: no segment of the server's stream is no archive.
+            let segments = stream_segments(repo, snapshot).await?;
+            let segments = if !segments.is_empty() {
+                Some(segments)
             } else {
                 eprintln!(
                     "note: no archived binary log of {}: its databases are taken as backup {} holds them ({}), not at {until}",

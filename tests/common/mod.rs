@@ -791,3 +791,33 @@ pub const CLOUD_ENV: &[(&str, &str)] = &[
     ("AWS_ACCESS_KEY_ID", "testing"),
     ("AWS_SECRET_ACCESS_KEY", "testing"),
 ];
+
+/// Wait past the next second boundary and return the second before it, as `--at` reads it
+/// (UTC): everything logged so far is at or before it, everything later after it.
+pub fn moment() -> String {
+    let now = jiff::Timestamp::now();
+    let second = now.as_second();
+    let next = jiff::Timestamp::from_second(second + 1).expect("time");
+    let wait = next.duration_since(now).as_millis().max(0) as u64 + 60;
+    std::thread::sleep(Duration::from_millis(wait));
+    jiff::Timestamp::from_second(second)
+        .expect("time")
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// A write-only key made for `repo` (as a backup host gets one), and a backup of `url` run
+/// with it alone (`extra`: more backup arguments); the key file's folder is returned to keep it.
+pub fn backup_with_write_only_key(repo: &Repo, url: &str, extra: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp");
+    let key = dir.path().join("backup-host.key").display().to_string();
+    ok(repo.coffer(&["key", "add", "--write-only", "--output", &key]));
+    let mut args = vec!["backup", "--mysql", url];
+    args.extend_from_slice(extra);
+    let written = coffer_cmd(&args, Some(repo.path()), &[("COFFER_KEY_FILE", &key)])
+        .env_remove("COFFER_PASSWORD")
+        .output()
+        .expect("run coffer");
+    assert!(written.status.success(), "{}", stderr(&written));
+    dir
+}
