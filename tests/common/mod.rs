@@ -148,6 +148,9 @@ impl MariaDb {
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             &format!("--user={user}"),
+            // Its own temporary files: two installs at once in /tmp name their temporary
+            // tables alike (`#sql-temptable-…`) and one removes the other's.
+            &format!("--tmpdir={}", tmp_dir.display()),
         ]));
         let mut args = vec![
             "--no-defaults".to_string(),
