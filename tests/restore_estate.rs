@@ -111,6 +111,15 @@ fn every_database_of_a_run_is_restored_equal() {
         .filter(|r| r["database"].is_string())
         .count();
     assert_eq!(per_database, 4, "{restores:#?}");
+    // The parts are written one at a time, each naming the one before (a chain, not four
+    // records naming the same predecessor), and the log verifies.
+    let predecessors: std::collections::BTreeSet<&str> = restores
+        .iter()
+        .filter(|r| r["database"].is_string())
+        .filter_map(|r| r["previous"].as_str())
+        .collect();
+    assert_eq!(predecessors.len(), 4, "{restores:#?}");
+    ok(repo.coffer(&["audit", "--verify"]));
     assert!(
         restores
             .iter()

@@ -156,6 +156,8 @@ pub struct Audited {
 pub struct AuditTrail {
     repo: Arc<Repository>,
     record: AuditRecord,
+    /// The id of the record this trail wrote last: its parts chain to it without listing.
+    last_written: std::sync::Mutex<Option<String>>,
 }
 
 impl AuditTrail {
@@ -190,7 +192,7 @@ impl AuditTrail {
             full_key_mark: None,
         };
         describe(&mut record);
-        repo.append_audit(&record).await.map_err(|e| {
+        let written = repo.append_audit(&record).await.map_err(|e| {
             e.context(format!(
                 "{command} did not start: the audit log could not be written"
             ))
@@ -198,11 +200,13 @@ impl AuditTrail {
         Ok(AuditTrail {
             repo: Arc::clone(repo),
             record,
+            last_written: std::sync::Mutex::new(Some(written)),
         })
     }
 
     /// A record of one part of this operation (a database of an estate restore): its own id,
     /// the operation's command, user and reason, and what `describe` sets (its outcome too).
+    /// Chained to the record this trail wrote just before; parts are written one at a time.
     pub async fn part(&self, describe: impl FnOnce(&mut AuditRecord)) -> Result<()> {
         let mut id = [0u8; 16];
         coffer::crypto::fill_random(&mut id)?;
@@ -210,7 +214,16 @@ impl AuditTrail {
         record.operation = hex::encode(id);
         record.time = jiff::Timestamp::now();
         describe(&mut record);
-        self.repo.append_audit(&record).await
+        let previous = self.last_written().clone();
+        let written = self.repo.append_audit_after(&record, previous).await?;
+        *self.last_written() = Some(written);
+        Ok(())
+    }
+
+    fn last_written(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.last_written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Record the outcome; an operation that succeeded but cannot be recorded is an error.
@@ -233,12 +246,12 @@ impl AuditTrail {
         };
         let written = self.repo.append_audit(&self.record).await;
         match (value, written) {
-            (Ok(value), Ok(())) => Ok(value),
+            (Ok(value), Ok(_)) => Ok(value),
             (Ok(_), Err(e)) => Err(e.context(format!(
                 "{} finished, but its outcome could not be written to the audit log (its start was)",
                 self.record.command
             ))),
-            (Err(e), Ok(())) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
             (Err(e), Err(audit)) => {
                 tracing::warn!("the failure could not be written to the audit log: {audit}");
                 Err(e)

@@ -389,9 +389,14 @@ async fn estate(
         "{spinner} restoring [{bar:30}] {pos}/{len} databases {elapsed_precise} eta {eta}",
     );
     let ticker = spawn_ticker(bar.clone(), Arc::clone(&finished));
+    // Each database's audit record is written as it settles, one at a time (each names the
+    // one before), while the others load: thousands of small writes after the run would add
+    // their latency to it.
+    let (settled, mut to_record) = tokio::sync::mpsc::unbounded_channel();
     let counting = CountingJournal {
         inner: &journal,
         finished: Arc::clone(&finished),
+        settled,
     };
     let options = EstateOptions {
         jobs: args.jobs,
@@ -399,19 +404,40 @@ async fn estate(
         skip_definer: args.source.skip_definer,
         keep_definer: args.source.keep_definer,
     };
-    let outcomes = restore_estate(
-        Arc::clone(repo),
-        index,
-        &snapshots,
-        todo,
-        target,
-        &options,
-        &counting,
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await;
+    let restoring = async move {
+        // `counting` (the channel's only sender) is dropped when this ends, closing it.
+        restore_estate(
+            Arc::clone(repo),
+            index,
+            &snapshots,
+            todo,
+            target,
+            &options,
+            &counting,
+            Arc::new(AtomicU64::new(0)),
+        )
+        .await
+    };
+    let recording = async {
+        let mut first_error = None;
+        while let Some((database, outcome)) = to_record.recv().await {
+            if first_error.is_none()
+                && let Err(e) = record_database(trail, &database, &outcome).await
+            {
+                first_error = Some(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    };
+    let (outcomes, recorded) = tokio::join!(restoring, recording);
     ticker.abort();
     bar.finish_and_clear();
+    recorded.map_err(|e| {
+        e.context(format!(
+            "{} database(s) were restored or tried, but not all of their audit records could be written",
+            outcomes.len()
+        ))
+    })?;
 
     let mut summaries = Vec::new();
     let (mut restored, mut failed, mut rows) = (0u64, 0u64, 0u64);
@@ -440,22 +466,6 @@ async fn estate(
                 ("failed", Some(error.clone()), 0, 0)
             }
         };
-        trail
-            .part(|r| {
-                r.database = Some(database.source.clone());
-                r.target_database = Some(database.target.clone());
-                r.snapshot = Some(database.snapshot.to_hex());
-                r.outcome = match &error {
-                    None => coffer::repo::audit::AuditOutcome::Succeeded,
-                    Some(why) => coffer::repo::audit::AuditOutcome::Failed(why.clone()),
-                };
-                r.counts = [
-                    ("tables".to_string(), tables),
-                    ("rows".to_string(), database_rows),
-                ]
-                .into();
-            })
-            .await?;
         if !args.json {
             match &error {
                 None => println!(
@@ -611,10 +621,36 @@ async fn accounts_only(
     ))
 }
 
-/// The journal, counting the databases done (restored or failed) for the progress display.
+/// The audit record of one database of the run.
+async fn record_database(
+    trail: &AuditTrail,
+    database: &EstateDatabase,
+    outcome: &DatabaseOutcome,
+) -> Result<()> {
+    let (error, tables, rows) = match outcome {
+        DatabaseOutcome::Restored(stats) => (None, stats.tables, stats.rows),
+        DatabaseOutcome::Failed { error, .. } => (Some(error.clone()), 0, 0),
+    };
+    trail
+        .part(|r| {
+            r.database = Some(database.source.clone());
+            r.target_database = Some(database.target.clone());
+            r.snapshot = Some(database.snapshot.to_hex());
+            r.outcome = match error {
+                None => coffer::repo::audit::AuditOutcome::Succeeded,
+                Some(why) => coffer::repo::audit::AuditOutcome::Failed(why),
+            };
+            r.counts = [("tables".to_string(), tables), ("rows".to_string(), rows)].into();
+        })
+        .await
+}
+
+/// The journal, counting the databases done (restored or failed) for the progress display
+/// and handing each one's outcome to the audit writer.
 struct CountingJournal<'a> {
     inner: &'a FileJournal,
     finished: Arc<AtomicU64>,
+    settled: tokio::sync::mpsc::UnboundedSender<(EstateDatabase, DatabaseOutcome)>,
 }
 
 impl EstateJournal for CountingJournal<'_> {
@@ -623,11 +659,12 @@ impl EstateJournal for CountingJournal<'_> {
     }
 
     fn finished(&self, database: &str) -> Result<()> {
-        self.finished.fetch_add(1, Ordering::Relaxed);
         self.inner.finished(database)
     }
 
-    fn failed(&self, _database: &str) {
+    fn settled(&self, database: &EstateDatabase, outcome: &DatabaseOutcome) {
         self.finished.fetch_add(1, Ordering::Relaxed);
+        // Closed only if the audit writer stopped on an error, which the run reports.
+        let _ = self.settled.send((database.clone(), outcome.clone()));
     }
 }

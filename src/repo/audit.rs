@@ -7,7 +7,8 @@
 //! an operation id; a process killed in between still leaves the first.
 //!
 //! Records are chained (since coffer 0.4): each names the record the storage showed newest when
-//! it was written (`previous`), so a record deleted from the middle leaves a record naming one
+//! it was written (`previous`; the parts of one operation, such as the databases of an estate
+//! restore, name the part written just before them instead, without listing again), so a record deleted from the middle leaves a record naming one
 //! that is gone; and a record written with a full key carries that key's mark, so it is told
 //! apart from one a write-only key wrote ([`Repository::verify_audit`]).
 
@@ -110,10 +111,9 @@ const MAX_AUDIT_RECORD: usize = 1 << 20;
 
 impl Repository {
     /// Append one record to the audit log, chained to the newest record listed and marked
-    /// with a full key's mark when this is one.
-    pub async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let mut record = record.clone();
-        record.previous = self
+    /// with a full key's mark when this is one; returns the record's hex id.
+    pub async fn append_audit(&self, record: &AuditRecord) -> Result<String> {
+        let newest = self
             .storage
             .list(paths::AUDIT)
             .await?
@@ -124,6 +124,19 @@ impl Repository {
                     .then_with(|| a.name.cmp(&b.name))
             })
             .map(|newest| newest.name.trim_start_matches(paths::AUDIT).to_string());
+        self.append_audit_after(record, newest).await
+    }
+
+    /// Append one record chained to `previous` (a record this process just wrote) without
+    /// listing the log: the parts of one operation, thousands in an estate restore, would
+    /// otherwise list a growing folder once each. Returns the record's hex id.
+    pub async fn append_audit_after(
+        &self,
+        record: &AuditRecord,
+        previous: Option<String>,
+    ) -> Result<String> {
+        let mut record = record.clone();
+        record.previous = previous;
         record.full_key_mark = self.keys.writer_mark(&record.marked_bytes());
         let json = serde_json::to_vec(&record)
             .map_err(|e| Error::invalid("encoding the audit record").with_source(e))?;
@@ -131,8 +144,8 @@ impl Repository {
             return Err(Error::invalid("the audit record is too large")
                 .with_hint("shorten --reason or --where"));
         }
-        self.save_json(paths::AUDIT, Role::Audit, &record).await?;
-        Ok(())
+        let id = self.save_json(paths::AUDIT, Role::Audit, &record).await?;
+        Ok(hex::encode(id))
     }
 
     /// Check the audit log's chain and marks: every named predecessor present, every full-key

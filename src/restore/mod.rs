@@ -297,6 +297,31 @@ impl RestorePlan {
         db: &str,
         options: &RestoreOptions,
     ) -> Result<Self> {
+        let written_by = repo.written_by(snapshot);
+        Self::load_written_by(
+            repo,
+            index,
+            snapshot,
+            &written_by,
+            snapshot_label,
+            db,
+            options,
+        )
+        .await
+    }
+
+    /// [`RestorePlan::load`] with who wrote `snapshot` already known: checking a snapshot's
+    /// mark reads all of it, which an estate restore does once per snapshot, not once for each
+    /// of its thousands of databases.
+    pub async fn load_written_by(
+        repo: &Repository,
+        index: &Index,
+        snapshot: &Snapshot,
+        written_by: &crate::repo::snapshot::WrittenBy,
+        snapshot_label: &str,
+        db: &str,
+        options: &RestoreOptions,
+    ) -> Result<Self> {
         let entry = snapshot.databases.iter().find(|d| d.name == db).ok_or_else(|| {
             let failed = snapshot.failed.iter().find(|f| f.name == db);
             match failed {
@@ -314,7 +339,7 @@ impl RestorePlan {
         for table in &database.tables {
             tables.push(repo.read_tree::<TableTree>(index, &table.tree).await?);
         }
-        let definers = Definers::decide(&repo.written_by(snapshot), options);
+        let definers = Definers::decide(written_by, options);
         let target_name = options.into.clone().unwrap_or_else(|| db.to_string());
         if target_name.is_empty() || target_name.chars().count() > 64 {
             return Err(Error::invalid(format!(
