@@ -664,7 +664,8 @@ impl EstateJournal for CountingJournal<'_> {
 
     fn settled(&self, database: &EstateDatabase, outcome: &DatabaseOutcome) {
         self.finished.fetch_add(1, Ordering::Relaxed);
-        // Closed only if the audit writer stopped on an error, which the run reports.
+        // The writer drains the channel to the end (after an error too, which the run
+        // reports), so a send fails only if the run is being torn down.
         let _ = self.settled.send((database.clone(), outcome.clone()));
     }
 }

@@ -22,8 +22,8 @@
 //! - **The same cost per database at any size**: nothing done per database reads the whole
 //!   snapshot, rewrites the journal or lists the audit log: who wrote each snapshot is checked
 //!   once, the journal is appended to, each database's audit record names the one before it
-//!   (`every_database_of_a_run_is_restored_equal`: chained, and `audit --verify` clean). At
-//!   3,000 schemas the per-database work had grown 1.6x from 1,000 (bench/README.md).
+//!   (`every_database_of_a_run_is_restored_equal`: chained, and `audit --verify` clean). How
+//!   it was found, and 5,000 schemas against myloader: bench/README.md (issue 21, third run).
 
 use std::collections::HashMap;
 use std::sync::Arc;
