@@ -252,27 +252,20 @@ fn a_store_that_refuses_deletes_and_a_key_that_refuses_unwrap_are_named() {
     // Seven unauthenticated set-up calls and the bucket's creation, then IAM decides every
     // request.
     let moto = Moto::with_iam(8);
-    let setup = moto.boto3(
-        r#"
-import boto3, json, os
-kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
-          aws_access_key_id="testing", aws_secret_access_key="testing")
-kms = boto3.client("kms", **kw); iam = boto3.client("iam", **kw)
-key = kms.create_key()["KeyMetadata"]["KeyId"]
-out = [key]
-for user, actions in [("admin", ["kms:*", "s3:*"]),
-                      ("backup", ["kms:Encrypt", "s3:PutObject", "s3:GetObject", "s3:ListBucket"])]:
-    iam.create_user(UserName=user)
-    k = iam.create_access_key(UserName=user)["AccessKey"]
-    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
-    out += [k["AccessKeyId"], k["SecretAccessKey"]]
-print(" ".join(out))
-"#,
-    );
-    let parts: Vec<&str> = setup.split_whitespace().collect();
-    let [key, admin_id, admin_secret, backup_id, backup_secret] = parts.as_slice() else {
-        panic!("set-up printed {setup}");
+    let (key, users) = moto.kms_key_and_users(&[
+        ("admin", &["kms:*", "s3:*"]),
+        (
+            "backup",
+            &[
+                "kms:Encrypt",
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:ListBucket",
+            ],
+        ),
+    ]);
+    let [(admin_id, admin_secret), (backup_id, backup_secret)] = users.as_slice() else {
+        panic!("two users: {users:?}");
     };
     let repo = moto.repo_url("doctor");
     let trust = moto.endpoint();
@@ -341,7 +334,7 @@ print(" ".join(out))
         "{refused:#}"
     );
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(!printed.contains(*backup_secret) && !printed.contains(*admin_secret));
+    assert!(!printed.contains(backup_secret.as_str()) && !printed.contains(admin_secret.as_str()));
 }
 
 fn slots_of(report: &Value) -> Vec<&Value> {

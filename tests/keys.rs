@@ -228,27 +228,16 @@ fn a_repository_with_only_a_kms_slot_backs_up_and_restores_with_no_passphrase() 
 fn a_host_without_decrypt_permission_is_told_which_slot_key_and_permission() {
     // Seven unauthenticated set-up calls, then IAM decides every request.
     let moto = Moto::with_iam(7);
-    let setup = moto.boto3(
-        r#"
-import boto3, json, os
-kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
-          aws_access_key_id="testing", aws_secret_access_key="testing")
-kms = boto3.client("kms", **kw); iam = boto3.client("iam", **kw)
-key = kms.create_key()["KeyMetadata"]["KeyId"]
-out = [key]
-for user, actions in [("admin", ["kms:Encrypt", "kms:Decrypt"]), ("writer", ["kms:Encrypt"])]:
-    iam.create_user(UserName=user)
-    k = iam.create_access_key(UserName=user)["AccessKey"]
-    iam.put_user_policy(UserName=user, PolicyName="kms", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
-    out += [k["AccessKeyId"], k["SecretAccessKey"]]
-print(" ".join(out))
-"#,
-    );
-    let parts: Vec<&str> = setup.split_whitespace().collect();
-    let [key, admin_id, admin_secret, writer_id, writer_secret] = parts.as_slice() else {
-        panic!("set-up printed {setup}");
+    let (key, users) = moto.kms_key_and_users(&[
+        ("admin", &["kms:Encrypt", "kms:Decrypt"]),
+        ("writer", &["kms:Encrypt"]),
+    ]);
+    let key = key.as_str();
+    let [(admin_id, admin_secret), (writer_id, writer_secret)] = users.as_slice() else {
+        panic!("two users: {users:?}");
     };
+    let (admin_id, admin_secret) = (admin_id.as_str(), admin_secret.as_str());
+    let (writer_id, writer_secret) = (writer_id.as_str(), writer_secret.as_str());
     let repo = Repo::new();
     let url = kms_url(&moto, key);
     let trust = moto.endpoint();

@@ -702,6 +702,49 @@ impl Moto {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A KMS key and, for each `(user, allowed actions)`, an IAM user with that inline policy
+    /// and an access key: the key's id and each user's (access key id, secret), in order.
+    /// Makes `1 + 3 * users.len()` requests without credentials (count them in
+    /// [`Moto::with_iam`]).
+    pub fn kms_key_and_users(&self, users: &[(&str, &[&str])]) -> (String, Vec<(String, String)>) {
+        let expected = users.len();
+        let users = serde_json::to_string(users).expect("users as JSON");
+        let script = r#"
+import boto3, json, os
+kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+          aws_access_key_id="testing", aws_secret_access_key="testing")
+kms = boto3.client("kms", **kw); iam = boto3.client("iam", **kw)
+out = [kms.create_key()["KeyMetadata"]["KeyId"]]
+for user, actions in json.loads(os.environ["USERS"]):
+    iam.create_user(UserName=user)
+    k = iam.create_access_key(UserName=user)["AccessKey"]
+    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    out += [k["AccessKeyId"], k["SecretAccessKey"]]
+print(" ".join(out))
+"#;
+        let python = test_tool("venv/bin/python", "python3");
+        let out = run_ok(
+            Command::new(python)
+                .arg("-c")
+                .arg(script)
+                .env("ENDPOINT", self.endpoint())
+                .env("USERS", users),
+        );
+        let printed = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut parts = printed.split_whitespace().map(str::to_string);
+        let key = parts
+            .next()
+            .unwrap_or_else(|| panic!("set-up printed {printed}"));
+        let rest: Vec<String> = parts.collect();
+        assert_eq!(rest.len(), 2 * expected, "set-up printed {printed}");
+        let credentials = rest
+            .chunks(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
+        (key, credentials)
+    }
+
     /// A new bucket and a repository URL inside it.
     pub fn repo_url(&self, bucket: &str) -> String {
         // moto accepts an unsigned bucket creation.
