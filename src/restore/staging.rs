@@ -211,9 +211,6 @@ pub(super) async fn load_rows(
     jobs: usize,
     chunks_done: &Arc<AtomicU64>,
 ) -> Result<(u64, u64)> {
-    let mut conn = target.connect().await?;
-    let limits = load_limits(&mut conn).await?;
-    drop(conn);
     let queue = Arc::new(Mutex::new(
         plan.data_items_striped(jobs)
             .into_iter()
@@ -238,6 +235,9 @@ pub(super) async fn load_rows(
         let database = database.to_string();
         loaders.spawn(async move {
             let mut conn = target.connect().await?;
+            // Read on each loader's own connection: a connection of its own for it was one
+            // more handshake per database (an estate restores thousands).
+            let limits = load_limits(&mut conn).await?;
             prepare_session(&mut conn, &database).await?;
             exec(&mut conn, "SET NAMES binary", "switching to binary input").await?;
             loop {
