@@ -8,9 +8,10 @@
 //!
 //! Records are chained (since coffer 0.4): each names the record the storage showed newest when
 //! it was written (`previous`; the parts of one operation, such as the databases of an estate
-//! restore, name the part written just before them instead, without listing again), so a record deleted from the middle leaves a record naming one
-//! that is gone; and a record written with a full key carries that key's mark, so it is told
-//! apart from one a write-only key wrote ([`Repository::verify_audit`]).
+//! restore, name the record the operation wrote just before them, without listing again), so a
+//! record deleted from the middle leaves a record naming one that is gone; and a record written
+//! with a full key carries that key's mark, so it is told apart from one a write-only key wrote
+//! ([`Repository::verify_audit`]).
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
