@@ -15,8 +15,9 @@
 //! Then [`apply`] creates roles, then users, then grants (roles' first), then default roles. An
 //! account whose statements fail is dropped again if this restore created it, and one it
 //! replaced is put back as it was read before ([`put_back`]); each is named, and the others go
-//! on (`accounts::accounts_roles_and_grants_round_trip_and_existing_ones_are_compared`). A table or column grant on a table the target does not have is skipped and
-//! named. Grants on restored databases follow `--into-prefix` ([`Renaming`]).
+//! on (`accounts::accounts_roles_and_grants_round_trip_and_existing_ones_are_compared`). A
+//! table or column grant on a table the target does not have is skipped and named. Grants on
+//! restored databases follow `--into-prefix` ([`Renaming`]).
 //!
 //! Statements are built here from the checked structured set
 //! ([`crate::repo::accounts::AccountSet::check`]): names quoted, privileges plain words.
@@ -132,8 +133,8 @@ fn like_matches(pattern: &str, name: &str) -> bool {
 /// What the restore will do with each recorded account.
 #[derive(Debug)]
 pub struct AccountsPlan {
-    /// To create (and, if `replace`, to drop first), roles first, as they will be restored
-    /// (grants renamed).
+    /// To create (and, if it `replaces` one, to drop first), roles first, as they will be
+    /// restored (grants renamed).
     pub create: Vec<Planned>,
     /// Exist on the target exactly as recorded.
     pub unchanged: Vec<Account>,
@@ -145,10 +146,9 @@ pub struct AccountsPlan {
 #[derive(Debug)]
 pub struct Planned {
     pub account: Account,
-    /// It exists and differs: dropped first (`--drop-existing`).
-    pub replace: bool,
-    /// What it replaces, as read from the target: put back if the replacement fails.
-    pub previous: Option<Account>,
+    /// The account of the same name on the target, as read there, when it exists and differs
+    /// (`--drop-existing`): dropped first, and put back if the replacement fails.
+    pub replaces: Option<Account>,
 }
 
 /// How one account ended.
@@ -379,8 +379,7 @@ pub async fn plan(
             None => {
                 plan.create.push(Planned {
                     account: wanted,
-                    replace: false,
-                    previous: None,
+                    replaces: None,
                 });
                 continue;
             }
@@ -395,11 +394,14 @@ pub async fn plan(
                     account.name
                 ));
             }
-            plan.create.push(Planned {
-                account: wanted,
-                replace: true,
-                previous: live.cloned(),
-            });
+            // An account that exists but could not be read was refused above: only one read
+            // can be put back.
+            if let Some(live) = live {
+                plan.create.push(Planned {
+                    account: wanted,
+                    replaces: Some(live.clone()),
+                });
+            }
         } else {
             plan.differing.push((wanted, differences));
         }
@@ -494,7 +496,7 @@ pub async fn apply(conn: &mut Conn, plan: &AccountsPlan) -> Vec<AccountResult> {
     let mut created = Vec::new();
     for planned in &plan.create {
         let account = &planned.account;
-        if planned.replace
+        if planned.replaces.is_some()
             && let Err(why) = run_all(conn, &[drop_sql(account, mariadb)]).await
         {
             // Not dropped: the account is as it was.
@@ -545,7 +547,7 @@ pub async fn apply(conn: &mut Conn, plan: &AccountsPlan) -> Vec<AccountResult> {
                 let _ = run_all(conn, &[drop_sql(account, mariadb)]).await;
                 AccountOutcome::Failed(put_back(conn, planned, why, mariadb).await)
             }
-            None if planned.replace => AccountOutcome::Replaced,
+            None if planned.replaces.is_some() => AccountOutcome::Replaced,
             None => AccountOutcome::Created,
         };
         results.insert(
@@ -562,7 +564,7 @@ pub async fn apply(conn: &mut Conn, plan: &AccountsPlan) -> Vec<AccountResult> {
 /// After a replacement failed (`why`) and the new account is gone: create the account it
 /// replaced again, as it was read before the restore, and say how that went.
 async fn put_back(conn: &mut Conn, planned: &Planned, why: String, mariadb: bool) -> String {
-    let Some(previous) = planned.previous.as_ref().filter(|_| planned.replace) else {
+    let Some(previous) = &planned.replaces else {
         return why;
     };
     let mut statements = create_sql(previous);
