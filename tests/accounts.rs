@@ -231,10 +231,7 @@ fn accounts_roles_and_grants_round_trip_and_existing_ones_are_compared() {
     let bob_state =
         || server.sql("SHOW GRANTS FOR 'bob'@'10.0.0.%'; SHOW CREATE USER 'bob'@'10.0.0.%'");
     let bob_before = bob_state();
-    let as_harness = format!(
-        "mysql://{TEST_USER}@localhost/?socket={}",
-        server.socket.display()
-    );
+    let as_harness = server.socket_url_as(TEST_USER);
     let out = repo.coffer_env(
         &[
             "restore",

@@ -47,7 +47,7 @@ fn each_missing_privilege_is_named_by_its_own_line() {
          CREATE DATABASE study; CREATE TABLE study.t (id INT PRIMARY KEY, v TEXT);
          INSERT INTO study.t VALUES (1, REPEAT('x', 1000)), (2, 'y');"
     ));
-    let url = format!("mysql://doc@localhost/?socket={}", server.socket.display());
+    let url = server.socket_url_as("doc");
     let env = [("COFFER_MYSQL_PASSWORD", DOCTOR_PASSWORD)];
     let (out, full) = doctor(&["--mysql", &url], &env);
     assert!(out.status.success(), "{full:#}");

@@ -19,10 +19,7 @@ fn a_failing_database_is_recorded_and_the_others_complete() {
          GRANT SELECT ON part_bad.* TO 'limited'@'localhost';",
     );
     let repo = Repo::new();
-    let url = format!(
-        "mysql://limited@localhost/?socket={}",
-        server.socket.display()
-    );
+    let url = server.socket_url_as("limited");
     let out = repo.coffer_env(
         &["backup", "--mysql", &url, "--include", "part_*"],
         &[("COFFER_MYSQL_PASSWORD", "lim-pw")],

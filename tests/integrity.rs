@@ -30,10 +30,7 @@ fn a_table_with_hidden_columns_fails_its_database_instead_of_losing_them() {
          GRANT TRIGGER ON colgrant.t TO 'colonly'@'localhost';",
     );
     let repo = Repo::new();
-    let url = format!(
-        "mysql://colonly@localhost/?socket={}",
-        server.socket.display()
-    );
+    let url = server.socket_url_as("colonly");
     let out = repo.coffer_env(
         &["backup", "--mysql", &url, "--include", "colgrant"],
         &[("COFFER_MYSQL_PASSWORD", "col-pw")],

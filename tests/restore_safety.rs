@@ -190,10 +190,7 @@ fn a_swap_that_fails_is_rolled_back() {
     let live = state(server, "roll_live");
     // The restoring account may do everything in the staging database, but may not create the
     // snapshot's event in the live one: the swap fails after the tables moved.
-    let url = format!(
-        "mysql://restorer@localhost/?socket={}",
-        server.socket.display()
-    );
+    let url = server.socket_url_as("restorer");
     let out = repo.coffer_env(
         &[
             "restore",

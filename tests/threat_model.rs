@@ -323,10 +323,7 @@ fn a_definer_from_a_write_only_snapshot_runs_as_the_restoring_account() {
     assert_eq!(listed[0]["writer"]["write_only"], true, "{listed:#}");
 
     // The restoring account is another one than the definer.
-    let restorer = format!(
-        "mysql://{TEST_USER}@localhost/?socket={}",
-        server.socket.display()
-    );
+    let restorer = server.socket_url_as(TEST_USER);
     let as_restorer = [("COFFER_MYSQL_PASSWORD", TEST_USER_PASSWORD)];
     let definers = |db: &str| {
         server.sql(&format!(

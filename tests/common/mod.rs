@@ -270,7 +270,13 @@ impl MariaDb {
 
     /// Root over the Unix socket (no TLS needed on a local socket).
     pub fn socket_url(&self) -> String {
-        format!("mysql://root@localhost/?socket={}", self.socket.display())
+        self.socket_url_as("root")
+    }
+
+    /// A URL that connects as `user` over the socket (its password from
+    /// `COFFER_MYSQL_PASSWORD`).
+    pub fn socket_url_as(&self, user: &str) -> String {
+        format!("mysql://{user}@localhost/?socket={}", self.socket.display())
     }
 }
 
